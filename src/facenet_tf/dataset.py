@@ -1,0 +1,81 @@
+"""Datasets as folders: one sub-folder per identity, holding its images (the classic layout)."""
+import os
+
+import numpy as np
+
+from facenet_tf.cli import UserError
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+
+
+class ImageClass(object):
+    """One identity: its name and the paths of its images."""
+
+    def __init__(self, name, image_paths):
+        self.name = name
+        self.image_paths = image_paths
+
+    def __str__(self):
+        return self.name + ', ' + str(len(self.image_paths)) + ' images'
+
+    def __len__(self):
+        return len(self.image_paths)
+
+
+def get_image_paths(facedir):
+    """Sorted paths of the files in one class folder (empty if it is not a folder)."""
+    if not os.path.isdir(facedir):
+        return []
+    return [os.path.join(facedir, f) for f in sorted(os.listdir(facedir))
+            if not f.startswith('.') and os.path.isfile(os.path.join(facedir, f))]
+
+
+def get_dataset(path, has_class_directories=True):
+    """ImageClass list of one folder, or of several joined by ':' (classes sorted by name per folder)."""
+    dataset = []
+    for one in path.split(':'):
+        path_exp = os.path.expanduser(one)
+        if not os.path.isdir(path_exp):
+            raise UserError('dataset folder not found: %s' % one)
+        classes = sorted(c for c in os.listdir(path_exp)
+                         if os.path.isdir(os.path.join(path_exp, c)) and not c.startswith('.'))
+        for class_name in classes:
+            dataset.append(ImageClass(class_name, get_image_paths(os.path.join(path_exp, class_name))))
+    return dataset
+
+
+def get_image_paths_and_labels(dataset):
+    """Flat lists of paths and integer labels (the class index)."""
+    image_paths_flat = []
+    labels_flat = []
+    for i, cls in enumerate(dataset):
+        image_paths_flat += cls.image_paths
+        labels_flat += [i] * len(cls.image_paths)
+    return image_paths_flat, labels_flat
+
+
+def split_dataset(dataset, split_ratio, min_nrof_images_per_class, mode):
+    """Classic split: 'SPLIT_CLASSES' splits identities, 'SPLIT_IMAGES' splits each identity's images."""
+    if mode == 'SPLIT_CLASSES':
+        nrof_classes = len(dataset)
+        class_indices = np.arange(nrof_classes)
+        np.random.shuffle(class_indices)
+        split = int(round(nrof_classes * (1 - split_ratio)))
+        train_set = [dataset[i] for i in class_indices[0:split]]
+        test_set = [dataset[i] for i in class_indices[split:-1]]
+    elif mode == 'SPLIT_IMAGES':
+        train_set = []
+        test_set = []
+        for cls in dataset:
+            paths = list(cls.image_paths)
+            np.random.shuffle(paths)
+            nrof_images_in_class = len(paths)
+            split = int(np.floor(nrof_images_in_class * (1 - split_ratio)))
+            if split == nrof_images_in_class:
+                split = nrof_images_in_class - 1
+            if split >= min_nrof_images_per_class and nrof_images_in_class - split >= 1:
+                train_set.append(ImageClass(cls.name, paths[:split]))
+                test_set.append(ImageClass(cls.name, paths[split:]))
+    else:
+        raise UserError('invalid train/test split mode "%s"' % mode)
+    return train_set, test_set
