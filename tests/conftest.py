@@ -12,6 +12,8 @@ if SRC not in sys.path:
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+import facenet_tf  # noqa: E402,F401  (TF1 graph semantics for every test, as in the scripts)
+
 
 @pytest.fixture(scope='session')
 def shared_dir():

@@ -1,5 +1,18 @@
 """Library modules behind the facenet-tf1compat scripts.
 
-One module per concern: images (reading, standardisation), dataset (folder layouts),
-progress (progress lines), cli (one-line errors). Detection lives in align/, networks in models/.
+One module per concern: images (reading, standardisation), dataset (folder layouts), model_io
+(loading, saving, freezing), progress (progress lines), cli (one-line errors). Detection lives in
+align/, networks in models/.
+
+Importing this package switches TensorFlow to TF1 graph semantics (graph mode, reference variables,
+Switch/Merge control flow) as the classic code ran with, so that graphs built here have the same
+structure as published FaceNet graphs and freeze the same way.
 """
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import tensorflow as tf  # noqa: E402
+
+tf.get_logger().setLevel('ERROR')
+tf.compat.v1.disable_v2_behavior()

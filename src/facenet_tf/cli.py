@@ -7,11 +7,6 @@ class UserError(Exception):
     """An error caused by the user's input (paths, flags, files); printed as one line."""
 
 
-def quiet_tensorflow():
-    """Silence TensorFlow's C++ start-up chatter unless the user asked for it."""
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-
 def run(main, args, prog=None):
     """Call main(args); turn UserError / KeyboardInterrupt into an exit code with a one-line message."""
     prog = prog or os.path.basename(sys.argv[0])

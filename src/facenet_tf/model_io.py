@@ -1,0 +1,291 @@
+"""Model files: loading a frozen `.pb` or a checkpoint folder, saving in the classic layout, freezing.
+
+The classic folder layout is `model-<subdir>.meta` (written once) plus `model-<subdir>.ckpt-<step>`
+checkpoints; a frozen model is a single GraphDef `.pb`. Tensor contract of every loaded model:
+`input:0` (float [N,H,W,3]), `phase_train:0` (bool), `embeddings:0` (L2-normalised).
+"""
+import os
+import re
+import time
+
+import tensorflow as tf
+
+from facenet_tf.cli import UserError
+
+tf1 = tf.compat.v1
+
+REQUIRED_TENSORS = ('input:0', 'embeddings:0')
+_CKPT_RE = re.compile(r'^(model-[\w\- ]+\.ckpt-(\d+))')
+
+
+def get_model_filenames(model_dir):
+    """(meta_file, ckpt_file) basenames of a checkpoint folder: the one `.meta`, and the checkpoint
+    named by the `checkpoint` file, else the highest `model-*.ckpt-N`."""
+    if not os.path.isdir(model_dir):
+        raise UserError('model folder not found: %s' % model_dir)
+    files = os.listdir(model_dir)
+    meta_files = sorted(f for f in files if f.endswith('.meta'))
+    if not meta_files:
+        raise UserError('no .meta file in the model folder %s' % model_dir)
+    if len(meta_files) > 1:
+        raise UserError('more than one .meta file in the model folder %s (%s)'
+                        % (model_dir, ', '.join(meta_files)))
+    ckpt = tf1.train.get_checkpoint_state(model_dir)
+    if ckpt and ckpt.model_checkpoint_path:
+        ckpt_file = os.path.basename(ckpt.model_checkpoint_path)
+        if _checkpoint_exists(os.path.join(model_dir, ckpt_file)):
+            return meta_files[0], ckpt_file
+    best_step, ckpt_file = -1, None
+    for f in files:
+        m = _CKPT_RE.match(f)
+        if m is not None and int(m.group(2)) > best_step:
+            best_step, ckpt_file = int(m.group(2)), m.group(1)
+    if ckpt_file is None:
+        raise UserError('no checkpoint (model-*.ckpt-N) in the model folder %s' % model_dir)
+    return meta_files[0], ckpt_file
+
+
+def _checkpoint_exists(prefix):
+    return os.path.exists(prefix + '.index') or os.path.exists(prefix)
+
+
+def load_model(model, input_map=None, session=None):
+    """Load a frozen `.pb` (into the default graph) or a checkpoint folder (restored into `session`,
+    by default the default session), as the classic facenet.load_model."""
+    model_exp = os.path.expanduser(model)
+    if os.path.isfile(model_exp):
+        graph_def = read_graph_def(model_exp)
+        tf1.import_graph_def(graph_def, input_map=input_map, name='')
+    elif os.path.isdir(model_exp):
+        meta_file, ckpt_file = get_model_filenames(model_exp)
+        sess = session or tf1.get_default_session()
+        if sess is None:
+            raise UserError('load_model needs a session to restore a checkpoint folder')
+        try:
+            saver = tf1.train.import_meta_graph(os.path.join(model_exp, meta_file), input_map=input_map,
+                                                clear_devices=True)
+            saver.restore(sess, os.path.join(model_exp, ckpt_file))
+        except (tf.errors.OpError, ValueError, KeyError) as e:
+            raise UserError('cannot restore %s from %s: %s'
+                            % (ckpt_file, model, str(e).strip().splitlines()[0]))
+    else:
+        raise UserError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
+    check_tensors(tf1.get_default_graph(), model)
+
+
+def read_graph_def(path):
+    """Parse a binary GraphDef file, with a one-line error when it is not one."""
+    graph_def = tf1.GraphDef()
+    try:
+        with tf.io.gfile.GFile(path, 'rb') as f:
+            graph_def.ParseFromString(f.read())
+    except Exception as e:  # protobuf raises its own DecodeError type
+        raise UserError('%s is not a frozen TensorFlow graph (.pb): %s' % (path, type(e).__name__))
+    return graph_def
+
+
+def check_tensors(graph, model, names=REQUIRED_TENSORS):
+    """Raise UserError naming any contract tensor the loaded model lacks."""
+    missing = []
+    for name in names:
+        try:
+            graph.get_tensor_by_name(name)
+        except (KeyError, ValueError):
+            missing.append(name)
+    if missing:
+        raise UserError('model %s has no tensor %s' % (model, ', '.join(missing)))
+
+
+def save_variables_and_metagraph(sess, saver, summary_writer, model_dir, model_name, step):
+    """Save `model-<name>.ckpt-<step>`, and `model-<name>.meta` the first time (classic layout).
+    Returns (seconds saving variables, seconds writing the meta graph)."""
+    start = time.time()
+    checkpoint_path = os.path.join(model_dir, 'model-%s.ckpt' % model_name)
+    saver.save(sess, checkpoint_path, global_step=step, write_meta_graph=False)
+    save_time_variables = time.time() - start
+    save_time_metagraph = 0.0
+    metagraph_filename = os.path.join(model_dir, 'model-%s.meta' % model_name)
+    if not os.path.exists(metagraph_filename):
+        start = time.time()
+        saver.export_meta_graph(metagraph_filename)
+        save_time_metagraph = time.time() - start
+    if summary_writer is not None:
+        summary = tf1.Summary()
+        summary.value.add(tag='time/save_variables', simple_value=save_time_variables)
+        summary.value.add(tag='time/save_metagraph', simple_value=save_time_metagraph)
+        summary_writer.add_summary(summary, step)
+    return save_time_variables, save_time_metagraph
+
+
+FROZEN_OUTPUTS = ('embeddings', 'label_batch')
+_DEAD = object()
+
+
+def _split_ref(ref):
+    """'^name' / 'name' / 'name:k' -> (name, port, is_control)."""
+    if ref.startswith('^'):
+        return ref[1:], -1, True
+    name, _, port = ref.partition(':')
+    return name, int(port) if port else 0, False
+
+
+def _join_ref(name, port):
+    return name if port == 0 else '%s:%d' % (name, port)
+
+
+def _topological(graph_def):
+    by_name = {n.name: n for n in graph_def.node}
+    seen, order = set(), []
+    for root in graph_def.node:
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            stack.append((node, True))
+            for ref in node.input:
+                dep = by_name.get(_split_ref(ref)[0])
+                if dep is not None and dep.name not in seen:
+                    stack.append((dep, False))
+    return order
+
+
+def fold_constant_switches(graph_def):
+    """Resolve v1 control flow (Switch/Merge) whose predicate is a constant: keep the live branch,
+    drop the dead one, turn each Merge into an Identity. Used to remove the batch-norm training
+    branch from a frozen graph once phase_train is fixed to False."""
+    consts = {n.name: n.attr['value'].tensor.bool_val[0] for n in graph_def.node
+              if n.op == 'Const' and n.attr['dtype'].type == tf.bool.as_datatype_enum
+              and len(n.attr['value'].tensor.bool_val) == 1}
+    alias = {}      # (name, port) -> (name, port) of the tensor that replaces it, or _DEAD
+    out = tf1.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+
+    def resolve(name, port):
+        seen = set()
+        while (name, port) in alias and (name, port) not in seen:
+            seen.add((name, port))
+            target = alias[(name, port)]
+            if target is _DEAD:
+                return _DEAD
+            name, port = target
+        return name, port
+
+    for node in _topological(graph_def):
+        inputs, dead = [], False
+        for ref in node.input:
+            name, port, control = _split_ref(ref)
+            target = resolve(name, 0 if control else port)
+            if target is _DEAD:
+                if node.op == 'Merge' and not control:
+                    continue
+                dead = True
+                break
+            inputs.append('^' + target[0] if control else _join_ref(*target))
+        if dead or (node.op == 'Merge' and not any(not r.startswith('^') for r in inputs)):
+            for port in range(2):
+                alias[(node.name, port)] = _DEAD
+            continue
+        if node.op in ('Switch', 'RefSwitch') and _split_ref(inputs[1])[0] in consts:
+            pred = consts[_split_ref(inputs[1])[0]]
+            data = _split_ref(inputs[0])
+            alias[(node.name, 1 if pred else 0)] = (data[0], data[1])
+            alias[(node.name, 0 if pred else 1)] = _DEAD
+            continue
+        if node.op == 'Identity' and inputs and _split_ref(inputs[0])[0] in consts:
+            consts[node.name] = consts[_split_ref(inputs[0])[0]]
+        new = out.node.add()
+        new.CopyFrom(node)
+        del new.input[:]
+        if node.op == 'Merge':
+            data_inputs = [r for r in inputs if not r.startswith('^')]
+            new.op = 'Identity'
+            del new.attr['N']
+            new.input.extend(data_inputs[:1] + [r for r in inputs if r.startswith('^')])
+        else:
+            new.input.extend(inputs)
+    return out
+
+
+def _placeholder(name, dtype, shape):
+    node = tf1.NodeDef(name=name, op='Placeholder')
+    node.attr['dtype'].type = dtype.as_datatype_enum
+    node.attr['shape'].shape.CopyFrom(tf.TensorShape(shape).as_proto())
+    return node
+
+
+def freeze_session(sess, output_names=FROZEN_OUTPUTS):
+    """Frozen inference GraphDef of the model loaded in `sess`: variables become constants,
+    `input` and `label_batch` become placeholders (no input queues), `phase_train` is fixed to
+    False so the batch-norm training branch is removed, and only what the outputs need is kept."""
+    graph = sess.graph
+    graph_def = graph.as_graph_def()
+    replaced = {}
+    for name in ('input', 'label_batch'):
+        try:
+            op = graph.get_operation_by_name(name)
+        except KeyError:
+            continue
+        if op.type != 'Placeholder':
+            t = op.outputs[0]
+            shape = t.shape.as_list() if t.shape.rank is not None else None
+            if shape:
+                shape[0] = None
+            replaced[name] = _placeholder(name, t.dtype.base_dtype, shape)
+    try:
+        phase = graph.get_operation_by_name('phase_train')
+    except KeyError:
+        phase = None
+    const_name = 'phase_train_frozen_false'
+    nodes = []
+    for node in graph_def.node:
+        if node.name in replaced:
+            nodes.append(replaced[node.name])
+            continue
+        if phase is not None:
+            refs = [_split_ref(r) for r in node.input]
+            if any(n == 'phase_train' for n, _, _ in refs):
+                node = tf1.NodeDef().__class__.FromString(node.SerializeToString())
+                del node.input[:]
+                node.input.extend(('^' + const_name if c else const_name) if n == 'phase_train'
+                                  else (('^' + n) if c else _join_ref(n, p)) for n, p, c in refs)
+        nodes.append(node)
+    if phase is not None:
+        const = tf1.NodeDef(name=const_name, op='Const')
+        const.attr['dtype'].type = tf.bool.as_datatype_enum
+        const.attr['value'].tensor.CopyFrom(tf1.make_tensor_proto(False, tf.bool))
+        nodes.append(const)
+        if phase.type != 'Placeholder':
+            nodes = [n for n in nodes if n.name != 'phase_train'] + [_placeholder('phase_train', tf.bool, [])]
+    rewired = tf1.GraphDef()
+    rewired.versions.CopyFrom(graph_def.versions)
+    rewired.library.CopyFrom(graph_def.library)
+    rewired.node.extend(nodes)
+    outputs = [n for n in output_names if any(node.name == n for node in rewired.node)]
+    if 'embeddings' not in outputs:
+        raise UserError('the model has no "embeddings" node to freeze')
+    frozen = tf1.graph_util.convert_variables_to_constants(sess, rewired, outputs)
+    frozen = tf1.graph_util.extract_sub_graph(fold_constant_switches(frozen), outputs)
+    if phase is not None:
+        frozen.node.extend([_placeholder('phase_train', tf.bool, [])])
+    return frozen
+
+
+def freeze_model(model_dir, output_file):
+    """Freeze a checkpoint folder into `output_file`; returns the number of nodes written."""
+    with tf1.Graph().as_default() as graph:
+        with tf1.Session(graph=graph) as sess:
+            load_model(model_dir, session=sess)
+            frozen = freeze_session(sess)
+    out_dir = os.path.dirname(os.path.abspath(output_file))
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = output_file + '.tmp'
+    with tf.io.gfile.GFile(tmp, 'wb') as f:
+        f.write(frozen.SerializeToString())
+    os.replace(tmp, output_file)
+    return len(frozen.node)

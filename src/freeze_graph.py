@@ -1,0 +1,26 @@
+"""Freeze a checkpoint folder into a single `.pb`: variables as constants, inference branch only.
+
+Usage: python src/freeze_graph.py model_dir output_file
+"""
+import argparse
+import sys
+
+from facenet_tf import model_io
+from facenet_tf.cli import run
+
+
+def main(args):
+    nodes = model_io.freeze_model(args.model_dir, args.output_file)
+    print('%d ops in the final graph: %s' % (nodes, args.output_file))
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('model_dir', type=str,
+                        help='Folder holding the model metagraph (.meta) and checkpoint (ckpt) files.')
+    parser.add_argument('output_file', type=str, help='Filename for the exported graphdef protobuf (.pb)')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(run(main, parse_arguments(sys.argv[1:])))
