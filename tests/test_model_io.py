@@ -146,3 +146,28 @@ def test_missing_tensor_is_named(tmp_path):
     with tf1.Graph().as_default():
         with pytest.raises(UserError, match='embeddings:0'):
             model_io.load_model(pb)
+
+
+def test_tflite_export_gives_reference_embeddings(reference_dir, tmp_path):
+    """The published-format network, frozen then converted, embeds the reference crops as the classic code."""
+    import warnings
+
+    from lfw_refmodel import reference_embeddings, write_checkpoint
+    model_dir = write_checkpoint(reference_dir, str(tmp_path / 'ckpt'))
+    out = str(tmp_path / 'ref.tflite')
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'src', 'export_tflite.py'), model_dir, out],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(str(tmp_path))) == ['ckpt', 'ref.tflite']
+    inputs = np.load(os.path.join(reference_dir, 'embeddings', 'seed1.npz'))['input_numpy_prewhiten']
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        interp = tf.lite.Interpreter(model_path=out)
+    interp.allocate_tensors()
+    inp, outp = interp.get_input_details()[0]['index'], interp.get_output_details()[0]['index']
+    got = []
+    for x in inputs.astype(np.float32):
+        interp.set_tensor(inp, x[None])
+        interp.invoke()
+        got.append(interp.get_tensor(outp)[0])
+    assert np.abs(np.array(got) - reference_embeddings(reference_dir, 'numpy_prewhiten')).max() < 1e-5

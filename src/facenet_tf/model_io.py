@@ -289,3 +289,30 @@ def freeze_model(model_dir, output_file):
         f.write(frozen.SerializeToString())
     os.replace(tmp, output_file)
     return len(frozen.node)
+
+
+def export_tflite(model, output_file, image_size=160):
+    """Convert a frozen `.pb` or a checkpoint folder (frozen first) to a TensorFlow Lite flatbuffer
+    with input `input` [1, image_size, image_size, 3] and output `embeddings`. Returns its size."""
+    model_exp = os.path.expanduser(model)
+    if os.path.isdir(model_exp):
+        frozen_path = output_file + '.frozen.pb'
+        freeze_model(model_exp, frozen_path)
+    elif os.path.isfile(model_exp):
+        frozen_path = model_exp
+    else:
+        raise UserError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
+    try:
+        converter = tf1.lite.TFLiteConverter.from_frozen_graph(
+            frozen_path, ['input'], ['embeddings'], input_shapes={'input': [1, image_size, image_size, 3]})
+        flatbuffer = converter.convert()
+    except Exception as e:  # the converter raises several unrelated types
+        raise UserError('TensorFlow Lite conversion failed: %s' % str(e).strip().splitlines()[0])
+    finally:
+        if frozen_path != model_exp and os.path.exists(frozen_path):
+            os.remove(frozen_path)
+    tmp = output_file + '.tmp'
+    with open(tmp, 'wb') as f:
+        f.write(flatbuffer)
+    os.replace(tmp, output_file)
+    return len(flatbuffer)

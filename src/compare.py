@@ -1,0 +1,106 @@
+"""Detect and align a face in each image, embed them, and print the distance matrix.
+
+Usage: python src/compare.py model image_files... [--image_size 160] [--margin 44]
+"""
+import argparse
+import sys
+
+import facenet_tf  # noqa: F401  (sets TensorFlow's logging and TF1 semantics before it loads)
+import numpy as np
+import tensorflow as tf
+
+from align import aligner
+from align.detect_face import MTCNN
+from facenet_tf import images as image_lib
+from facenet_tf import model_io
+from facenet_tf.cli import UserError, run
+from facenet_tf.precision import add_precision_argument, session_config
+
+tf1 = tf.compat.v1
+
+
+def load_and_align_data(image_paths, image_size, margin, standardize):
+    """(kept paths, [N, size, size, 3] float images): the first detected face of each image, cropped
+    with margin/2 per side and resized with PIL's bilinear filter; unusable images are named and left out."""
+    kept, faces = [], []
+    with MTCNN() as detector:
+        for path in image_paths:
+            try:
+                img = image_lib.read_rgb(path)
+            except image_lib.ImageReadError as e:
+                print('cannot read %s (%s): left out' % (path, e))
+                continue
+            boxes, _ = aligner.detect_faces(detector, [img])[0]
+            if boxes.shape[0] < 1:
+                print("can't detect face in %s: left out" % path)
+                continue
+            face, _ = aligner.crop_face(img, boxes[0, 0:4], image_size, margin)
+            if face is None:
+                print("can't crop the face in %s: left out" % path)
+                continue
+            kept.append(path)
+            faces.append(standardize(face))
+    return kept, np.stack(faces) if faces else np.zeros((0, image_size, image_size, 3), np.float32)
+
+
+def embed(model, faces, precision):
+    """Embeddings of the aligned faces with the model (.pb or checkpoint folder)."""
+    with tf1.Graph().as_default():
+        with tf1.Session(config=session_config(precision)) as sess:
+            model_io.load_model(model, session=sess)
+            graph = sess.graph
+            feed = {graph.get_tensor_by_name('input:0'): faces}
+            try:
+                feed[graph.get_tensor_by_name('phase_train:0')] = False
+            except KeyError:
+                pass
+            return sess.run(graph.get_tensor_by_name('embeddings:0'), feed_dict=feed)
+
+
+def distance_matrix(emb):
+    """Pairwise Euclidean distances between rows."""
+    diff = emb[:, None, :] - emb[None, :, :]
+    return np.sqrt(np.sum(np.square(diff), axis=2))
+
+
+def print_matrix(paths, dist):
+    """The classic compare.py report: numbered images, then the distance matrix with 4 decimals."""
+    print('Images:')
+    for i, path in enumerate(paths):
+        print('%1d: %s' % (i, path))
+    print('')
+    print('Distance matrix')
+    print('    ' + ''.join('    %1d     ' % i for i in range(len(paths))))
+    for i in range(len(paths)):
+        print('%1d  ' % i + ''.join('  %1.4f  ' % dist[i, j] for j in range(len(paths))))
+
+
+def main(args):
+    standardize = image_lib.fixed_standardize if args.use_fixed_image_standardization else image_lib.prewhiten
+    paths, faces = load_and_align_data(args.image_files, args.image_size, args.margin, standardize)
+    if len(paths) < 2:
+        raise UserError('need at least two images with a detectable face, got %d' % len(paths))
+    emb = embed(args.model, faces, args.precision)
+    print_matrix(paths, distance_matrix(emb))
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('model', type=str,
+                        help='A model folder (one .meta and a checkpoint) or a frozen model (.pb) file')
+    parser.add_argument('image_files', type=str, nargs='+', help='Images to compare')
+    parser.add_argument('--image_size', type=int, help='Image size (height, width) in pixels.', default=160)
+    parser.add_argument('--margin', type=int,
+                        help='Margin for the crop around the bounding box (height, width) in pixels.',
+                        default=44)
+    parser.add_argument('--gpu_memory_fraction', type=float,
+                        help='Upper bound on the amount of GPU memory (accepted; no effect on a CPU).',
+                        default=1.0)
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of prewhitening.')
+    add_precision_argument(parser)
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(run(main, parse_arguments(sys.argv[1:])))

@@ -1,0 +1,27 @@
+"""Convert a FaceNet model (frozen .pb or checkpoint folder) to TensorFlow Lite.
+
+Usage: python src/export_tflite.py model output_file [--image_size 160]
+"""
+import argparse
+import sys
+
+from facenet_tf import model_io
+from facenet_tf.cli import run
+
+
+def main(args):
+    size = model_io.export_tflite(args.model, args.output_file, args.image_size)
+    print('wrote %s (%.1f MB): input [1, %d, %d, 3] -> embeddings'
+          % (args.output_file, size / 1e6, args.image_size, args.image_size))
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('model', type=str, help='A frozen model (.pb) or a checkpoint folder')
+    parser.add_argument('output_file', type=str, help='The .tflite file to write')
+    parser.add_argument('--image_size', type=int, default=160, help='Input image size in pixels.')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(run(main, parse_arguments(sys.argv[1:])))
