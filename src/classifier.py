@@ -1,0 +1,169 @@
+"""Train a face classifier on the embeddings of an aligned image folder, or classify a folder with it.
+
+TRAIN: embed every image, fit a linear SVM with probabilities, and pickle (model, class_names).
+CLASSIFY: embed every image, print each image's best class and its probability, then the accuracy
+(folder names are the true classes). With --unknown_threshold, a face whose embedding is farther
+(L2 distance) than the threshold from every training embedding is reported as unknown.
+
+Usage:
+  python src/classifier.py TRAIN aligned_dir model.pb classifier.pkl
+  python src/classifier.py CLASSIFY aligned_dir model.pb classifier.pkl [--unknown_threshold 1.1]
+"""
+import argparse
+import os
+import sys
+
+import facenet_tf  # noqa: F401  (sets TensorFlow's logging and TF1 semantics before it loads)
+import numpy as np
+import tensorflow as tf
+
+from facenet_tf import classify, embedding, model_io
+from facenet_tf.cli import UserError, run
+from facenet_tf.dataset import get_dataset, get_image_paths_and_labels
+from facenet_tf.precision import add_precision_argument, session_config
+
+tf1 = tf.compat.v1
+
+
+def load_dataset(data_dir, args, mode, split):
+    """The classes of data_dir (with `split`, the training or test part of the classic split);
+    classes without images are left out with a note."""
+    dataset = get_dataset(data_dir)
+    if split:
+        train_set, test_set = classify.split_dataset(dataset, args.min_nrof_images_per_class,
+                                                     args.nrof_train_images_per_class)
+        dataset = train_set if mode == 'TRAIN' else test_set
+        if not dataset:
+            raise UserError('no class of %s has --min_nrof_images_per_class %d images'
+                            % (data_dir, args.min_nrof_images_per_class))
+    empty = [cls.name for cls in dataset if not cls.image_paths]
+    if empty:
+        print('Left out %d class%s without images: %s' % (len(empty), '' if len(empty) == 1 else 'es',
+                                                           ', '.join(empty[:10])))
+        dataset = [cls for cls in dataset if cls.image_paths]
+    if not dataset:
+        raise UserError('no images in %s (expected one sub-folder of aligned images per person)' % data_dir)
+    return dataset
+
+
+def compute_embeddings(args, *path_lists):
+    """Embeddings of each list of image files with the model (loaded once), in batches of
+    args.batch_size."""
+    print('Loading feature extraction model')
+    with tf1.Graph().as_default():
+        with tf1.Session(config=session_config(args.precision)) as sess:
+            model_io.load_model(args.model, session=sess)
+            print('Calculating features for images')
+            sys.stdout.flush()
+            return [embedding.embed(sess, paths, image_size=args.image_size, batch_size=args.batch_size,
+                                    fixed_standardization=args.use_fixed_image_standardization)
+                    for paths in path_lists]
+
+
+def load_images(args, data_dir, mode, split):
+    """(dataset, paths, labels) of a folder, with the classic count lines."""
+    dataset = load_dataset(data_dir, args, mode, split)
+    if mode == 'TRAIN' and len(dataset) < 2:
+        raise UserError('training needs at least two classes with images, %s has %d'
+                        % (data_dir, len(dataset)))
+    paths, labels = get_image_paths_and_labels(dataset)
+    print('Number of classes: %d' % len(dataset))
+    print('Number of images: %d' % len(paths))
+    return dataset, paths, labels
+
+
+def report(model, class_names, dataset, labels, emb, unknown_threshold):
+    """Print each image's best class and probability (the classic lines), then the accuracy."""
+    names, probabilities, distances = classify.predict(model, class_names, emb, unknown_threshold)
+    for i, (name, p) in enumerate(zip(names, probabilities)):
+        line = '%4d  %s: %.3f' % (i, name, p)
+        if distances is not None:
+            line += '  (distance %.3f)' % distances[i]
+        print(line)
+    true_names = [classify.display_name(dataset[label].name) for label in labels]
+    print('Accuracy: %.3f' % classify.accuracy(names, true_names, class_names))
+    if unknown_threshold is not None:
+        print('Unknown: %d of %d images (nearest training face farther than %.3f)'
+              % (sum(n == classify.UNKNOWN for n in names), len(names), unknown_threshold))
+
+
+def main(args):
+    data_dir = os.path.expanduser(args.data_dir)
+    classifier_file = os.path.expanduser(args.classifier_filename)
+    if args.unknown_threshold is not None and args.unknown_threshold < 0:
+        raise UserError('--unknown_threshold is a distance and must be >= 0, got %g' % args.unknown_threshold)
+    np.random.seed(seed=args.seed)
+    if args.mode == 'CLASSIFY':
+        model, class_names = classify.load(classifier_file)
+        if args.unknown_threshold is not None:
+            classify.training_embeddings(model)
+        dataset, paths, labels = load_images(args, data_dir, 'CLASSIFY', args.use_split_dataset)
+        emb, = compute_embeddings(args, paths)
+        print('Testing classifier')
+        print('Loaded classifier model from file "%s"' % classifier_file)
+        report(model, class_names, dataset, labels, emb, args.unknown_threshold)
+        return
+    folder = os.path.dirname(os.path.abspath(classifier_file))
+    if not os.path.isdir(folder):
+        raise UserError('folder of the classifier file not found: %s' % folder)
+    dataset, paths, labels = load_images(args, data_dir, 'TRAIN', args.use_split_dataset)
+    test = None
+    if args.test_data_dir:
+        print('Test data: %s' % args.test_data_dir)
+        test = load_images(args, os.path.expanduser(args.test_data_dir), 'CLASSIFY', False)
+    embeddings = compute_embeddings(args, paths, *([test[1]] if test else []))
+    print('Training classifier')
+    class_names = [classify.display_name(cls.name) for cls in dataset]
+    model = classify.train(embeddings[0], labels)
+    classify.save(classifier_file, model, class_names)
+    print('Saved classifier model to file "%s"' % classifier_file)
+    if test:
+        print('Testing classifier on %s' % args.test_data_dir)
+        report(model, class_names, test[0], test[2], embeddings[1], args.unknown_threshold)
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog='\n'.join(__doc__.splitlines()[2:]))
+    parser.add_argument('mode', type=str, choices=['TRAIN', 'CLASSIFY'],
+                        help='Indicates if a new classifier should be trained or a classification '
+                             'model should be used for classification')
+    parser.add_argument('data_dir', type=str,
+                        help='Path to the data directory containing aligned face patches.')
+    parser.add_argument('model', type=str,
+                        help='Could be either a directory containing the meta_file and ckpt_file or a '
+                             'model protobuf (.pb) file')
+    parser.add_argument('classifier_filename',
+                        help='Classifier model file name as a pickle (.pkl) file. For training this is '
+                             'the output and for classification this is an input.')
+    parser.add_argument('--use_split_dataset', action='store_true',
+                        help='Indicates that the dataset specified by data_dir should be split into a '
+                             'training and test set. Otherwise a separate test set can be specified '
+                             'using the test_data_dir option.')
+    parser.add_argument('--test_data_dir', type=str,
+                        help='Path to the test data directory containing aligned images used for '
+                             'testing: in TRAIN mode, all its images are classified with the new '
+                             'classifier after training.')
+    parser.add_argument('--batch_size', type=int, help='Number of images to process in a batch.', default=90)
+    parser.add_argument('--image_size', type=int, help='Image size (height, width) in pixels.', default=160)
+    parser.add_argument('--seed', type=int, help='Random seed.', default=666)
+    parser.add_argument('--min_nrof_images_per_class', type=int,
+                        help='Only include classes with at least this number of images in the dataset',
+                        default=20)
+    parser.add_argument('--nrof_train_images_per_class', type=int,
+                        help='Use this number of images from each class for training and the rest for '
+                             'testing', default=10)
+    parser.add_argument('--unknown_threshold', type=float, default=None,
+                        help='Report a face as unknown when the L2 distance from its embedding to the '
+                             'nearest training embedding is above this (e.g. 1.1; same scale as '
+                             'compare.py distances).')
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of per-image '
+                             'standardization.')
+    add_precision_argument(parser)
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(run(main, parse_arguments(sys.argv[1:])))

@@ -1,0 +1,415 @@
+"""Indexed RecordIO files (`train.rec` + `train.idx`) as the insightface face datasets use them,
+read and written without MXNet.
+
+File format. Each record in the `.rec` file is framed as: the 4-byte little-endian magic word
+0xced7230a, a 4-byte length word (upper 3 bits: continuation flag, lower 29 bits: byte length),
+the payload, then zero padding to a multiple of 4 bytes. A payload holding the magic word at a
+4-byte aligned position is written in parts with the magic word cut out (flag 1 = first part,
+2 = middle part, 3 = last part, 0 = whole record); a reader joins the parts, putting the magic
+word back between them. The `.idx` file is text, one `key<TAB>byte offset` line per record.
+
+Image records. A payload starts with the 24-byte header `<IfQQ` (flag, label, id, id2). When
+flag > 0, `flag` float32 values (the label vector) follow the header and `label` is unused; the
+encoded image (JPEG/PNG bytes) follows.
+
+Face datasets. Record 0 is a header record, with no image, whose label vector is [N + 1, M] when
+its flag is > 0: records 1..N are images and records N+1..M-1 hold, for each identity in label
+order, the range [first, end) of its image record keys as their label vector. Without such a header (flag 0 in
+record 0, or an image in it) every record is an image. A `property` text file beside them holds
+`num_classes,height,width`.
+"""
+import collections
+import io
+import os
+import struct
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from facenet_tf.cli import UserError
+from facenet_tf.dataset import ImageClass
+from facenet_tf.images import ImageReadError, pil_to_rgb
+
+MAGIC = 0xced7230a
+_MAGIC_BYTES = struct.pack('<I', MAGIC)
+_FRAME = struct.Struct('<II')
+_IR = struct.Struct('<IfQQ')
+IR_SIZE = _IR.size
+MAX_LENGTH = (1 << 29) - 1
+
+
+class RecordFormatError(UserError):
+    """A `.rec` / `.idx` / `property` file is not in the expected format (one-line reason)."""
+
+
+IRHeader = collections.namedtuple('IRHeader', ['flag', 'label', 'id', 'id2'])
+
+
+def pack(header, payload=b''):
+    """Record payload of an IRHeader and the bytes that follow it. A label that is a sequence or
+    array is stored as a float32 label vector (flag = its length); a number is stored in `label`."""
+    label = header.label
+    if np.ndim(label) == 0:
+        return _IR.pack(0, float(label), int(header.id), int(header.id2)) + bytes(payload)
+    vector = np.asarray(label, dtype='<f4').ravel()
+    return (_IR.pack(vector.size, 0.0, int(header.id), int(header.id2)) + vector.tobytes()
+            + bytes(payload))
+
+
+def unpack(record):
+    """(IRHeader, remaining bytes) of a record payload; the label is a float, or a float32 array
+    when the header's flag is > 0."""
+    if len(record) < IR_SIZE:
+        raise RecordFormatError('record of %d bytes is shorter than its %d-byte header'
+                                % (len(record), IR_SIZE))
+    flag, label, id1, id2 = _IR.unpack_from(record, 0)
+    rest = memoryview(record)[IR_SIZE:]
+    if flag > 0:
+        if len(rest) < 4 * flag:
+            raise RecordFormatError('record header announces %d labels but holds %d bytes'
+                                    % (flag, len(rest)))
+        label = np.frombuffer(rest[:4 * flag], dtype='<f4').astype(np.float32)
+        rest = rest[4 * flag:]
+    return IRHeader(flag, label, id1, id2), bytes(rest)
+
+
+def decode_image(encoded):
+    """Encoded image bytes (JPEG, PNG, ...) to an HxWx3 uint8 RGB array, or ImageReadError."""
+    try:
+        with Image.open(io.BytesIO(encoded)) as img:
+            img.load()
+            return pil_to_rgb(img)
+    except UnidentifiedImageError:
+        raise ImageReadError('not an image')
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageReadError('cannot decode image (%s)' % str(e).strip().splitlines()[0]
+                             if str(e) else 'cannot decode image')
+
+
+def _frame(payload):
+    """The bytes of one record as written to the `.rec` file (split around aligned magic words)."""
+    data = bytes(payload)
+    length = len(data)
+    if length > MAX_LENGTH:
+        raise RecordFormatError('record of %d bytes exceeds the format limit of %d' % (length, MAX_LENGTH))
+    words = np.frombuffer(data, dtype='<u4', count=length // 4)
+    cuts = 4 * np.flatnonzero(words == MAGIC)
+    out = []
+    start = 0
+    for cut in cuts:
+        out.append(_FRAME.pack(MAGIC, ((1 if start == 0 else 2) << 29) | (int(cut) - start)))
+        out.append(data[start:cut])
+        start = int(cut) + 4
+    out.append(_FRAME.pack(MAGIC, ((3 if len(cuts) else 0) << 29) | (length - start)))
+    out.append(data[start:])
+    out.append(b'\0' * (-(length - start) % 4))
+    return b''.join(out)
+
+
+class RecordWriter(object):
+    """Writes an indexed RecordIO pair: records to `rec_path`, `key<TAB>offset` lines to `idx_path`."""
+
+    def __init__(self, rec_path, idx_path):
+        self._rec = open(rec_path, 'wb')
+        self._idx = open(idx_path, 'w')
+
+    def write(self, key, payload):
+        """Append one record under integer `key`."""
+        self._idx.write('%d\t%d\n' % (key, self._rec.tell()))
+        self._rec.write(_frame(payload))
+
+    def close(self):
+        self._rec.close()
+        self._idx.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_index(idx_path):
+    """{key: offset} of a `.idx` file, in file order."""
+    index = {}
+    try:
+        with open(idx_path, 'r') as f:
+            for lineno, line in enumerate(f, start=1):
+                fields = line.split()
+                if not fields:
+                    continue
+                if len(fields) != 2:
+                    raise RecordFormatError('%s line %d: expected "key<TAB>offset", found "%s"'
+                                            % (idx_path, lineno, line.strip()))
+                try:
+                    index[int(fields[0])] = int(fields[1])
+                except ValueError:
+                    raise RecordFormatError('%s line %d: key and offset must be integers, found "%s"'
+                                            % (idx_path, lineno, line.strip()))
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecordFormatError('cannot read %s: %s' % (idx_path, e))
+    return index
+
+
+class RecordReader(object):
+    """Random access to the records of an indexed RecordIO pair. Reads with positioned reads
+    (no shared file position), so several threads may read at once."""
+
+    def __init__(self, rec_path, idx_path=None):
+        if not os.path.isfile(rec_path):
+            raise UserError('record file not found: %s' % rec_path)
+        self.rec_path = rec_path
+        self._fd = os.open(rec_path, os.O_RDONLY | getattr(os, 'O_BINARY', 0))
+        self._size = os.fstat(self._fd).st_size
+        if idx_path is not None:
+            if not os.path.isfile(idx_path):
+                raise UserError('index file not found: %s' % idx_path)
+            self.index = read_index(idx_path)
+        else:
+            self.index = self._scan()
+        self.keys = list(self.index.keys())
+
+    def _read_exact(self, n, offset):
+        data = os.pread(self._fd, n, offset)
+        if len(data) != n:
+            raise RecordFormatError('%s: truncated record at byte %d' % (self.rec_path, offset))
+        return data
+
+    def _read_frame(self, offset):
+        """(cflag, payload bytes, offset of the next frame) of the frame at `offset`."""
+        magic, word = _FRAME.unpack(self._read_exact(8, offset))
+        if magic != MAGIC:
+            raise RecordFormatError('%s: no record starts at byte %d (not a RecordIO file, or a '
+                                    'stale .idx)' % (self.rec_path, offset))
+        cflag, length = word >> 29, word & MAX_LENGTH
+        data = self._read_exact(length, offset + 8) if length else b''
+        return cflag, data, offset + 8 + length + (-length % 4)
+
+    def read_at(self, offset):
+        """(payload, offset of the next record) of the record starting at byte `offset`."""
+        cflag, data, nxt = self._read_frame(offset)
+        if cflag == 0:
+            return data, nxt
+        if cflag != 1:
+            raise RecordFormatError('%s: record at byte %d starts with a continuation part'
+                                    % (self.rec_path, offset))
+        parts = [data]
+        while cflag != 3:
+            cflag, data, nxt = self._read_frame(nxt)
+            if cflag not in (2, 3):
+                raise RecordFormatError('%s: broken multi-part record at byte %d' % (self.rec_path, offset))
+            parts.append(data)
+        return _MAGIC_BYTES.join(parts), nxt
+
+    def _scan(self):
+        """Index of a `.rec` without `.idx`: keys 0, 1, ... in file order."""
+        index, offset = {}, 0
+        while offset < self._size:
+            index[len(index)] = offset
+            _, offset = self.read_at(offset)
+        return index
+
+    def offset(self, key):
+        """Byte offset of the record with `key`, or a one-line error."""
+        try:
+            return self.index[key]
+        except KeyError:
+            raise RecordFormatError('%s holds no record %s' % (self.rec_path, key))
+
+    def read(self, key):
+        """Payload of the record with `key`."""
+        return self.read_at(self.offset(key))[0]
+
+    def read_header(self, key):
+        """IRHeader of the record with `key`, reading only its first bytes when it is in one part."""
+        offset = self.offset(key)
+        magic, word = _FRAME.unpack(self._read_exact(8, offset))
+        length = word & MAX_LENGTH
+        if magic == MAGIC and word >> 29 == 0 and length >= IR_SIZE:
+            head = self._read_exact(min(length, 64), offset + 8)
+            flag = _IR.unpack_from(head, 0)[0]
+            if IR_SIZE + 4 * flag <= len(head):
+                return unpack(head)[0]
+        return unpack(self.read(key))[0]
+
+    def __len__(self):
+        return len(self.index)
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def read_property(path):
+    """(num_classes, height, width) of a `property` file."""
+    try:
+        with open(path, 'r') as f:
+            text = f.read().strip()
+        num_classes, height, width = (int(x) for x in text.split(','))
+    except OSError as e:
+        raise RecordFormatError('cannot read %s: %s' % (path, e))
+    except ValueError:
+        raise RecordFormatError('%s: expected "num_classes,height,width"' % path)
+    return num_classes, height, width
+
+
+def label_of(header):
+    """Integer class label of an image record's header (first value of a label vector)."""
+    label = header.label
+    return int(label[0]) if np.ndim(label) else int(label)
+
+
+class RecordDataset(object):
+    """An insightface face dataset: `train.rec`, `train.idx` and optionally `property` in a folder.
+
+    `keys` (int64) are the image records' keys and `labels` (int64) their class labels, aligned;
+    `read_bytes(key)` returns the stored encoded image, `read_image(key)` it decoded as HxWx3 uint8
+    RGB. `header` is (N + 1, M) of record 0 when the file has the header record, else None.
+    """
+
+    def __init__(self, path, prefix='train'):
+        path = os.path.expanduser(path)
+        if os.path.isdir(path):
+            rec_path = os.path.join(path, prefix + '.rec')
+        elif path.endswith('.rec'):
+            rec_path = path
+        else:
+            raise UserError('record dataset not found: %s (give a folder holding %s.rec and %s.idx, '
+                            'or the .rec file)' % (path, prefix, prefix))
+        if not os.path.isfile(rec_path):
+            raise UserError('record file not found: %s' % rec_path)
+        folder = os.path.dirname(rec_path)
+        self.rec_path = rec_path
+        idx_path = rec_path[:-4] + '.idx'
+        self.reader = RecordReader(rec_path, idx_path if os.path.isfile(idx_path) else None)
+        property_path = os.path.join(folder, 'property')
+        self.property = read_property(property_path) if os.path.isfile(property_path) else None
+        self.header = None
+        self.ranges = None
+        self._load_labels()
+
+    def _load_labels(self):
+        if not len(self.reader):
+            raise UserError('%s holds no records' % self.rec_path)
+        head, image = unpack(self.reader.read(self.reader.keys[0]))
+        if head.flag >= 2 and not image:
+            end_images, end_ids = int(head.label[0]), int(head.label[1])
+            self.header = (end_images, end_ids)
+            ranges = []
+            for key in range(end_images, end_ids):
+                r = self.reader.read_header(key)
+                if r.flag < 2:
+                    raise RecordFormatError('%s: identity record %d has no [first, end) range'
+                                            % (self.rec_path, key))
+                ranges.append((int(r.label[0]), int(r.label[1])))
+            self.ranges = ranges
+            keys = [np.arange(a, b, dtype=np.int64) for a, b in ranges]
+            labels = [np.full(b - a, c, dtype=np.int64) for c, (a, b) in enumerate(ranges)]
+            self.keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+            self.labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+            self.num_classes = len(ranges)
+        else:
+            self.keys = np.asarray(self.reader.keys, dtype=np.int64)
+            self.labels = np.array([label_of(self.reader.read_header(int(k))) for k in self.keys],
+                                   dtype=np.int64)
+            self.num_classes = int(self.labels.max()) + 1 if self.labels.size else 0
+        if self.property is not None and self.property[0] != self.num_classes:
+            raise RecordFormatError('%s: property says %d classes, the records hold %d'
+                                    % (self.rec_path, self.property[0], self.num_classes))
+
+    @property
+    def image_size(self):
+        """(height, width) from the property file, or None."""
+        return None if self.property is None else self.property[1:]
+
+    def __len__(self):
+        return int(self.keys.size)
+
+    def read_record(self, key):
+        """(IRHeader, encoded image bytes) of image record `key`."""
+        return unpack(self.reader.read(int(key)))
+
+    def read_bytes(self, key):
+        """The encoded image (JPEG/PNG bytes) stored in record `key`."""
+        return self.read_record(key)[1]
+
+    def read_image(self, key):
+        """Image record `key` decoded as an HxWx3 uint8 RGB array."""
+        try:
+            return decode_image(self.read_bytes(key))
+        except ImageReadError as e:
+            raise UserError('%s record %d: %s' % (self.rec_path, int(key), e))
+
+    def classes(self):
+        """ImageClass list, one per label 0..num_classes-1, named by the label, whose
+        `image_paths` are the record keys (ints) of that class's images."""
+        order = np.argsort(self.labels, kind='stable')
+        bounds = np.searchsorted(self.labels[order], np.arange(self.num_classes + 1))
+        return [ImageClass(str(c), self.keys[order[bounds[c]:bounds[c + 1]]].tolist())
+                for c in range(self.num_classes)]
+
+    def encoded_tensor(self, key):
+        """tf.string tensor of the encoded image in record `key` (an int64 tensor), for tf.data maps."""
+        import tensorflow as tf
+        out = tf.numpy_function(lambda k: self.read_bytes(int(k)), [key], tf.string, stateful=False)
+        out.set_shape([])
+        return out
+
+    def close(self):
+        self.reader.close()
+
+
+def write_property(path, num_classes, height, width):
+    with open(path, 'w') as f:
+        f.write('%d,%d,%d\n' % (num_classes, height, width))
+
+
+def write_face_dataset(rec_path, idx_path, classes, read_payload, progress=None):
+    """Write the insightface layout: record 0 the header [N + 1, M], records 1..N the images of
+    `classes` (a list of lists of items, one list per label) with payload `read_payload(item)`
+    (encoded bytes, or None to leave the item out), then one [first, end) record per identity.
+    Returns the number of images written per class."""
+    counts = []
+    with RecordWriter(rec_path, idx_path) as writer:
+        writer.write(0, pack(IRHeader(0, [0.0, 0.0], 0, 0)))
+        key = 1
+        ranges = []
+        for label, items in enumerate(classes):
+            first = key
+            for item in items:
+                payload = read_payload(item)
+                if payload is not None:
+                    writer.write(key, pack(IRHeader(0, float(label), key, 0), payload))
+                    key += 1
+                if progress is not None:
+                    progress.update(1)
+            ranges.append((first, key))
+            counts.append(key - first)
+        end_images = key
+        for label, (first, end) in enumerate(ranges):
+            writer.write(key, pack(IRHeader(0, [float(first), float(end)], label, 0)))
+            key += 1
+    _patch_header(rec_path, end_images, key)
+    return counts
+
+
+def _patch_header(rec_path, end_images, end_ids):
+    """Write record 0's [N + 1, M] label vector in place: it sits right after the 8-byte frame
+    word pair and the 24-byte header, and its size does not change."""
+    with open(rec_path, 'r+b') as f:
+        f.seek(_FRAME.size + IR_SIZE)
+        f.write(np.array([end_images, end_ids], dtype='<f4').tobytes())
+
