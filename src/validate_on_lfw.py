@@ -1,0 +1,134 @@
+"""Validate a face embedding model on LFW (or any pairs file / .bin verification set), classic script.
+
+Example: python src/validate_on_lfw.py ~/datasets/lfw/lfw_mtcnnpy_160 ~/models/20180402-114759 \
+             --lfw_pairs data/pairs.txt --distance_metric 1 --use_flipped_images --subtract_mean \
+             --use_fixed_image_standardization
+
+`lfw_dir` holds the aligned faces as `<Name>/<Name>_NNNN.png` (or .jpg); a `.bin` verification set
+(lfw.bin, cfp_fp.bin, agedb_30.bin) may be given instead, then --lfw_pairs is not used. Each distinct
+image is embedded once, in batches of any size. Prints the classic four result lines.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from facenet_tf.cli import UserError, run  # noqa: E402
+
+ALIGN_HINT = ('align LFW first: python src/align/align_dataset_mtcnn.py <lfw> <lfw_aligned> '
+              '--image_size 160 --margin 32')
+
+
+def load_pairs(args):
+    """(items to embed, index of each pair side in items, issame, folds, encoded, description)."""
+    import lfw
+    from facenet_tf.embedding import unique_items
+    from facenet_tf.verification_sets import read_bin
+    source = os.path.expanduser(args.lfw_dir)
+    if os.path.isfile(source):
+        images, issame = read_bin(source)
+        items, where = unique_items(images)
+        return items, where, issame, None, True, '%s: %d pairs' % (args.lfw_dir, issame.size)
+    if not os.path.isdir(source):
+        raise UserError('LFW folder or .bin file not found: %s' % args.lfw_dir)
+    pairs = lfw.read_pairs(args.lfw_pairs)
+    paths, issame, skipped = lfw.get_paths_and_skipped(source, pairs)
+    if skipped:
+        print('Skipped %d image pairs' % len(skipped))
+    if not issame:
+        raise UserError('none of the %d pairs of %s has both images in %s (expected <Name>/<Name>_NNNN.png '
+                        'or .jpg; %s)' % (len(pairs), args.lfw_pairs, args.lfw_dir, ALIGN_HINT))
+    issame = np.asarray(issame, bool)
+    if issame.size < args.lfw_nrof_folds:
+        raise UserError('%d pairs cannot be split into %d folds' % (issame.size, args.lfw_nrof_folds))
+    folds = lfw.pair_folds(args.lfw_pairs, issame, args.lfw_nrof_folds)
+    items, where = unique_items(paths)
+    return items, where, issame, folds, False, '%s: %d pairs' % (args.lfw_pairs, issame.size)
+
+
+def embed_items(args, items, encoded):
+    """Embeddings (float64, as the classic arrays) of the distinct images through the model."""
+    import tensorflow as tf
+    from facenet_tf.embedding import embed, load_for_inference
+    from facenet_tf.precision import session_config
+    tf1 = tf.compat.v1
+    with tf1.Graph().as_default():
+        with tf1.Session(config=session_config(args.precision)) as sess:
+            load_for_inference(args.model, sess)
+            emb = embed(sess, items, image_size=args.image_size, batch_size=args.lfw_batch_size,
+                        fixed_standardization=args.use_fixed_image_standardization,
+                        use_flipped_images=args.use_flipped_images, encoded=encoded)
+    return emb.astype(np.float64)
+
+
+def report(args, embeddings, issame, folds):
+    """Evaluate and print the classic result lines; write the ROC files when asked."""
+    from facenet_tf import evaluation
+    tpr, fpr, accuracy, val, val_std, far = evaluation.evaluate(
+        embeddings, issame, nrof_folds=args.lfw_nrof_folds, distance_metric=args.distance_metric,
+        subtract_mean=args.subtract_mean, folds=folds)
+    print('Accuracy: %2.5f+-%2.5f' % (np.mean(accuracy), np.std(accuracy)))
+    print('Validation rate: %2.5f+-%2.5f @ FAR=%2.5f' % (val, val_std, far))
+    auc, eer = evaluation.auc_eer(fpr, tpr)
+    print('Area Under Curve (AUC): %1.3f' % auc)
+    print('Equal Error Rate (EER): %1.3f' % eer)
+    if args.roc_output:
+        from facenet_tf.roc_output import write_roc
+        csv_path, png = write_roc(args.roc_output, evaluation.ROC_THRESHOLDS, fpr, tpr,
+                                  title='ROC, AUC %.3f, EER %.3f' % (auc, eer))
+        print('ROC written to %s and %s' % (csv_path, png))
+
+
+def main(args):
+    if args.lfw_batch_size < 1:
+        raise UserError('--lfw_batch_size must be at least 1')
+    if args.image_size < 1:
+        raise UserError('--image_size must be at least 1')
+    if args.lfw_nrof_folds < 2:
+        raise UserError('--lfw_nrof_folds must be at least 2')
+    if not os.path.exists(os.path.expanduser(args.model)):
+        raise UserError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % args.model)
+    items, where, issame, folds, encoded, description = load_pairs(args)
+    print('Running forward pass on %d distinct images (%s)' % (len(items), description))
+    sys.stdout.flush()
+    emb = embed_items(args, items, encoded)
+    print('Embedded %d images' % len(items))
+    report(args, emb[where], issame, folds)
+    return 0
+
+
+def parse_arguments(argv):
+    from facenet_tf.precision import add_precision_argument
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('lfw_dir', type=str,
+                        help='Path to the data directory containing aligned LFW face patches, '
+                             'or a .bin verification set.')
+    parser.add_argument('model', type=str,
+                        help='Either a directory containing the meta_file and ckpt_file or a model '
+                             'protobuf (.pb) file')
+    parser.add_argument('--lfw_batch_size', type=int, default=100,
+                        help='Number of images to process in a batch in the LFW test set.')
+    parser.add_argument('--image_size', type=int, default=160, help='Image size (height, width) in pixels.')
+    parser.add_argument('--lfw_pairs', type=str, default='data/pairs.txt',
+                        help='The file containing the pairs to use for validation.')
+    parser.add_argument('--lfw_nrof_folds', type=int, default=10,
+                        help='Number of folds to use for cross validation. Mainly used for testing.')
+    parser.add_argument('--distance_metric', type=int, choices=(0, 1), default=0,
+                        help='Distance metric  0:euclidian, 1:cosine similarity.')
+    parser.add_argument('--use_flipped_images', action='store_true',
+                        help='Concatenates embeddings for the image and its horizontally flipped counterpart.')
+    parser.add_argument('--subtract_mean', action='store_true',
+                        help='Subtract feature mean before calculating distance.')
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='Performs fixed standardization of images.')
+    parser.add_argument('--roc_output', type=str, default='',
+                        help='Write the ROC points to this CSV file and its plot beside it (.png).')
+    add_precision_argument(parser)
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(run(main, parse_arguments(sys.argv[1:])))
