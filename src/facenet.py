@@ -1,4 +1,8 @@
 """Public helpers under their classic names (`import facenet`), delegating to facenet_tf modules."""
 from facenet_tf.dataset import (ImageClass, get_dataset, get_image_paths,  # noqa: F401
                                 get_image_paths_and_labels, split_dataset)
+from facenet_tf.evaluation import (calculate_accuracy, calculate_roc, calculate_val,  # noqa: F401
+                                   calculate_val_far, distance)
 from facenet_tf.images import crop, flip, load_data, prewhiten, to_rgb  # noqa: F401
+from facenet_tf.model_io import (get_model_filenames, load_model,  # noqa: F401
+                                 save_variables_and_metagraph)

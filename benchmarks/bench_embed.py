@@ -1,0 +1,174 @@
+"""Images per second of a network on this CPU: the embedding forward pass (default: the 512-D
+InceptionResnetV1 at batch 100, 160x160, phase_train False) in fp32 and bf16, or a training step.
+
+    python benchmarks/bench_embed.py [--model_def models.inception_resnet_v1] [--batch_size 100]
+        [--image_size 160] [--batches 5] [--precisions fp32,bf16] [--graphs constant,placeholder]
+        [--onednn on|off|default] [--train_step]
+
+Forward graphs: `constant` builds the network with phase_train=False (one path, no tf.cond: what
+embedding scripts should use); `placeholder` feeds phase_train as the classic graphs did. Weights are
+the network's own seeded random initialisation; bf16 rows print the worst cosine between their
+embeddings and the fp32 ones. --train_step times one triplet-loss Adagrad step per batch instead
+(phase_train True, weight decay 5e-4, as train_tripletloss). oneDNN must be chosen before TensorFlow
+loads, hence --onednn (default: on).
+"""
+import argparse
+import importlib
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'src'))
+
+ONEDNN_CHOICES = ('on', 'off', 'default')
+
+
+def _onednn_from_argv(argv):
+    """Apply --onednn now: importing facenet_tf loads TensorFlow, which reads it only once."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument('--onednn', choices=ONEDNN_CHOICES, default='on')
+    choice = early.parse_known_args(argv)[0].onednn
+    if choice != 'default':
+        os.environ['TF_ENABLE_ONEDNN_OPTS'] = '1' if choice == 'on' else '0'
+
+
+if __name__ == '__main__':
+    _onednn_from_argv(sys.argv[1:])
+
+from facenet_tf.cli import UserError, run  # noqa: E402
+
+
+def _network(model_def):
+    try:
+        return importlib.import_module(model_def)
+    except ImportError as e:
+        raise UserError('cannot import --model_def %s (%s)' % (model_def, e))
+
+
+def _build(tf, network, graph_kind, image_size, train_step):
+    """(images placeholder, fetch, extra feed) for one configuration."""
+    tf1 = tf.compat.v1
+    tf1.set_random_seed(1)
+    images = tf1.placeholder(tf.float32, [None, image_size, image_size, 3], name='input')
+    if train_step:
+        phase_train, feed = True, {}
+    elif graph_kind == 'constant':
+        phase_train, feed = False, {}
+    else:
+        phase_train = tf1.placeholder(tf.bool, name='phase_train')
+        feed = {phase_train: False}
+    prelogits, _ = network.inference(images, 0.8 if train_step else 1.0, phase_train=phase_train,
+                                     bottleneck_layer_size=128 if train_step else 512,
+                                     weight_decay=5e-4 if train_step else 0.0)
+    embeddings = tf.nn.l2_normalize(prelogits, 1, 1e-10, name='embeddings')
+    if not train_step:
+        return images, embeddings, feed
+    anchor, positive, negative = tf.unstack(tf.reshape(embeddings, [-1, 3, int(embeddings.shape[1])]), 3, 1)
+    triplet = tf.reduce_mean(tf.maximum(tf.reduce_sum(tf.square(anchor - positive), 1)
+                                        - tf.reduce_sum(tf.square(anchor - negative), 1) + 0.2, 0.0))
+    total = tf.add_n([triplet] + tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES))
+    step = tf1.train.AdagradOptimizer(0.1).minimize(total)
+    with tf.control_dependencies([step]):
+        fetch = tf.identity(triplet)
+    return images, fetch, feed
+
+
+def _time_batches(sess, fetch, feed, batches, warmup):
+    """Wall and process-CPU seconds of each timed batch, and the last output."""
+    from facenet_tf.progress import Progress
+    for _ in range(warmup):
+        out = sess.run(fetch, feed)
+    walls, cpus = [], []
+    progress = Progress(batches, label='  batches', unit='batch')
+    for _ in range(batches):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = sess.run(fetch, feed)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+        progress.update(1)
+    return walls, cpus, out
+
+
+def _split(text, allowed, flag):
+    items = [item for item in text.split(',') if item]
+    for item in items:
+        if item not in allowed:
+            raise UserError('unknown %s value %r (choose from %s)' % (flag, item, ', '.join(allowed)))
+    if not items:
+        raise UserError('%s is empty' % flag)
+    return items
+
+
+def main(args):
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+    from facenet_tf.precision import PRECISIONS, session_config
+    tf1 = tf.compat.v1
+
+    precisions = _split(args.precisions, PRECISIONS, '--precisions')
+    graphs = ['train'] if args.train_step else _split(args.graphs, ('constant', 'placeholder'), '--graphs')
+    if args.batch_size < 1 or args.batches < 1 or args.warmup < 0 or args.image_size < 32:
+        raise UserError('need --batch_size >= 1, --batches >= 1, --warmup >= 0 and --image_size >= 32')
+    if args.train_step and args.batch_size % 3:
+        raise UserError('--train_step needs a --batch_size divisible by 3 (triplets)')
+    network = _network(args.model_def)
+
+    data = np.random.RandomState(0).standard_normal(
+        (args.batch_size, args.image_size, args.image_size, 3)).astype(np.float32)
+    print('%s %s, batch %d, %dx%d, oneDNN %s, %d CPUs, TF %s'
+          % (args.model_def, 'training step' if args.train_step else 'forward', args.batch_size,
+             args.image_size, args.image_size, 'on' if _pywrap_util_port.IsMklEnabled() else 'off',
+             os.cpu_count(), tf.__version__))
+    rows = []
+    for graph_kind in graphs:
+        with tf.Graph().as_default():
+            images, fetch, feed = _build(tf, network, graph_kind, args.image_size, args.train_step)
+            feed = dict(feed)
+            feed[images] = data
+            init = tf1.global_variables_initializer()
+            reference = None
+            for precision in precisions:
+                config = session_config(precision, args.intra_op_threads, args.inter_op_threads)
+                with tf1.Session(config=config) as sess:
+                    sess.run(init)
+                    print('%s graph, %s:' % (graph_kind, precision))
+                    walls, cpus, out = _time_batches(sess, fetch, feed, args.batches, args.warmup)
+                cosine = None
+                if not args.train_step:
+                    if precision == 'fp32':
+                        reference = out
+                    elif reference is not None:
+                        cosine = np.sum(out * reference, axis=1).min() / np.linalg.norm(out, axis=1).max()
+                rows.append((graph_kind, precision, args.batch_size / np.median(walls),
+                             args.batch_size / min(walls), np.median(cpus), cosine))
+    print('\n%-12s %-5s %13s %11s %12s %11s' % ('graph', 'prec', 'img/s median', 'img/s best',
+                                              'cpu-s/batch', 'min cosine'))
+    for graph_kind, precision, median, best, cpu, cosine in rows:
+        print('%-12s %-5s %13.1f %11.1f %12.2f %11s' % (graph_kind, precision, median, best, cpu,
+                                                      '-' if cosine is None else '%.6f' % cosine))
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--model_def', default='models.inception_resnet_v1',
+                        help='Network module with an inference() function.')
+    parser.add_argument('--batch_size', type=int, default=100, help='Images per batch.')
+    parser.add_argument('--image_size', type=int, default=160, help='Input side in pixels.')
+    parser.add_argument('--batches', type=int, default=5, help='Timed batches per configuration.')
+    parser.add_argument('--warmup', type=int, default=1, help='Untimed batches first.')
+    parser.add_argument('--precisions', default='fp32,bf16', help='Comma-separated: fp32, bf16.')
+    parser.add_argument('--graphs', default='constant',
+                        help='Forward graphs, comma-separated: constant (phase_train=False), '
+                             'placeholder (fed bool, as the classic graphs).')
+    parser.add_argument('--train_step', action='store_true',
+                        help='Time a triplet-loss Adagrad training step instead of the forward pass.')
+    parser.add_argument('--intra_op_threads', type=int, default=0, help='0 = TensorFlow default.')
+    parser.add_argument('--inter_op_threads', type=int, default=0, help='0 = TensorFlow default.')
+    parser.add_argument('--onednn', choices=ONEDNN_CHOICES, default='on',
+                        help='Set TF_ENABLE_ONEDNN_OPTS before TensorFlow loads.')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(run(main, parse_arguments(sys.argv[1:])))
