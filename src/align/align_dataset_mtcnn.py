@@ -1,0 +1,68 @@
+"""Detect, crop and save the faces of a dataset folder with MTCNN (classic script and flags).
+
+Example: python src/align/align_dataset_mtcnn.py ~/datasets/lfw/raw ~/datasets/lfw/lfw_mtcnnpy_160 \
+             --image_size 160 --margin 32
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from facenet_tf.cli import UserError, run  # noqa: E402
+
+
+def _flag(value):
+    """Classic boolean flags may be given bare or with a value (True/False, 1/0, yes/no)."""
+    text = str(value).strip().lower()
+    if text in ('1', 'true', 'yes', 'y', 'on'):
+        return True
+    if text in ('0', 'false', 'no', 'n', 'off'):
+        return False
+    raise argparse.ArgumentTypeError('expected true or false, got %r' % value)
+
+
+def main(args):
+    if args.image_size < 1:
+        raise UserError('--image_size must be at least 1')
+    if args.margin < 0:
+        raise UserError('--margin must not be negative')
+    if args.num_workers < 1:
+        raise UserError('--num_workers must be at least 1')
+    if not os.path.isdir(os.path.expanduser(args.input_dir)):
+        raise UserError('input folder not found: %s' % args.input_dir)
+    from align.dataset_alignment import Options, align_dataset, summary_line
+    opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment)
+    counts = align_dataset(args.input_dir, args.output_dir, opts, random_order=args.random_order,
+                           num_workers=args.num_workers, arg_string=' '.join(sys.argv))
+    print(summary_line(counts))
+    if counts['total'] == 0:
+        print('No images found in %s' % args.input_dir)
+    if counts['total'] and counts['unreadable'] == counts['total'] - counts['already_done'] > 0:
+        return 1
+    return 0
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('input_dir', type=str, help='Directory with unaligned images (one folder per class).')
+    parser.add_argument('output_dir', type=str, help='Directory with aligned face thumbnails.')
+    parser.add_argument('--image_size', type=int, help='Image size (height, width) in pixels.', default=182)
+    parser.add_argument('--margin', type=int, default=44,
+                        help='Margin for the crop around the bounding box (height, width) in pixels.')
+    parser.add_argument('--random_order', action='store_true',
+                        help='Shuffles the order of images to enable alignment using multiple processes.')
+    parser.add_argument('--gpu_memory_fraction', type=float, default=1.0,
+                        help='Upper bound on the amount of GPU memory used (accepted; CPU only here).')
+    parser.add_argument('--detect_multiple_faces', type=_flag, nargs='?', const=True, default=False,
+                        help='Detect and align multiple faces per image.')
+    parser.add_argument('--landmark_alignment', type=_flag, nargs='?', const=True, default=False,
+                        help='Warp each face onto the five-point 112x112 template (scaled to image_size) '
+                             'instead of cropping its box with the margin.')
+    parser.add_argument('--num_workers', type=int, default=1,
+                        help='Processes that detect and write in parallel.')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(run(main, parse_arguments(sys.argv[1:])))

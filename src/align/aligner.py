@@ -1,0 +1,98 @@
+"""Turning detections into face crops, as the classic alignment tool does (reused by compare.py).
+
+- `choose_face`: the one face kept when only one is wanted (large and central);
+- `crop_face`: box grown by margin/2 per side, clipped, resized with PIL's bilinear filter;
+- `align_face`: five-point similarity alignment onto the template (see landmarks);
+- `detect_downscaled`: detection on a bounded-size copy of huge images, mapped back.
+"""
+import numpy as np
+from PIL import Image
+
+from align.landmarks import align_to_template, face_points
+from align.mtcnn_boxes import imresample
+
+MAX_DETECT_SIDE = 2000
+
+
+def choose_face(boxes, image_shape):
+    """Index of the face with the largest area minus twice its squared offset from the image centre."""
+    det = np.asarray(boxes)[:, 0:4]
+    if det.shape[0] == 1:
+        return 0
+    size = (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1])
+    centre = np.asarray(image_shape[0:2], dtype=np.float64) / 2
+    offsets = np.vstack([(det[:, 0] + det[:, 2]) / 2 - centre[1], (det[:, 1] + det[:, 3]) / 2 - centre[0]])
+    return int(np.argmax(size - np.sum(offsets ** 2, axis=0) * 2.0))
+
+
+def margin_box(box, margin, image_shape):
+    """Integer crop box [x1, y1, x2, y2]: the detection grown by margin/2 per side, clipped to the image."""
+    bb = np.zeros(4, dtype=np.int32)
+    bb[0] = np.maximum(box[0] - margin / 2, 0)
+    bb[1] = np.maximum(box[1] - margin / 2, 0)
+    bb[2] = np.minimum(box[2] + margin / 2, image_shape[1])
+    bb[3] = np.minimum(box[3] + margin / 2, image_shape[0])
+    return bb
+
+
+def resize_bilinear(img, image_size):
+    """image_size x image_size uint8 with PIL's bilinear filter (antialiased when shrinking)."""
+    return np.asarray(Image.fromarray(img).resize((image_size, image_size), Image.BILINEAR))
+
+
+def crop_face(img, box, image_size, margin):
+    """(image_size x image_size uint8 crop, int box [x1, y1, x2, y2]) for one detection box.
+
+    Returns (None, bb) when the clipped box is empty (a box lying outside the image).
+    """
+    bb = margin_box(box, margin, img.shape)
+    if bb[2] <= bb[0] or bb[3] <= bb[1]:
+        return None, bb
+    cropped = np.ascontiguousarray(img[bb[1]:bb[3], bb[0]:bb[2], :])
+    return resize_bilinear(cropped, image_size), bb
+
+
+def align_face(img, points, index, image_size):
+    """Face `index` warped onto the five-point template (image_size x image_size uint8)."""
+    return align_to_template(img, face_points(points, index), image_size)
+
+
+def detection_copy(img, max_side=MAX_DETECT_SIDE):
+    """(image to detect on, (sx, sy) from it back to `img`): huge images are shrunk to max_side."""
+    h, w = img.shape[0], img.shape[1]
+    if max(h, w) <= max_side:
+        return img, None
+    ratio = float(max_side) / max(h, w)
+    small = imresample(img, (max(1, int(round(h * ratio))), max(1, int(round(w * ratio)))))
+    return small, (w / float(small.shape[1]), h / float(small.shape[0]))
+
+
+def map_back(boxes, points, back):
+    """Boxes [N, 5] and points [10, N] from the detection copy to the original image."""
+    if back is None:
+        return boxes, points
+    sx, sy = back
+    boxes = boxes.copy()
+    points = points.copy()
+    boxes[:, [0, 2]] *= sx
+    boxes[:, [1, 3]] *= sy
+    points[0:5] *= sx
+    points[5:10] *= sy
+    return boxes, points
+
+
+def prepare(detector, img, max_side=MAX_DETECT_SIDE):
+    """(detector pyramid of a bounded-size copy of img, scale back to img): work that may run ahead."""
+    small, back = detection_copy(img, max_side)
+    return detector.pyramid(small), back
+
+
+def detect_prepared(detector, prepared):
+    """(boxes, points) in original pixels for a list of prepare() results, one batched detection."""
+    found = detector.detect_batch([pyr for pyr, _ in prepared])
+    return [map_back(b, p, back) for (b, p), (_, back) in zip(found, prepared)]
+
+
+def detect_faces(detector, images, max_side=MAX_DETECT_SIDE):
+    """detector.detect_batch on bounded-size copies; (boxes, points) in each original's pixels."""
+    return detect_prepared(detector, [prepare(detector, img, max_side) for img in images])

@@ -1,0 +1,332 @@
+"""Aligning a dataset folder with MTCNN: the classic outputs, robust to bad input, resumable, batched.
+
+Layout (as the classic tool): one output folder per class, `<stem>.png` crops (`<stem>_<i>.png` for
+every face with multiple faces), `bounding_boxes_<random>.txt` with one `path x1 y1 x2 y2` line per
+crop (the output path alone when no face was found) and `revision_info.txt`.
+
+Every file is written under a temporary name and renamed, so an interrupted run leaves no partial
+PNG; a later run skips images whose outputs exist (with multiple faces `_0` is renamed last, so it
+marks a complete image) and images an earlier bounding-box file lists as having no face.
+"""
+import multiprocessing
+import os
+import random
+import re
+import subprocess
+import sys
+from collections import deque, namedtuple
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+from PIL import Image
+
+from align import aligner
+from facenet_tf.dataset import get_dataset
+from facenet_tf.images import ImageReadError, read_rgb
+from facenet_tf.progress import Progress
+
+BATCH_SIZE = 32
+WORKER_THREADS = 2  # reading + pyramids, writing crops
+DETECT_THREADS = 2  # batches in detection at once
+PNG_COMPRESSION = 1  # zlib level: 4x faster to write than the default 6, files ~10% larger
+_TMP_RE = re.compile(r'^\..+\.(\d+)\.tmp$')
+
+Job = namedtuple('Job', 'src base')  # input image path; output path without '.png'
+Options = namedtuple('Options', 'image_size margin detect_multiple_faces landmark_alignment')
+Result = namedtuple('Result', 'status lines message')  # status: aligned / noface / unreadable
+
+SRC_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Delete temporary files left in `folder` by runs that are no longer alive."""
+    for name in os.listdir(folder):
+        m = _TMP_RE.match(name)
+        if m and not _pid_alive(int(m.group(1))):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
+def _temporary(path):
+    folder, name = os.path.split(path)
+    return os.path.join(folder, '.%s.%d.tmp' % (name, os.getpid()))
+
+
+def write_png_atomic(path, img):
+    """Save an RGB uint8 array as PNG at `path` through a temporary file and a rename."""
+    tmp = _temporary(path)
+    try:
+        Image.fromarray(img).save(tmp, format='PNG', compress_level=PNG_COMPRESSION)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text_atomic(path, text):
+    tmp = _temporary(path)
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _git(args):
+    try:
+        out = subprocess.run(['git'] + args, cwd=SRC_ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return 'git %s: %s' % (' '.join(args), e)
+    return out.stdout.strip() if out.returncode == 0 else 'unknown (%s)' % out.stderr.strip()
+
+
+def write_revision_info(output_dir, arg_string):
+    """revision_info.txt: arguments, TensorFlow version, the project's git revision and local diff."""
+    import tensorflow as tf
+    text = ('arguments: %s\n--------------------\n'
+            'tensorflow version: %s\n--------------------\n'
+            'git hash: %s\n--------------------\n'
+            '%s\n' % (arg_string, tf.__version__, _git(['rev-parse', 'HEAD']), _git(['diff', 'HEAD'])))
+    write_text_atomic(os.path.join(output_dir, 'revision_info.txt'), text)
+
+
+def _key(path):
+    """(class folder, file name): how bounding-box files and jobs are matched across runs."""
+    parts = os.path.normpath(path).split(os.sep)
+    return tuple(parts[-2:])
+
+
+def previous_no_face(output_dir):
+    """Output paths that earlier runs' bounding-box files list alone (images without a face)."""
+    found = set()
+    if not os.path.isdir(output_dir):
+        return found
+    for name in os.listdir(output_dir):
+        if name.startswith('bounding_boxes_') and name.endswith('.txt'):
+            with open(os.path.join(output_dir, name), errors='replace') as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 1 and parts[0].endswith('.png') and line.endswith('\n'):
+                        found.add(_key(parts[0]))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+def is_done(job, multiple, no_face):
+    """Whether an earlier run completed this image."""
+    first = job.base + ('_0.png' if multiple else '.png')
+    return os.path.exists(first) or _key(job.base + '.png') in no_face
+
+
+def plan(input_dir, output_dir, multiple, random_order):
+    """(jobs to run, number already done): every image of every class, output folders created."""
+    dataset = get_dataset(input_dir)
+    if random_order:
+        random.shuffle(dataset)
+    no_face = previous_no_face(output_dir)
+    jobs, done = [], 0
+    for cls in dataset:
+        class_dir = os.path.join(output_dir, cls.name)
+        os.makedirs(class_dir, exist_ok=True)
+        remove_stale_temporaries(class_dir)
+        paths = list(cls.image_paths)
+        if random_order:
+            random.shuffle(paths)
+        for src in paths:
+            job = Job(src, os.path.join(class_dir, os.path.splitext(os.path.basename(src))[0]))
+            if is_done(job, multiple, no_face):
+                done += 1
+            else:
+                jobs.append(job)
+    return jobs, done
+
+
+# ---------------------------------------------------------------------------------------------
+# Aligning batches of images
+
+def _faces_to_write(boxes, img_shape, multiple):
+    if boxes.shape[0] == 0:
+        return []
+    if multiple:
+        return list(range(boxes.shape[0]))
+    return [aligner.choose_face(boxes, img_shape)]
+
+
+def write_faces(job, img, boxes, points, opts):
+    """Crop, save and describe the chosen faces of one image: a Result."""
+    crops = []
+    for index in _faces_to_write(boxes, img.shape, opts.detect_multiple_faces):
+        if opts.landmark_alignment:
+            face = aligner.align_face(img, points, index, opts.image_size)
+            bb = aligner.margin_box(boxes[index], 0, img.shape)
+        else:
+            face, bb = aligner.crop_face(img, boxes[index], opts.image_size, opts.margin)
+        if face is not None:
+            crops.append((face, bb))
+    if not crops:
+        return Result('noface', [job.base + '.png'], 'no face: %s' % job.src)
+    if opts.detect_multiple_faces:
+        names = ['%s_%d.png' % (job.base, i) for i in range(len(crops))]
+    else:
+        names = [job.base + '.png']
+    for name, (face, _) in reversed(list(zip(names, crops))):
+        write_png_atomic(name, face)
+    lines = ['%s %d %d %d %d' % (name, bb[0], bb[1], bb[2], bb[3]) for name, (_, bb) in zip(names, crops)]
+    return Result('aligned', lines, None)
+
+
+class BatchAligner(object):
+    """Aligns batches of images: decoding and pyramids run ahead in threads, detection is one
+    batched call per batch, and crops are written in threads while the next batch is detected."""
+
+    def __init__(self, opts, threads=None):
+        from align.detect_face import MTCNN
+        self.opts = opts
+        self.detector = MTCNN(threads=threads)
+        self.pool = ThreadPoolExecutor(WORKER_THREADS)
+
+    def _load(self, job):
+        """(image, prepared detector input, None) or (None, None, reason)."""
+        try:
+            img = read_rgb(job.src)
+        except ImageReadError as e:
+            return None, None, str(e)
+        return img, aligner.prepare(self.detector, img), None
+
+    def read(self, jobs):
+        """Futures of the decoded images of `jobs`."""
+        return [self.pool.submit(self._load, job) for job in jobs]
+
+    def align(self, jobs, reads):
+        """Futures of the Results of `jobs`, given their read futures."""
+        loaded = [f.result() for f in reads]
+        ok = [i for i, (img, _, _) in enumerate(loaded) if img is not None]
+        found = dict(zip(ok, aligner.detect_prepared(self.detector, [loaded[i][1] for i in ok])))
+        futures = []
+        for i, (job, (img, _, error)) in enumerate(zip(jobs, loaded)):
+            if img is None:
+                futures.append(_done(Result('unreadable', [], 'unreadable: %s: %s' % (job.src, error))))
+            else:
+                futures.append(self.pool.submit(write_faces, job, img, found[i][0], found[i][1], self.opts))
+        return futures
+
+    def align_now(self, jobs, reads):
+        """Results of `jobs` (detected, crops written)."""
+        return [f.result() for f in self.align(jobs, reads)]
+
+    def run(self, jobs, batch_size=BATCH_SIZE):
+        """Yield result lists in batch order. DETECT_THREADS batches are detected at once (the
+        session runs concurrent calls; Python steps of one overlap network time of the other)
+        while the following batches are read ahead."""
+        batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
+        in_flight = deque()
+        with ThreadPoolExecutor(DETECT_THREADS) as detect_pool:
+            for batch in batches:
+                in_flight.append(detect_pool.submit(self.align_now, batch, self.read(batch)))
+                if len(in_flight) > DETECT_THREADS:
+                    yield in_flight.popleft().result()
+            while in_flight:
+                yield in_flight.popleft().result()
+
+    def close(self):
+        self.pool.shutdown()
+        self.detector.close()
+
+
+def _done(value):
+    future = Future()
+    future.set_result(value)
+    return future
+
+
+_WORKER = {}
+
+
+def _worker_init(opts, threads):
+    _WORKER['aligner'] = BatchAligner(opts, threads)
+
+
+def _worker_align(jobs):
+    batch_aligner = _WORKER['aligner']
+    return batch_aligner.align_now(jobs, batch_aligner.read(jobs))
+
+
+def _results(jobs, opts, num_workers):
+    """Result lists in batches, from this process or from `num_workers` processes."""
+    if num_workers <= 1:
+        batch_aligner = BatchAligner(opts)
+        try:
+            for results in batch_aligner.run(jobs):
+                yield results
+        finally:
+            batch_aligner.close()
+        return
+    from align.detect_face import cpu_count
+    threads = max(1, cpu_count() // num_workers)
+    batches = [jobs[i:i + BATCH_SIZE] for i in range(0, len(jobs), BATCH_SIZE)]
+    ctx = multiprocessing.get_context('spawn')
+    with ctx.Pool(num_workers, initializer=_worker_init, initargs=(opts, threads)) as pool:
+        for results in pool.imap(_worker_align, batches):
+            yield results
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole run
+
+def align_dataset(input_dir, output_dir, opts, random_order=False, num_workers=1, arg_string='',
+                  log=None):
+    """Align every image of `input_dir` into `output_dir`; returns the counts of the run (a dict)."""
+    log = log or (lambda msg: print(msg, flush=True))
+    output_dir = os.path.expanduser(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    write_revision_info(output_dir, arg_string)
+    jobs, done = plan(input_dir, output_dir, opts.detect_multiple_faces, random_order)
+    counts = {'total': len(jobs) + done, 'already_done': done, 'aligned': 0, 'faces': 0,
+              'no_face': 0, 'unreadable': 0}
+    if done:
+        log('%d of %d images already aligned by an earlier run: skipped' % (done, counts['total']))
+    if not jobs:
+        return counts
+    bb_path = os.path.join(output_dir, 'bounding_boxes_%05d.txt' % np.random.randint(0, high=99999))
+    progress = Progress(len(jobs), 'align', 'img')
+    with open(bb_path, 'w') as bb_file:
+        for results in _results(jobs, opts, num_workers):
+            for result in results:
+                if result.message:
+                    log(result.message)
+                for line in result.lines:
+                    bb_file.write(line + '\n')
+                if result.status == 'aligned':
+                    counts['aligned'] += 1
+                    counts['faces'] += len(result.lines)
+                elif result.status == 'noface':
+                    counts['no_face'] += 1
+                else:
+                    counts['unreadable'] += 1
+            bb_file.flush()
+            progress.update(len(results))
+    sys.stderr.write(progress.summary() + '\n')
+    counts['bounding_boxes'] = bb_path
+    return counts
+
+
+def summary_line(counts):
+    return ('Total number of images: %d, successfully aligned: %d (%d faces written), no face: %d, '
+            'unreadable: %d, already done: %d' % (
+                counts['total'], counts['aligned'], counts['faces'], counts['no_face'],
+                counts['unreadable'], counts['already_done']))

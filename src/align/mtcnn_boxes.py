@@ -1,0 +1,182 @@
+"""Box arithmetic of the MTCNN cascade, kept numerically identical to the classic detector.
+
+Conventions of the classic code that matter for identical results:
+- boxes are [x1, y1, x2, y2, score, ...] with inclusive pixel corners, so widths carry a +1;
+- PNet maps are produced for width-first (transposed) images and read in that order;
+- crops for RNet/ONet are made 1-based by `pad` and resized from float64 with area interpolation.
+"""
+import cv2
+import numpy as np
+
+PNET_STRIDE = 2
+PNET_CELL = 12
+
+
+def imresample(img, size):
+    """Resize to (height, width) = size with OpenCV area interpolation (classic pyramid resampling)."""
+    return cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+def pyramid_scales(height, width, minsize, factor):
+    """Scales of the image pyramid: from 12/minsize, times `factor`, while the short side is >= 12."""
+    m = 12.0 / minsize
+    minl = min(height, width) * m
+    scales = []
+    count = 0
+    while minl >= 12:
+        scales.append(m * np.power(factor, count))
+        minl = minl * factor
+        count += 1
+    return scales
+
+
+def scaled_size(height, width, scale):
+    """Pyramid level size (height, width) for one scale: sides rounded up."""
+    return int(np.ceil(height * scale)), int(np.ceil(width * scale))
+
+
+def generate_bounding_box(prob, reg, scale, threshold):
+    """PNet candidates of one pyramid level: [N, 9] = box (4), score, regression offsets (4).
+
+    `prob` is the face probability map (H', W') and `reg` the offsets (H', W', 4), both upright.
+    Candidates are listed in the classic order (column-major over the upright map). As in the
+    classic code, when exactly one cell passes, its offsets are read from the horizontally
+    mirrored cell.
+    """
+    cols, rows = np.nonzero(prob.T >= threshold)
+    score = prob[rows, cols]
+    reg_cols = prob.shape[1] - 1 - cols if cols.size == 1 else cols
+    offsets = reg[rows, reg_cols, :].astype(np.float64)
+    cells = np.stack([cols, rows], axis=1).astype(np.float64)
+    top_left = np.fix((PNET_STRIDE * cells + 1) / scale)
+    bottom_right = np.fix((PNET_STRIDE * cells + PNET_CELL) / scale)
+    return np.hstack([top_left, bottom_right, score[:, None].astype(np.float64), offsets])
+
+
+NMS_MATRIX_LIMIT = 2000
+
+
+def _overlaps(boxes, rows, cols, method):
+    """Overlap of boxes[rows] (as the kept box) with boxes[cols], the classic formula, [len(rows), len(cols)]."""
+    x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    r, c = rows[:, None], cols[None, :]
+    w = np.maximum(0.0, np.minimum(x2[r], x2[c]) - np.maximum(x1[r], x1[c]) + 1)
+    h = np.maximum(0.0, np.minimum(y2[r], y2[c]) - np.maximum(y1[r], y1[c]) + 1)
+    inter = w * h
+    with np.errstate(divide='ignore', invalid='ignore'):
+        if method == 'Min':
+            return inter / np.minimum(area[r], area[c])
+        return inter / (area[r] + area[c] - inter)
+
+
+def nms(boxes, threshold, method):
+    """Greedy non-maximum suppression; indices of the kept boxes, best first.
+
+    'Union' compares intersection over union, 'Min' intersection over the smaller area; areas
+    count inclusive pixels (+1). A box survives a kept box only if their overlap <= threshold
+    (so an undefined overlap suppresses, as in the classic code). Ties in score keep the
+    classic argsort order.
+    """
+    n = boxes.shape[0]
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    order = np.argsort(boxes[:, 4])[::-1]
+    if n <= NMS_MATRIX_LIMIT:
+        suppress = ~(_overlaps(boxes, order, order, method) <= threshold)
+        alive = np.ones(n, dtype=bool)
+        keep = []
+        for i in range(n):
+            if alive[i]:
+                keep.append(i)
+                alive[i + 1:] &= ~suppress[i, i + 1:]
+        return order[keep]
+    keep = []
+    while order.size > 0:
+        keep.append(order[0])
+        rest = order[1:]
+        order = rest[_overlaps(boxes, order[:1], rest, method)[0] <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def bbreg(boxes, reg):
+    """Apply regression offsets (fractions of the inclusive width/height) to boxes, in place."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    boxes[:, 0:4] = boxes[:, 0:4] + reg[:, 0:4] * np.stack([w, h, w, h], axis=1)
+    return boxes
+
+
+def rerec(boxes):
+    """Turn boxes into squares of side max(w, h) around the same centre, in place."""
+    h = boxes[:, 3] - boxes[:, 1]
+    w = boxes[:, 2] - boxes[:, 0]
+    side = np.maximum(w, h)
+    boxes[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    boxes[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    boxes[:, 2:4] = boxes[:, 0:2] + side[:, None]
+    return boxes
+
+
+def pad(boxes, w, h):
+    """1-based source/destination ranges to copy each box out of a w x h image, zero-padding outside.
+
+    Returns dy, edy, dx, edx (destination, in the box), y, ey, x, ex (source, in the image),
+    tmpw, tmph (box size), all int32 as the classic code computes them.
+    """
+    tmpw = (boxes[:, 2] - boxes[:, 0] + 1).astype(np.int32)
+    tmph = (boxes[:, 3] - boxes[:, 1] + 1).astype(np.int32)
+    n = boxes.shape[0]
+    dx = np.ones(n, dtype=np.int32)
+    dy = np.ones(n, dtype=np.int32)
+    edx = tmpw.copy()
+    edy = tmph.copy()
+    x = boxes[:, 0].astype(np.int32)
+    y = boxes[:, 1].astype(np.int32)
+    ex = boxes[:, 2].astype(np.int32)
+    ey = boxes[:, 3].astype(np.int32)
+    over = ex > w
+    edx[over] = -ex[over] + w + tmpw[over]
+    ex[over] = w
+    over = ey > h
+    edy[over] = -ey[over] + h + tmph[over]
+    ey[over] = h
+    under = x < 1
+    dx[under] = 2 - x[under]
+    x[under] = 1
+    under = y < 1
+    dy[under] = 2 - y[under]
+    y[under] = 1
+    return dy, edy, dx, edx, y, ey, x, ex, tmpw, tmph
+
+
+def crop_boxes(img, boxes, size):
+    """Crops of integer boxes, zero-padded outside the image, resized to size x size (float64).
+
+    Returns [N, size, size, 3] upright crops with raw 0..255 values.
+    """
+    height, width = img.shape[0], img.shape[1]
+    dy, edy, dx, edx, y, ey, x, ex, tmpw, tmph = pad(boxes, width, height)
+    inside = (dx == 1) & (dy == 1) & (edx == tmpw) & (edy == tmph)
+    out = np.empty((boxes.shape[0], size, size, 3), dtype=np.float64)
+    for k in range(boxes.shape[0]):
+        src = img[y[k] - 1:ey[k], x[k] - 1:ex[k], :]
+        if inside[k]:
+            tmp = src.astype(np.float64)
+        else:
+            tmp = np.zeros((tmph[k], tmpw[k], 3), dtype=np.float64)
+            if src.size:
+                tmp[dy[k] - 1:edy[k], dx[k] - 1:edx[k], :] = src
+        out[k] = imresample(tmp, (size, size))
+    return out
+
+
+def valid_boxes(boxes):
+    """Mask of boxes with a positive integer width and height (others cannot be cropped)."""
+    return ((boxes[:, 2] - boxes[:, 0] + 1).astype(np.int32) >= 1) & \
+        ((boxes[:, 3] - boxes[:, 1] + 1).astype(np.int32) >= 1)
+
+
+def normalize(x):
+    """Classic MTCNN input scaling (x - 127.5) / 128, as float32."""
+    return ((np.asarray(x, dtype=np.float64) - 127.5) * 0.0078125).astype(np.float32)
