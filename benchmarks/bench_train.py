@@ -1,0 +1,129 @@
+"""Triplet-training speed: seconds per select_triplets call (45 people x 40 images, 128-D, against a
+per-pair loop as the classic code runs it) and images/s of training steps through the input pipeline.
+
+Usage: python benchmarks/bench_train.py [--model_def models.small_cnn] [--image_size 96]
+           [--batch_size 90] [--steps 8] [--data_dir ../shared/data/lfw_deepfunneled] [--skip_loop]
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'src'))
+
+from facenet_tf import dataset as dataset_io  # noqa: E402
+from facenet_tf import input_pipeline, training, triplets  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf1 = tf.compat.v1
+REFERENCE = os.path.join(os.path.dirname(ROOT), 'shared', 'reference', 'train_eval',
+                         'select_triplets_clustered_45x40.npz')
+
+
+def per_pair_loop(emb, counts, alpha):
+    """The selection as one loop over anchor-positive pairs (what the vectorised code replaces)."""
+    start, found, pairs = 0, [], 0
+    for k in counts:
+        for j in range(1, k):
+            a = start + j - 1
+            neg = np.sum(np.square(emb[a] - emb), 1)
+            neg[start:start + k] = np.nan
+            for p in range(start + j, start + k):
+                pos = np.sum(np.square(emb[a] - emb[p]))
+                with np.errstate(invalid='ignore'):
+                    cand = np.where(neg - pos < alpha)[0]
+                if len(cand):
+                    found.append((a, p, cand[np.random.randint(len(cand))]))
+                pairs += 1
+        start += k
+    np.random.shuffle(found)
+    return found, pairs
+
+
+def bench_selection(skip_loop, repeats=5):
+    if os.path.isfile(REFERENCE):
+        d = np.load(REFERENCE)
+        emb, counts, alpha, source = d['embeddings'], d['num_per_class'], float(d['alpha']), 'reference'
+    else:
+        rng = np.random.RandomState(0)
+        emb = rng.randn(1800, 128)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        counts, alpha, source = np.full(45, 40), 0.2, 'random'
+    for selection in triplets.SELECTIONS:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            tr, pairs = triplets.select_triplet_indices(emb, counts, alpha, selection)
+            times.append(time.perf_counter() - start)
+        print('select_triplets %-8s 45x40 (%s embeddings): %.4f s per call (median of %d), %d triplets of %d pairs'
+              % (selection, source, np.median(times), repeats, len(tr), pairs))
+        if selection == 'vggface':
+            vectorised = np.median(times)
+    if not skip_loop:
+        start = time.perf_counter()
+        found, pairs = per_pair_loop(emb, counts, alpha)
+        loop = time.perf_counter() - start
+        print('per-pair loop            45x40: %.3f s per call, %d triplets of %d pairs: vectorised is %.0fx faster'
+              % (loop, len(found), pairs, loop / vectorised))
+
+
+def bench_training(args):
+    import train_tripletloss
+    targs = train_tripletloss.parse_arguments(
+        ['--model_def', args.model_def, '--image_size', str(args.image_size), '--batch_size', str(args.batch_size),
+         '--nrof_preprocess_threads', str(args.threads), '--random_crop', '--random_flip'])
+    dataset = [c for c in dataset_io.get_dataset(args.data_dir) if len(c) >= 2][:200]
+    network = __import__(args.model_def, fromlist=['inference'])
+    control = input_pipeline.control_flags(random_crop=True, random_flip=True)
+    with tf.Graph().as_default():
+        g = train_tripletloss.build_graph(targs, network)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            coord, threads = training.start_queue_runners(sess)
+            rng = np.random.RandomState(0)
+            times = []
+            for step in range(args.steps + 1):
+                paths = []
+                for _ in range(args.batch_size // 3):
+                    i, j = rng.choice(len(dataset), 2, replace=False)
+                    a, p = rng.choice(dataset[i].image_paths, 2, replace=False)
+                    paths.append((a, p, rng.choice(dataset[j].image_paths)))
+                paths = np.array(paths, dtype=object)
+                labels = np.arange(paths.size).reshape(-1, 3)
+                sess.run(g['queue'].enqueue_op, {g['queue'].image_paths_placeholder: paths,
+                                                 g['queue'].labels_placeholder: labels,
+                                                 g['queue'].control_placeholder: np.full(labels.shape, control)})
+                start = time.perf_counter()
+                sess.run([g['loss'], g['train_op']], {g['batch_size_placeholder']: args.batch_size,
+                                                      g['learning_rate_placeholder']: 0.01,
+                                                      g['phase_train_placeholder']: True})
+                if step > 0:
+                    times.append(time.perf_counter() - start)
+            training.stop_queue_runners(sess, coord, threads, [g['close_queue']])
+    per_step = float(np.median(times))
+    print('training step %s %dpx batch %d (%s, Adagrad, %d threads): %.3f s per step, %.1f images/s (median of %d)'
+          % (args.model_def, args.image_size, args.batch_size, targs.optimizer, args.threads, per_step,
+             args.batch_size / per_step, len(times)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model_def', default='models.small_cnn')
+    parser.add_argument('--image_size', type=int, default=96)
+    parser.add_argument('--batch_size', type=int, default=90)
+    parser.add_argument('--steps', type=int, default=8)
+    parser.add_argument('--threads', type=int, default=4)
+    parser.add_argument('--data_dir', default=os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'lfw_deepfunneled'))
+    parser.add_argument('--skip_loop', action='store_true', help='Do not time the per-pair loop (about 1 s).')
+    parser.add_argument('--skip_training', action='store_true')
+    args = parser.parse_args()
+    bench_selection(args.skip_loop)
+    if not args.skip_training:
+        bench_training(args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,118 @@
+"""The classic training input pipeline: a FIFOQueue of file names, preprocessing threads, batch_join.
+
+The queue holds groups of `group_size` images (3 for triplets, 1 for classifier training): a string
+path, an int64 label and an int32 control word per image, filled with `enqueue_many`. Each of the
+`nrof_preprocess_threads` readers dequeues one group, decodes and preprocesses its images as the
+group's control words say, and `batch_join` enqueues the group atomically, so a batch whose size is a
+multiple of group_size keeps every group together and in order. The label travels with its image,
+so callers put an index there when they need to put results back in order (the embedding pass).
+
+Control bits (the classic values): RANDOM_ROTATE (uniform +-10 degrees, in-graph projective
+transform), RANDOM_CROP (random image_size crop; otherwise a central crop), RANDOM_FLIP,
+FIXED_STANDARDIZATION ((x - 127.5) / 128; otherwise per-image standardisation), FLIP (always flip).
+Images of another size than image_size are cropped around the centre or zero-padded, never resized:
+align the faces at image_size, or larger (e.g. 182 for 160) with random crops.
+"""
+import collections
+import math
+
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+RANDOM_ROTATE = 1
+RANDOM_CROP = 2
+RANDOM_FLIP = 4
+FIXED_STANDARDIZATION = 8
+FLIP = 16
+
+MAX_ROTATION_DEGREES = 10.0
+
+InputQueue = collections.namedtuple(
+    'InputQueue', 'queue enqueue_op image_paths_placeholder labels_placeholder control_placeholder')
+
+
+def control_flags(random_crop=False, random_flip=False, random_rotate=False, fixed_standardization=False,
+                  flip=False):
+    """The control word for a set of preprocessing options."""
+    return ((RANDOM_ROTATE if random_rotate else 0) | (RANDOM_CROP if random_crop else 0)
+            | (RANDOM_FLIP if random_flip else 0) | (FIXED_STANDARDIZATION if fixed_standardization else 0)
+            | (FLIP if flip else 0))
+
+
+def make_input_queue(group_size, capacity=100000):
+    """The FIFOQueue of (group_size,) paths, labels and control words, with its enqueue_many op and
+    placeholders `image_paths`, `labels`, `control` (each [None, group_size])."""
+    image_paths_placeholder = tf1.placeholder(tf.string, shape=(None, group_size), name='image_paths')
+    labels_placeholder = tf1.placeholder(tf.int64, shape=(None, group_size), name='labels')
+    control_placeholder = tf1.placeholder(tf.int32, shape=(None, group_size), name='control')
+    queue = tf1.FIFOQueue(capacity=capacity, dtypes=[tf.string, tf.int64, tf.int32],
+                          shapes=[(group_size,), (group_size,), (group_size,)])
+    enqueue_op = queue.enqueue_many([image_paths_placeholder, labels_placeholder, control_placeholder],
+                                    name='enqueue_op')
+    return InputQueue(queue, enqueue_op, image_paths_placeholder, labels_placeholder, control_placeholder)
+
+
+def get_control_flag(control, flag):
+    """True where bit `flag` is set in the int32 `control` tensor (classic name)."""
+    return tf.equal(tf.math.floormod(tf.math.floordiv(control, flag), 2), 1)
+
+
+def random_rotate(image, max_degrees=MAX_ROTATION_DEGREES):
+    """Rotate an HxWxC uint8 image by a uniform random angle about its centre (bilinear, black fill)."""
+    angle = tf1.random_uniform([], -max_degrees, max_degrees) * (math.pi / 180.0)
+    shape = tf.shape(image)
+    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy,
+                          sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])[None, :]
+    rotated = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=transform, output_shape=shape[:2], fill_value=0.0,
+        interpolation='BILINEAR', fill_mode='CONSTANT')
+    return rotated[0]
+
+
+def random_crop_or_pad(image, image_size):
+    """A random image_size square crop, after zero-padding any side shorter than image_size."""
+    shape = tf.shape(image)
+    image = tf.image.resize_with_crop_or_pad(image, tf.maximum(shape[0], image_size),
+                                             tf.maximum(shape[1], image_size))
+    return tf1.random_crop(image, [image_size, image_size, 3])
+
+
+def preprocess(file_contents, control, image_size):
+    """Decode one encoded image (JPEG, PNG, BMP, GIF) to RGB and preprocess it as `control` says:
+    returns a float32 [image_size, image_size, 3] image."""
+    image = tf.io.decode_image(file_contents, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    image = tf.cond(get_control_flag(control, RANDOM_ROTATE), lambda: random_rotate(image), lambda: tf.identity(image))
+    image = tf.cond(get_control_flag(control, RANDOM_CROP), lambda: random_crop_or_pad(image, image_size),
+                    lambda: tf.image.resize_with_crop_or_pad(image, image_size, image_size))
+    image = tf.cond(get_control_flag(control, RANDOM_FLIP), lambda: tf.image.random_flip_left_right(image),
+                    lambda: tf.identity(image))
+    image = tf.cast(image, tf.float32)
+    image = tf.cond(get_control_flag(control, FIXED_STANDARDIZATION), lambda: (image - 127.5) / 128.0,
+                    lambda: tf.image.per_image_standardization(image))
+    image = tf.cond(get_control_flag(control, FLIP), lambda: tf.image.flip_left_right(image),
+                    lambda: tf.identity(image))
+    image.set_shape((image_size, image_size, 3))
+    return image
+
+
+def create_input_pipeline(input_queue, image_size, nrof_preprocess_threads, batch_size_placeholder,
+                          capacity_images=None):
+    """(image_batch, label_batch) from the queue's groups, preprocessed by nrof_preprocess_threads
+    readers and joined with batch_join (enqueue_many: a group is never split)."""
+    queue = input_queue.queue if isinstance(input_queue, InputQueue) else input_queue
+    group_size = queue.shapes[0].as_list()[0]
+    images_and_labels = []
+    for _ in range(nrof_preprocess_threads):
+        filenames, labels, control = queue.dequeue()
+        images = [preprocess(tf.io.read_file(filenames[i]), control[i], image_size) for i in range(group_size)]
+        images_and_labels.append([tf.stack(images), labels])
+    capacity = capacity_images or 4 * nrof_preprocess_threads * 100
+    image_batch, label_batch = tf1.train.batch_join(
+        images_and_labels, batch_size=batch_size_placeholder, shapes=[(image_size, image_size, 3), ()],
+        enqueue_many=True, capacity=capacity, allow_smaller_final_batch=True)
+    return image_batch, label_batch

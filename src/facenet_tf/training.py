@@ -1,0 +1,405 @@
+"""What every training script shares: optimizers, learning rate, moving averages, summaries, run
+folders, restoring a pretrained model, queue runners, divergence checks and the per-epoch LFW check.
+
+Layout of a run (classic): `<logs_base_dir>/<subdir>` holds the TensorBoard events,
+`revision_info.txt`, `arguments.txt` and `lfw_result.txt`; `<models_base_dir>/<subdir>` holds
+`model-<subdir>.meta` and `model-<subdir>.ckpt-<step>`; subdir is a `%Y%m%d-%H%M%S` timestamp.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+import numpy as np
+import tensorflow as tf
+
+from facenet_tf import model_io
+from facenet_tf.cli import UserError
+
+tf1 = tf.compat.v1
+
+OPTIMIZERS = ('ADAGRAD', 'ADADELTA', 'ADAM', 'RMSPROP', 'MOM')
+CLASSIFIER_SCOPE_PREFIX = 'Logits'
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the message says where and which checkpoint is the last good one."""
+
+
+# ---------------------------------------------------------------- learning rate
+
+def read_learning_rate_schedule(filename):
+    """[(epoch, learning_rate), ...] from a schedule file: `epoch: lr` lines, '#' comments, a
+    negative rate (e.g. -1) ends training at that epoch."""
+    path = os.path.expanduser(filename)
+    if not os.path.isfile(path):
+        raise UserError('learning rate schedule file not found: %s' % filename)
+    schedule = []
+    with open(path, 'r') as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.split('#', 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split(':')
+            try:
+                if len(parts) != 2:
+                    raise ValueError
+                epoch = int(parts[0])
+                rate = -1.0 if parts[1].strip() == '-' else float(parts[1])
+            except ValueError:
+                raise UserError('%s line %d: expected "epoch: learning_rate", found "%s"'
+                                % (filename, lineno, raw.strip()))
+            if schedule and epoch <= schedule[-1][0]:
+                raise UserError('%s line %d: epochs must increase (%d after %d)'
+                                % (filename, lineno, epoch, schedule[-1][0]))
+            schedule.append((epoch, rate))
+    if not schedule:
+        raise UserError('learning rate schedule file %s holds no "epoch: learning_rate" line' % filename)
+    if schedule[0][0] > 0:
+        raise UserError('learning rate schedule file %s must start at epoch 0' % filename)
+    return schedule
+
+
+def learning_rate_for_epoch(schedule, epoch):
+    """The rate of the last schedule entry whose epoch is <= epoch (negative: stop training)."""
+    rate = schedule[0][1]
+    for start, value in schedule:
+        if start <= epoch:
+            rate = value
+        else:
+            break
+    return rate
+
+
+def get_learning_rate_from_file(filename, epoch):
+    """Classic name: the learning rate for `epoch` from a schedule file."""
+    return learning_rate_for_epoch(read_learning_rate_schedule(filename), epoch)
+
+
+def learning_rate_tensor(learning_rate_placeholder, global_step, decay_epochs, epoch_size, decay_factor):
+    """Staircase exponential decay of the fed rate every decay_epochs * epoch_size steps (classic)."""
+    return tf1.train.exponential_decay(learning_rate_placeholder, global_step, decay_epochs * epoch_size,
+                                       decay_factor, staircase=True)
+
+
+# ---------------------------------------------------------------- optimisation
+
+def make_optimizer(name, learning_rate):
+    """The classic optimizers with their classic hyper-parameters."""
+    if name == 'ADAGRAD':
+        return tf1.train.AdagradOptimizer(learning_rate)
+    if name == 'ADADELTA':
+        return tf1.train.AdadeltaOptimizer(learning_rate, rho=0.9, epsilon=1e-6)
+    if name == 'ADAM':
+        return tf1.train.AdamOptimizer(learning_rate, beta1=0.9, beta2=0.999, epsilon=0.1)
+    if name == 'RMSPROP':
+        return tf1.train.RMSPropOptimizer(learning_rate, decay=0.9, momentum=0.9, epsilon=1.0)
+    if name == 'MOM':
+        return tf1.train.MomentumOptimizer(learning_rate, 0.9, use_nesterov=True)
+    raise UserError('invalid optimizer %r (choose from %s)' % (name, ', '.join(OPTIMIZERS)))
+
+
+def add_loss_summaries(total_loss):
+    """Moving averages (0.9) of every loss in the LOSSES collection and of the total, with summaries.
+    Returns (update op, the averages' variables)."""
+    loss_averages = tf.train.ExponentialMovingAverage(0.9, name='avg')
+    losses = tf1.get_collection('losses')
+    loss_averages_op = loss_averages.apply(losses + [total_loss])
+    for loss in losses + [total_loss]:
+        name = loss.op.name
+        tf1.summary.scalar(name + ' (raw)', loss)
+        tf1.summary.scalar(name, loss_averages.average(loss))
+    return loss_averages_op, [loss_averages.average(loss) for loss in losses + [total_loss]]
+
+
+def build_train_op(total_loss, global_step, optimizer_name, learning_rate, moving_average_decay,
+                   update_gradient_vars, log_histograms=True):
+    """Classic train op: gradients after the loss averages and the batch-norm UPDATE_OPS, then the
+    exponential moving averages of the trainable variables.
+
+    Returns (train_op, saved, averages): the variables a checkpoint holds (weights, batch-norm
+    statistics and their moving averages: every global variable but the optimizer's slots, the step
+    counter and the loss averages) and {moving average: variable}."""
+    loss_averages_op, loss_average_vars = add_loss_summaries(total_loss)
+    update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    variables = [v for v in update_gradient_vars if v.dtype.base_dtype.is_floating]
+    with tf.control_dependencies([loss_averages_op] + update_ops):
+        opt = make_optimizer(optimizer_name, learning_rate)
+        grads = opt.compute_gradients(total_loss, variables)
+    apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
+    if log_histograms:
+        for var in tf1.trainable_variables():
+            tf1.summary.histogram(var.op.name, var)
+        for grad, var in grads:
+            if grad is not None:
+                tf1.summary.histogram(var.op.name + '/gradients', grad)
+    ema = tf.train.ExponentialMovingAverage(moving_average_decay, global_step)
+    with tf.control_dependencies([apply_gradient_op]):
+        variables_averages_op = ema.apply(tf1.trainable_variables())
+    with tf.control_dependencies([apply_gradient_op, variables_averages_op]):
+        train_op = tf.no_op(name='train')
+    skip = {v.ref() for v in opt.variables() + loss_average_vars + [global_step]}
+    saved = [v for v in tf1.global_variables() if v.ref() not in skip]
+    averages = {}
+    for var in tf1.trainable_variables():
+        if ema.average(var) is not None:
+            averages[ema.average(var)] = var
+    return train_op, saved, averages
+
+
+# ---------------------------------------------------------------- run folders and records
+
+def create_run_dirs(logs_base_dir, models_base_dir, subdir=None):
+    """(subdir, log_dir, model_dir), both folders created; subdir defaults to a timestamp."""
+    subdir = subdir or datetime.strftime(datetime.now(), '%Y%m%d-%H%M%S')
+    log_dir = os.path.join(os.path.expanduser(logs_base_dir), subdir)
+    model_dir = os.path.join(os.path.expanduser(models_base_dir), subdir)
+    for folder in (log_dir, model_dir):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise UserError('cannot create folder %s: %s' % (folder, e.strerror or e))
+    return subdir, log_dir, model_dir
+
+
+def write_arguments_to_file(args, filename):
+    """One `name: value` line per argument (classic arguments.txt)."""
+    with open(filename, 'w') as f:
+        for key, value in vars(args).items():
+            f.write('%s: %s\n' % (key, str(value)))
+
+
+def _git(src_path, *cmd):
+    try:
+        out = subprocess.run(('git',) + cmd, cwd=src_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             timeout=30, check=True)
+        return out.stdout.decode('utf-8', 'replace').strip()
+    except (OSError, subprocess.SubprocessError) as e:
+        return 'unavailable (%s)' % type(e).__name__
+
+
+def store_revision_info(src_path, output_dir, arg_string):
+    """revision_info.txt: the command line, TensorFlow version, git revision and local changes."""
+    with open(os.path.join(output_dir, 'revision_info.txt'), 'w') as f:
+        f.write('arguments: %s\n--------------------\n' % arg_string)
+        f.write('tensorflow version: %s\n--------------------\n' % tf.__version__)
+        f.write('git hash: %s\n--------------------\n' % _git(src_path, 'rev-parse', 'HEAD'))
+        f.write('%s' % _git(src_path, 'diff', 'HEAD'))
+
+
+def add_summary(summary_writer, step, **values):
+    """Scalar summaries from keyword arguments (tag = name with '__' read as '/')."""
+    summary = tf1.Summary()
+    for tag, value in values.items():
+        summary.value.add(tag=tag.replace('__', '/'), simple_value=float(value))
+    summary_writer.add_summary(summary, step)
+
+
+# ---------------------------------------------------------------- pretrained models
+
+def checkpoint_prefix(pretrained_model):
+    """A checkpoint prefix from either a prefix (`.../model-X.ckpt-N`) or a model folder."""
+    path = os.path.expanduser(pretrained_model)
+    if os.path.isdir(path):
+        _, ckpt_file = model_io.get_model_filenames(path)
+        return os.path.join(path, ckpt_file)
+    if os.path.exists(path + '.index') or os.path.isfile(path):
+        return path
+    raise UserError('pretrained model not found: %s (give a model folder or a checkpoint prefix '
+                    'such as .../model-20180402-114759.ckpt-275)' % pretrained_model)
+
+
+def restore_pretrained(sess, pretrained_model, var_list, averages=None, log=print):
+    """Restore every variable of var_list that the checkpoint holds with the same shape; skip the
+    classifier (`Logits*`) and mismatched shapes with one line each. Moving averages the checkpoint
+    lacks start from their restored variable. Returns the number of variables restored."""
+    prefix = checkpoint_prefix(pretrained_model)
+    try:
+        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError) as e:
+        raise UserError('cannot read checkpoint %s: %s' % (prefix, str(e).strip().splitlines()[0]))
+    restore, missing = [], []
+    for var in var_list:
+        name = var.op.name
+        if name.split('/')[0].startswith(CLASSIFIER_SCOPE_PREFIX):
+            log('pretrained model: skipping %s (classifier layer)' % name)
+        elif name not in shapes:
+            missing.append(name)
+        elif list(shapes[name]) != var.shape.as_list():
+            log('pretrained model: skipping %s (shape %s in the checkpoint, %s here)'
+                % (name, list(shapes[name]), var.shape.as_list()))
+        else:
+            restore.append(var)
+    if not restore:
+        raise UserError('pretrained model %s holds none of this network\'s variables' % pretrained_model)
+    tf1.train.Saver(restore).restore(sess, prefix)
+    restored = {v.op.name for v in restore}
+    copies = [shadow.assign(var) for shadow, var in (averages or {}).items()
+              if shadow.op.name in missing and var.op.name in restored]
+    if copies:
+        sess.run(copies)
+    log('pretrained model: restored %d variables from %s (%d not in it, %d moving averages set from '
+        'their variables)' % (len(restore), prefix, len(missing), len(copies)))
+    return len(restore)
+
+
+# ---------------------------------------------------------------- running
+
+def start_queue_runners(sess):
+    """Start the input pipeline's threads; returns (coord, threads)."""
+    coord = tf.train.Coordinator()
+    threads = tf1.train.start_queue_runners(coord=coord, sess=sess)
+    return coord, threads
+
+
+def stop_queue_runners(sess, coord, threads, close_ops=()):
+    """Stop the pipeline threads: close the queues (cancelling pending enqueues) and join briefly."""
+    coord.request_stop()
+    for op in close_ops:
+        try:
+            sess.run(op)
+        except tf.errors.OpError:
+            pass
+    try:
+        coord.join(threads, stop_grace_period_secs=5)
+    except (RuntimeError, tf.errors.OpError):
+        pass
+
+
+def input_error(coord, error):
+    """A one-line UserError for a failed pipeline run (an unreadable image, usually)."""
+    cause = error
+    if coord is not None and coord.should_stop():
+        try:
+            coord.raise_requested_exception()
+        except Exception as e:  # the thread's own error says which op failed
+            cause = e
+    message = getattr(cause, 'message', None) or str(cause)
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and not line.startswith('Graph execution error')]
+    return UserError('input pipeline failed: %s' % (lines[0] if lines else type(cause).__name__))
+
+
+def is_non_finite_summary_error(error):
+    """True for the error a histogram summary raises on NaN or infinite values (a diverged run)."""
+    return re.search(r'(nan|infinity) in (summary )?histogram', str(error), re.IGNORECASE) is not None
+
+
+def check_loss(value, epoch, step, last_checkpoint):
+    """Raise TrainingDiverged when the loss is NaN or infinite."""
+    if not np.isfinite(value):
+        raise TrainingDiverged('the loss became %s at epoch %d, step %d: training stopped (try a lower '
+                               'learning rate); the last good checkpoint is %s'
+                               % (value, epoch, step, last_checkpoint or 'none (no epoch completed)'))
+
+
+def save_checkpoint(sess, saver, summary_writer, model_dir, subdir, step):
+    """Save `model-<subdir>.ckpt-<step>` (and the .meta once); returns the checkpoint prefix."""
+    model_io.save_variables_and_metagraph(sess, saver, summary_writer, model_dir, subdir, step)
+    return os.path.join(model_dir, 'model-%s.ckpt-%d' % (subdir, step))
+
+
+class StepLog(object):
+    """Progress lines of an epoch: epoch, step, loss, images/s and the epoch's ETA."""
+
+    def __init__(self, epoch, epoch_size, interval=5.0, stream=None):
+        self.epoch = epoch
+        self.epoch_size = epoch_size
+        self.interval = interval
+        self.stream = stream or sys.stdout
+        self.start = time.time()
+        self.steps = 0
+        self.images = 0
+        self.losses = []
+        self._last = 0.0
+
+    def update(self, step, batch, images, loss, learning_rate):
+        self.steps = batch
+        self.images += images
+        self.losses.append(loss)
+        now = time.time()
+        if now - self._last >= self.interval or batch >= self.epoch_size or batch == 1:
+            self._last = now
+            elapsed = now - self.start
+            rate = self.images / elapsed if elapsed > 0 else 0.0
+            eta = elapsed / batch * (self.epoch_size - batch) if batch else 0.0
+            self.stream.write('Epoch: [%d][%d/%d]\tstep %d\tloss %.4f\tlr %g\t%.1f img/s\tETA %d:%02d\n'
+                              % (self.epoch, batch, self.epoch_size, step, loss, learning_rate, rate,
+                                 eta // 60, eta % 60))
+            self.stream.flush()
+
+    def summary(self):
+        elapsed = time.time() - self.start
+        return ('Epoch %d: %d steps, %d images in %.1f s (%.1f img/s), mean loss %.4f'
+                % (self.epoch, self.steps, self.images, elapsed, self.images / max(elapsed, 1e-9),
+                   float(np.mean(self.losses)) if self.losses else float('nan')))
+
+
+# ---------------------------------------------------------------- LFW check
+
+class LfwCheck(object):
+    """Per-epoch LFW verification with the project's evaluation code (View 1 or View 2 pairs)."""
+
+    def __init__(self, lfw_dir, lfw_pairs, nrof_folds, distance_metric=0, subtract_mean=False):
+        import lfw
+        self.lfw = lfw
+        pairs = lfw.read_pairs(os.path.expanduser(lfw_pairs))
+        self.paths, self.actual_issame = lfw.get_paths(os.path.expanduser(lfw_dir), pairs)
+        if not self.paths:
+            raise UserError('no LFW pair images found in %s for %s' % (lfw_dir, lfw_pairs))
+        self.folds = lfw.pair_folds(os.path.expanduser(lfw_pairs), self.actual_issame, nrof_folds)
+        self.nrof_folds = nrof_folds
+        self.distance_metric = distance_metric
+        self.subtract_mean = subtract_mean
+
+    def run(self, embed, step, summary_writer=None, log_dir=None, log=print):
+        """embed(paths) -> [N, D] embeddings; prints and records accuracy and VAL@FAR=1e-3."""
+        start = time.time()
+        emb = embed(self.paths)
+        _, _, accuracy, val, val_std, far = self.lfw.evaluate(
+            emb, self.actual_issame, nrof_folds=self.nrof_folds, distance_metric=self.distance_metric,
+            subtract_mean=self.subtract_mean, folds=self.folds)
+        elapsed = time.time() - start
+        log('LFW: accuracy %.5f+-%.5f, validation rate %.5f+-%.5f @ FAR=%.5f (%d pairs, %.1f s)'
+            % (np.mean(accuracy), np.std(accuracy), val, val_std, far, len(self.actual_issame), elapsed))
+        if summary_writer is not None:
+            add_summary(summary_writer, step, lfw__accuracy=np.mean(accuracy), lfw__val_rate=val,
+                        time__lfw=elapsed)
+        if log_dir is not None:
+            with open(os.path.join(log_dir, 'lfw_result.txt'), 'a') as f:
+                f.write('%d\t%.5f\t%.5f\n' % (step, np.mean(accuracy), val))
+        return float(np.mean(accuracy)), float(val)
+
+
+def embed_through_pipeline(sess, input_queue, embeddings, label_batch, paths, batch_size, control,
+                           feed_dict, batch_size_placeholder, log_label=None):
+    """Embeddings of `paths` (in order) computed through the training input pipeline: the paths are
+    enqueued in groups (padded by repeating the last path), labels carry each image's index."""
+    group = input_queue.queue.shapes[0].as_list()[0]
+    n = len(paths)
+    padded = int(np.ceil(n / float(group))) * group
+    path_array = np.array(list(paths) + [paths[-1]] * (padded - n), dtype=object).reshape(-1, group)
+    label_array = np.arange(padded, dtype=np.int64).reshape(-1, group)
+    control_array = np.full(label_array.shape, control, dtype=np.int32)
+    sess.run(input_queue.enqueue_op, {input_queue.image_paths_placeholder: path_array,
+                                      input_queue.labels_placeholder: label_array,
+                                      input_queue.control_placeholder: control_array})
+    dim = embeddings.shape.as_list()[-1]
+    result = np.zeros((padded, dim), np.float32)
+    done = 0
+    progress = None
+    if log_label is not None:
+        from facenet_tf.progress import Progress
+        progress = Progress(padded, log_label, 'img', interval=10.0)
+    while done < padded:
+        size = min(batch_size, padded - done)
+        feed = dict(feed_dict)
+        feed[batch_size_placeholder] = size
+        emb, lab = sess.run([embeddings, label_batch], feed_dict=feed)
+        result[lab] = emb
+        done += size
+        if progress is not None:
+            progress.update(size)
+    return result[:n]

@@ -1,0 +1,281 @@
+"""Train a face embedding network with triplet loss and online triplet selection (classic script).
+
+Each round samples people_per_batch people with up to images_per_person images each, embeds them
+through the input pipeline (no augmentation), selects triplets with `--triplet_selection`, and trains
+on them batch by batch until the epoch's epoch_size steps are done (only as many triplets are queued
+as the epoch still has steps for). Every epoch: a checkpoint in the classic layout, summaries, and
+with --lfw_dir an LFW check.
+"""
+import argparse
+import importlib
+import itertools
+import os
+import sys
+import time
+
+from facenet_tf import dataset as dataset_io
+from facenet_tf import input_pipeline, training, triplets
+from facenet_tf.cli import UserError, run
+
+import numpy as np  # noqa: E402 (facenet_tf first: it sets TensorFlow's logging and TF1 semantics)
+import tensorflow as tf  # noqa: E402
+
+tf1 = tf.compat.v1
+
+MAX_EMPTY_ROUNDS = 20
+
+
+def build_graph(args, network):
+    """The training graph; returns a dict of its tensors and ops."""
+    tf1.set_random_seed(args.seed)
+    g = {}
+    g['global_step'] = tf1.Variable(0, trainable=False, name='global_step')
+    g['learning_rate_placeholder'] = tf1.placeholder(tf.float32, name='learning_rate')
+    g['batch_size_placeholder'] = tf1.placeholder(tf.int32, name='batch_size')
+    g['phase_train_placeholder'] = tf1.placeholder(tf.bool, name='phase_train')
+    g['queue'] = input_pipeline.make_input_queue(3)
+    image_batch, label_batch = input_pipeline.create_input_pipeline(
+        g['queue'], args.image_size, args.nrof_preprocess_threads, g['batch_size_placeholder'],
+        capacity_images=4 * args.nrof_preprocess_threads * args.batch_size)
+    image_batch = tf.identity(image_batch, 'image_batch')
+    image_batch = tf.identity(image_batch, 'input')
+    g['label_batch'] = tf.identity(label_batch, 'label_batch')
+    prelogits, _ = network.inference(image_batch, args.keep_probability, phase_train=g['phase_train_placeholder'],
+                                     bottleneck_layer_size=args.embedding_size, weight_decay=args.weight_decay)
+    g['embeddings'] = tf.nn.l2_normalize(prelogits, 1, 1e-10, name='embeddings')
+    anchor, positive, negative = tf.unstack(tf.reshape(g['embeddings'], [-1, 3, args.embedding_size]), 3, 1)
+    triplet_loss = triplets.triplet_loss(anchor, positive, negative, args.alpha)
+    g['learning_rate'] = training.learning_rate_tensor(
+        g['learning_rate_placeholder'], g['global_step'], args.learning_rate_decay_epochs, args.epoch_size,
+        args.learning_rate_decay_factor)
+    regularization_losses = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
+    g['loss'] = tf.add_n([triplet_loss] + regularization_losses, name='total_loss')
+    g['train_op'], g['saved'], g['averages'] = training.build_train_op(
+        g['loss'], g['global_step'], args.optimizer, g['learning_rate'], args.moving_average_decay,
+        tf1.global_variables())
+    g['saver'] = tf1.train.Saver(g['saved'], max_to_keep=3)
+    g['summary_op'] = tf1.summary.merge_all()
+    g['close_queue'] = g['queue'].queue.close(cancel_pending_enqueues=True)
+    return g
+
+
+def learning_rate_for(args, schedule, epoch):
+    return args.learning_rate if args.learning_rate > 0.0 else training.learning_rate_for_epoch(schedule, epoch)
+
+
+def train_epoch(args, sess, g, dataset, epoch, lr, summary_writer):
+    """One epoch of epoch_size steps; returns the step reached."""
+    log = training.StepLog(epoch, args.epoch_size)
+    train_control = input_pipeline.control_flags(args.random_crop, args.random_flip, args.random_rotate,
+                                                 args.use_fixed_image_standardization)
+    embed_control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
+    feed = {g['learning_rate_placeholder']: lr, g['phase_train_placeholder']: True}
+    batch_number = 0
+    step, effective_lr = sess.run([g['global_step'], g['learning_rate']], feed)
+    selection_times, triplet_counts = [], []
+    empty_rounds = 0
+    while batch_number < args.epoch_size:
+        image_paths, num_per_class = triplets.sample_people(dataset, args.people_per_batch, args.images_per_person)
+        emb_array = training.embed_through_pipeline(
+            sess, g['queue'], g['embeddings'], g['label_batch'], image_paths, args.batch_size, embed_control,
+            feed, g['batch_size_placeholder'])
+        start = time.time()
+        selected, num_trips, nrof_triplets = triplets.select_triplets(
+            emb_array, num_per_class, image_paths, args.people_per_batch, args.alpha,
+            selection=args.triplet_selection)
+        selection_times.append(time.time() - start)
+        triplet_counts.append(nrof_triplets)
+        print('Selected %d triplets from %d anchor-positive pairs (%s, %.3f s)'
+              % (nrof_triplets, num_trips, args.triplet_selection, selection_times[-1]))
+        if nrof_triplets == 0:
+            empty_rounds += 1
+            if empty_rounds >= MAX_EMPTY_ROUNDS:
+                print('No triplet found in %d rounds in a row: epoch %d ends early (every pair already '
+                      'satisfies the margin; try --triplet_selection vggface or a larger --alpha)'
+                      % (empty_rounds, epoch))
+                break
+            continue
+        empty_rounds = 0
+        per_batch = args.batch_size // 3
+        nrof_batches = min(int(np.ceil(nrof_triplets / float(per_batch))), args.epoch_size - batch_number)
+        used = selected[:nrof_batches * per_batch]
+        paths = np.array(list(itertools.chain(*used)), dtype=object).reshape(-1, 3)
+        labels = np.arange(paths.size, dtype=np.int64).reshape(-1, 3)
+        sess.run(g['queue'].enqueue_op, {g['queue'].image_paths_placeholder: paths,
+                                         g['queue'].labels_placeholder: labels,
+                                         g['queue'].control_placeholder: np.full(labels.shape, train_control,
+                                                                                 np.int32)})
+        remaining = paths.size
+        for _ in range(nrof_batches):
+            size = min(args.batch_size, remaining)
+            feed_step = dict(feed)
+            feed_step[g['batch_size_placeholder']] = size
+            last = batch_number + 1 == args.epoch_size
+            fetches = [g['loss'], g['train_op'], g['global_step'], g['learning_rate']]
+            if last or (batch_number + 1) % 20 == 0:
+                fetches.append(g['summary_op'])
+            try:
+                out = sess.run(fetches, feed_dict=feed_step)
+            except tf.errors.InvalidArgumentError as e:
+                if not training.is_non_finite_summary_error(e):
+                    raise
+                out = [float('nan'), None, sess.run(g['global_step']), lr]
+            err, step, effective_lr = out[0], out[2], out[3]
+            training.check_loss(err, epoch, step, g.get('last_checkpoint'))
+            if len(out) == 5:
+                summary_writer.add_summary(out[4], step)
+            remaining -= size
+            batch_number += 1
+            log.update(step, batch_number, size, err, effective_lr)
+    print(log.summary())
+    training.add_summary(summary_writer, step, loss=np.mean(log.losses) if log.losses else 0.0,
+                         learning_rate=effective_lr,
+                         time__selection=np.sum(selection_times),
+                         triplets__selected=np.mean(triplet_counts), time__epoch=time.time() - log.start)
+    return step
+
+
+def main(args):
+    if args.batch_size % 3 != 0 or args.batch_size <= 0:
+        raise UserError('--batch_size must be a positive multiple of 3, got %d' % args.batch_size)
+    if args.people_per_batch < 2 or args.images_per_person < 1:
+        raise UserError('--people_per_batch must be at least 2 and --images_per_person at least 1')
+    if args.nrof_preprocess_threads < 1:
+        raise UserError('--nrof_preprocess_threads must be at least 1')
+    try:
+        network = importlib.import_module(args.model_def)
+    except ImportError as e:
+        raise UserError('cannot import the model definition %s: %s' % (args.model_def, e))
+    schedule = None
+    if args.learning_rate <= 0.0:
+        schedule = training.read_learning_rate_schedule(args.learning_rate_schedule_file)
+    np.random.seed(seed=args.seed)
+    train_set = [c for c in dataset_io.get_dataset(args.data_dir) if len(c) > 0]
+    if len(train_set) < 2 or not any(len(c) >= 2 for c in train_set):
+        raise UserError('the training set %s needs at least 2 people and one with 2+ images' % args.data_dir)
+    lfw_check = None
+    if args.lfw_dir:
+        lfw_check = training.LfwCheck(args.lfw_dir, args.lfw_pairs, args.lfw_nrof_folds)
+    if args.pretrained_model:
+        training.checkpoint_prefix(args.pretrained_model)
+
+    subdir, log_dir, model_dir = training.create_run_dirs(args.logs_base_dir, args.models_base_dir)
+    print('Model directory: %s' % model_dir)
+    print('Log directory: %s' % log_dir)
+    training.store_revision_info(os.path.dirname(os.path.abspath(__file__)), log_dir, ' '.join(sys.argv))
+    training.write_arguments_to_file(args, os.path.join(log_dir, 'arguments.txt'))
+    print('Training set: %d people, %d images' % (len(train_set), sum(len(c) for c in train_set)))
+
+    with tf.Graph().as_default():
+        g = build_graph(args, network)
+        config = tf1.ConfigProto(gpu_options=tf1.GPUOptions(per_process_gpu_memory_fraction=args.gpu_memory_fraction))
+        with tf1.Session(config=config) as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(tf1.local_variables_initializer())
+            if args.pretrained_model:
+                training.restore_pretrained(sess, args.pretrained_model, g['saved'], g['averages'])
+            summary_writer = tf1.summary.FileWriter(log_dir, sess.graph)
+            coord, threads = training.start_queue_runners(sess)
+            try:
+                return _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir, model_dir,
+                              log_dir, coord)
+            finally:
+                summary_writer.close()
+                training.stop_queue_runners(sess, coord, threads, [g['close_queue']])
+
+
+def _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir, model_dir, log_dir, coord):
+    step = sess.run(g['global_step'])
+    epoch = step // args.epoch_size
+    start = time.time()
+    try:
+        while epoch < args.max_nrof_epochs:
+            lr = learning_rate_for(args, schedule, epoch)
+            if lr < 0:
+                print('Learning rate schedule %s ends training at epoch %d' % (args.learning_rate_schedule_file, epoch))
+                break
+            step = train_epoch(args, sess, g, train_set, epoch, lr, summary_writer)
+            g['last_checkpoint'] = training.save_checkpoint(sess, g['saver'], summary_writer, model_dir, subdir, step)
+            if lfw_check is not None:
+                lfw_check.run(lambda paths: _embed_eval(args, sess, g, paths), step, summary_writer, log_dir)
+            if step < (epoch + 1) * args.epoch_size:
+                print('Training stopped: no more triplets to train on')
+                break
+            epoch = step // args.epoch_size
+    except KeyboardInterrupt:
+        step = sess.run(g['global_step'])
+        path = training.save_checkpoint(sess, g['saver'], summary_writer, model_dir, subdir, step)
+        sys.stderr.write('interrupted: checkpoint saved to %s\n' % path)
+        return 130
+    except training.TrainingDiverged as e:
+        sys.stderr.write('error: %s\n' % e)
+        return 1
+    except (tf.errors.OutOfRangeError, tf.errors.CancelledError) as e:
+        raise training.input_error(coord, e)
+    print('Training done: %d steps, %.1f min; model saved in %s' % (step, (time.time() - start) / 60.0, model_dir))
+    return 0
+
+
+def _embed_eval(args, sess, g, paths):
+    control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
+    return training.embed_through_pipeline(
+        sess, g['queue'], g['embeddings'], g['label_batch'], paths, args.batch_size, control,
+        {g['phase_train_placeholder']: False}, g['batch_size_placeholder'], log_label='LFW embeddings')
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--logs_base_dir', type=str, default='~/logs/facenet',
+                        help='Directory where to write event logs.')
+    parser.add_argument('--models_base_dir', type=str, default='~/models/facenet',
+                        help='Directory where to write trained models and checkpoints.')
+    parser.add_argument('--gpu_memory_fraction', type=float, default=1.0,
+                        help='Upper bound on the amount of GPU memory used by the process (no effect on CPU).')
+    parser.add_argument('--pretrained_model', type=str,
+                        help='Model folder or checkpoint prefix to start from (Logits* and mismatched shapes skipped).')
+    parser.add_argument('--data_dir', type=str, default='~/datasets/casia/casia_maxpy_mtcnnalign_182_160',
+                        help='Path to the data directory with aligned face patches (several joined by ":").')
+    parser.add_argument('--model_def', type=str, default='models.inception_resnet_v1',
+                        help='Model definition module (e.g. models.inception_resnet_v1).')
+    parser.add_argument('--max_nrof_epochs', type=int, default=500, help='Number of epochs to run.')
+    parser.add_argument('--batch_size', type=int, default=90, help='Images per batch (a multiple of 3).')
+    parser.add_argument('--image_size', type=int, default=160, help='Image size (height, width) in pixels.')
+    parser.add_argument('--people_per_batch', type=int, default=45, help='People sampled per selection round.')
+    parser.add_argument('--images_per_person', type=int, default=40, help='Images sampled per person.')
+    parser.add_argument('--epoch_size', type=int, default=1000, help='Training steps per epoch.')
+    parser.add_argument('--alpha', type=float, default=0.2, help='Positive to negative triplet distance margin.')
+    parser.add_argument('--embedding_size', type=int, default=128, help='Dimensionality of the embedding.')
+    parser.add_argument('--random_crop', action='store_true',
+                        help='Random crops of image_size from larger training images (else a central crop/pad).')
+    parser.add_argument('--random_flip', action='store_true', help='Random horizontal flips of training images.')
+    parser.add_argument('--random_rotate', action='store_true',
+                        help='Random rotations (+-10 degrees) of training images.')
+    parser.add_argument('--keep_probability', type=float, default=1.0,
+                        help='Keep probability of dropout for the fully connected layer(s).')
+    parser.add_argument('--weight_decay', type=float, default=0.0, help='L2 weight regularization.')
+    parser.add_argument('--optimizer', type=str, choices=list(training.OPTIMIZERS), default='ADAGRAD',
+                        help='The optimization algorithm to use.')
+    parser.add_argument('--learning_rate', type=float, default=0.1,
+                        help='Initial learning rate; <= 0 reads --learning_rate_schedule_file.')
+    parser.add_argument('--learning_rate_decay_epochs', type=int, default=100,
+                        help='Number of epochs between learning rate decays.')
+    parser.add_argument('--learning_rate_decay_factor', type=float, default=1.0, help='Learning rate decay factor.')
+    parser.add_argument('--moving_average_decay', type=float, default=0.9999,
+                        help='Exponential decay for tracking of training parameters.')
+    parser.add_argument('--seed', type=int, default=666, help='Random seed.')
+    parser.add_argument('--learning_rate_schedule_file', type=str, default='data/learning_rate_schedule.txt',
+                        help='File of "epoch: learning_rate" lines, used when --learning_rate <= 0.')
+    parser.add_argument('--triplet_selection', type=str, choices=list(triplets.SELECTIONS), default='vggface',
+                        help='Negative selection: vggface (classic), semihard (also pos < neg), hardest.')
+    parser.add_argument('--nrof_preprocess_threads', type=int, default=4, help='Image preprocessing threads.')
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='(x - 127.5) / 128 instead of per-image standardization.')
+    parser.add_argument('--lfw_pairs', type=str, default='data/pairs.txt',
+                        help='The LFW pairs file (View 2 pairs.txt or View 1 pairsDevTest.txt).')
+    parser.add_argument('--lfw_dir', type=str, default='', help='Path to the aligned LFW face patches.')
+    parser.add_argument('--lfw_nrof_folds', type=int, default=10, help='Number of folds for the LFW check.')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(run(main, parse_arguments(sys.argv[1:])))

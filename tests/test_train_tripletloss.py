@@ -1,0 +1,168 @@
+"""Short real triplet-loss training runs on real faces with the small network: run folders, summaries,
+LFW check, restarting from a pretrained model, schedule end, NaN stop, Ctrl-C, loading the result."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import train_tripletloss
+from facenet_tf import model_io, training
+from facenet_tf.cli import UserError
+
+tf1 = tf.compat.v1
+SIZE = 32
+COMMON = ['--model_def', 'models.small_cnn', '--image_size', str(SIZE), '--batch_size', '12',
+          '--people_per_batch', '4', '--images_per_person', '4', '--epoch_size', '2',
+          '--nrof_preprocess_threads', '2', '--embedding_size', '16', '--seed', '1']
+
+
+def _shrink(src, dst, size=36):
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    with Image.open(src) as img:
+        img.convert('RGB').resize((size, size), Image.BILINEAR).save(dst)
+
+
+@pytest.fixture(scope='module')
+def faces(data_dir, tmp_path_factory):
+    """Six ORL people (6 images each) and a 20-pair View-1 style LFW subset, shrunk to 36 px."""
+    root = tmp_path_factory.mktemp('faces')
+    for person in range(1, 7):
+        for i in range(1, 7):
+            _shrink(os.path.join(data_dir, 'orl_faces', 's%d' % person, '%d.png' % i),
+                    str(root / 'train' / ('s%d' % person) / ('%d.png' % i)))
+    with open(os.path.join(data_dir, 'lfw_protocol', 'pairsDevTest.txt')) as f:
+        lines = f.read().splitlines()
+    pairs = lines[1:11] + lines[501:511]
+    for line in pairs:
+        p = line.split()
+        names = [(p[0], p[1]), (p[0], p[2])] if len(p) == 3 else [(p[0], p[1]), (p[2], p[3])]
+        for name, num in names:
+            stem = '%s_%04d' % (name, int(num))
+            _shrink(os.path.join(data_dir, 'lfw_deepfunneled', name, stem + '.jpg'),
+                    str(root / 'lfw' / name / (stem + '.png')))
+    (root / 'pairs.txt').write_text('10\n' + '\n'.join(pairs) + '\n')
+    return root
+
+
+def _train(faces, tmp, extra):
+    args = train_tripletloss.parse_arguments(
+        ['--data_dir', str(faces / 'train'), '--logs_base_dir', str(tmp / 'logs'),
+         '--models_base_dir', str(tmp / 'models')] + COMMON + extra)
+    code = train_tripletloss.main(args)
+    (model_dir,) = glob.glob(str(tmp / 'models' / '*'))
+    (log_dir,) = glob.glob(str(tmp / 'logs' / '*'))
+    return code, model_dir, log_dir
+
+
+@pytest.fixture(scope='module')
+def first_run(faces, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('run1')
+    code, model_dir, log_dir = _train(faces, tmp, [
+        '--max_nrof_epochs', '2', '--random_crop', '--random_flip', '--random_rotate',
+        '--triplet_selection', 'semihard', '--lfw_dir', str(faces / 'lfw'),
+        '--lfw_pairs', str(faces / 'pairs.txt'), '--lfw_nrof_folds', '2'])
+    return code, model_dir, log_dir
+
+
+def _events(log_dir):
+    tags = set()
+    for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
+        for event in tf1.train.summary_iterator(path):
+            tags.update(v.tag for v in event.summary.value)
+    return tags
+
+
+def test_run_writes_classic_layout_and_summaries(first_run):
+    code, model_dir, log_dir = first_run
+    assert code == 0
+    subdir = os.path.basename(model_dir)
+    assert subdir == os.path.basename(log_dir) and len(subdir) == 15 and subdir[8] == '-'
+    files = os.listdir(model_dir)
+    assert [f for f in files if f.endswith('.meta')] == ['model-%s.meta' % subdir]
+    for step in (2, 4):
+        assert 'model-%s.ckpt-%d.index' % (subdir, step) in files
+    args = open(os.path.join(log_dir, 'arguments.txt')).read()
+    assert 'batch_size: 12\n' in args and 'triplet_selection: semihard\n' in args
+    revision = open(os.path.join(log_dir, 'revision_info.txt')).read()
+    assert 'tensorflow version: %s' % tf.__version__ in revision and 'git hash: ' in revision
+    lfw_lines = open(os.path.join(log_dir, 'lfw_result.txt')).read().splitlines()
+    assert [int(line.split('\t')[0]) for line in lfw_lines] == [2, 4]
+    assert all(0.0 <= float(line.split('\t')[1]) <= 1.0 for line in lfw_lines)
+    tags = _events(log_dir)
+    assert {'loss', 'learning_rate', 'time/selection', 'lfw/accuracy', 'lfw/val_rate'} <= tags
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, 'model-%s.ckpt-4' % subdir))
+    names = set(reader.get_variable_to_shape_map())
+    assert 'SmallCNN/Bottleneck/weights' in names
+    assert 'SmallCNN/Bottleneck/weights/ExponentialMovingAverage' in names
+    assert 'SmallCNN/Bottleneck/BatchNorm/moving_mean' in names
+    assert not any('Adagrad' in n for n in names) and 'global_step' not in names
+
+
+def test_trained_model_loads_and_embeds(first_run, faces):
+    _, model_dir, _ = first_run
+    images = np.stack([np.asarray(Image.open(p), np.float32)[2:34, 2:34] / 128.0 - 1.0
+                       for p in sorted(glob.glob(str(faces / 'train' / 's1' / '*.png')))])
+    with tf.Graph().as_default():
+        with tf1.Session() as sess:
+            model_io.load_model(model_dir, session=sess)
+            graph = tf1.get_default_graph()
+            for name in ('image_batch', 'label_batch', 'phase_train', 'input'):
+                graph.get_operation_by_name(name)
+            feed = {'input:0': images, 'phase_train:0': False}
+            emb = sess.run('embeddings:0', feed)
+            again = sess.run('embeddings:0', feed)
+    assert emb.shape == (6, 16)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(emb, again)
+
+
+def test_restart_from_pretrained_model_until_schedule_end(first_run, faces, tmp_path, capsys):
+    _, model_dir, _ = first_run
+    schedule = tmp_path / 'lr.txt'
+    schedule.write_text('# tiny rate: the restored weights must stay as they were\n0: 1e-9\n1: -1\n')
+    code, new_model_dir, _ = _train(faces, tmp_path, [
+        '--max_nrof_epochs', '5', '--pretrained_model', model_dir, '--embedding_size', '8',
+        '--learning_rate', '-1', '--learning_rate_schedule_file', str(schedule)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert 'pretrained model: skipping SmallCNN/Bottleneck/weights (shape [512, 16] in the checkpoint, ' \
+           '[512, 8] here)' in out
+    assert 'restored ' in out and 'ends training at epoch 1' in out
+    assert [f for f in os.listdir(new_model_dir) if f.endswith('.index')] == [
+        'model-%s.ckpt-2.index' % os.path.basename(new_model_dir)]
+    old = tf.train.load_checkpoint(training.checkpoint_prefix(model_dir))
+    new = tf.train.load_checkpoint(training.checkpoint_prefix(new_model_dir))
+    name = 'SmallCNN/Conv2d_3a_3x3/weights'
+    np.testing.assert_allclose(new.get_tensor(name), old.get_tensor(name), atol=1e-6)
+    assert new.get_tensor('SmallCNN/Bottleneck/weights').shape == (512, 8)
+
+
+def test_nan_loss_stops_with_message(faces, tmp_path, capsys):
+    code, model_dir, _ = _train(faces, tmp_path, ['--max_nrof_epochs', '3', '--learning_rate', '1e38',
+                                                  '--optimizer', 'MOM'])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert 'the loss became nan' in err and 'last good checkpoint' in err
+
+
+def test_ctrl_c_saves_a_checkpoint(faces, tmp_path, monkeypatch, capsys):
+    def interrupt(self, step, *args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training.StepLog, 'update', interrupt)
+    code, model_dir, _ = _train(faces, tmp_path, ['--max_nrof_epochs', '3'])
+    assert code == 130
+    assert 'interrupted: checkpoint saved to' in capsys.readouterr().err
+    assert any(f.endswith('.ckpt-1.index') for f in os.listdir(model_dir))
+
+
+def test_bad_input_is_one_line(faces, tmp_path):
+    with pytest.raises(UserError, match='multiple of 3'):
+        train_tripletloss.main(train_tripletloss.parse_arguments(['--batch_size', '10']))
+    with pytest.raises(UserError, match='dataset folder not found'):
+        train_tripletloss.main(train_tripletloss.parse_arguments(
+            ['--data_dir', str(tmp_path / 'none'), '--model_def', 'models.small_cnn']))
+    with pytest.raises(UserError, match='cannot import the model definition'):
+        train_tripletloss.main(train_tripletloss.parse_arguments(['--model_def', 'models.nothing_here']))
