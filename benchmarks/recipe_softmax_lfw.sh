@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Margin-softmax (CosFace) training on CPU, proved on LFW View 1: train a classifier of the people of
+# peopleDevTrain.txt, evaluate the embeddings on pairsDevTest.txt (different people) with
+# validate_on_lfw.py before and after training, and after every epoch during training
+# (<logs>/lfw_result.txt, stat.h5 and the TensorBoard curve lfw/accuracy).
+#
+# The aligned faces are the triplet recipe's (same people, same 110 px MTCNN alignment, same cache
+# folder): they are made here only when that cache is missing or incomplete.
+#
+# Usage: bash benchmarks/recipe_softmax_lfw.sh            (from the project root)
+# Settings (environment): SHARED (../shared), CACHE (~/.cache/facenet-tf1compat/recipe_triplet_lfw:
+#   the aligned faces), RUNS (~/.cache/facenet-tf1compat/recipe_softmax_lfw: logs and models),
+#   EPOCHS (40), EPOCH_SIZE (100 steps of 90 images), LOSS (cosface), WORKERS (2: alignment processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SHARED=${SHARED:-../shared}
+CACHE=${CACHE:-$HOME/.cache/facenet-tf1compat/recipe_triplet_lfw}
+RUNS=${RUNS:-$HOME/.cache/facenet-tf1compat/recipe_softmax_lfw}
+EPOCHS=${EPOCHS:-40}
+EPOCH_SIZE=${EPOCH_SIZE:-100}
+LOSS=${LOSS:-cosface}
+WORKERS=${WORKERS:-2}
+ALIGN_SIZE=110      # aligned size: training takes random 96 px crops, evaluation the central 96 px
+MARGIN=32           # pixels of the original image around the detected box (the classic LFW setting)
+LFW=$SHARED/data/lfw_deepfunneled
+PROTOCOL=$SHARED/data/lfw_protocol
+TRAIN=$CACHE/devtrain_$ALIGN_SIZE
+TEST=$CACHE/devtest_$ALIGN_SIZE
+
+# 1. Aligned faces: DevTrain people with 2+ images, DevTest pair images (skipped when present).
+mkdir -p "$CACHE" "$RUNS"
+python - "$LFW" "$PROTOCOL" "$CACHE" <<'EOF'
+import os, sys
+lfw, protocol, cache = sys.argv[1:4]
+
+def link(name, number, root):
+    stem = '%s_%04d.jpg' % (name, int(number))
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    dst = os.path.join(root, name, stem)
+    if not os.path.lexists(dst):
+        os.symlink(os.path.abspath(os.path.join(lfw, name, stem)), dst)
+
+with open(os.path.join(protocol, 'peopleDevTrain.txt')) as f:
+    for line in f.read().splitlines()[1:]:
+        if line.strip():
+            name, count = line.split()
+            if int(count) >= 2:
+                for i in range(1, int(count) + 1):
+                    link(name, i, os.path.join(cache, 'devtrain_raw'))
+with open(os.path.join(protocol, 'pairsDevTest.txt')) as f:
+    for line in f.read().splitlines()[1:]:
+        p = line.split()
+        sides = [(p[0], p[1]), (p[0], p[2])] if len(p) == 3 else [(p[0], p[1]), (p[2], p[3])]
+        for name, number in sides:
+            link(name, number, os.path.join(cache, 'devtest_raw'))
+EOF
+for part in devtrain devtest; do
+    python src/align/align_dataset_mtcnn.py "$CACHE/${part}_raw" "$CACHE/${part}_${ALIGN_SIZE}" \
+        --image_size $ALIGN_SIZE --margin $MARGIN --num_workers "$WORKERS"
+done
+
+EVAL=(--lfw_pairs "$PROTOCOL/pairsDevTest.txt" --image_size 96 --use_fixed_image_standardization)
+COMMON=(--data_dir "$TRAIN" --model_def models.small_cnn --image_size 96 --embedding_size 128
+        --batch_size 90 --nrof_preprocess_threads 4 --use_fixed_image_standardization
+        --loss "$LOSS" --margin_s 30 --optimizer ADAM --weight_decay 5e-4 --keep_probability 0.8)
+
+# 2. DevTest accuracy of the untrained network (one step at a negligible learning rate).
+python src/train_softmax.py "${COMMON[@]}" --logs_base_dir "$RUNS/untrained_logs" \
+    --models_base_dir "$RUNS/untrained" --max_nrof_epochs 1 --epoch_size 1 --learning_rate 1e-12
+python src/validate_on_lfw.py "$TEST" "$(ls -td "$RUNS"/untrained/*/ | head -1)" "${EVAL[@]}"
+
+# 3. Training: the small CNN at 96 px (random crops of the 110 px faces, random flips), CosFace
+#    (s = 30, m = 0.35), Adam at 0.05 divided by 3.3 every 10 epochs, the DevTest check after every
+#    epoch. Wall time is printed at the end; the curve is lfw/accuracy in TensorBoard.
+START=$(date +%s)
+python src/train_softmax.py "${COMMON[@]}" --logs_base_dir "$RUNS/logs" --models_base_dir "$RUNS/models" \
+    --max_nrof_epochs "$EPOCHS" --epoch_size "$EPOCH_SIZE" --random_crop --random_flip \
+    --learning_rate 0.05 --learning_rate_decay_epochs 10 --learning_rate_decay_factor 0.3 \
+    --lfw_dir "$TEST" --lfw_pairs "$PROTOCOL/pairsDevTest.txt" --lfw_batch_size 100
+echo "training wall time: $(( ($(date +%s) - START) / 60 )) min (including the per-epoch DevTest checks)"
+
+# 4. DevTest accuracy of the last checkpoint with the classic validation script.
+LOG=$(ls -td "$RUNS"/logs/*/ | head -1)
+python src/validate_on_lfw.py "$TEST" "$(ls -td "$RUNS"/models/*/ | head -1)" "${EVAL[@]}"
+echo "DevTest accuracy after each epoch (step, accuracy, validation rate): ${LOG}lfw_result.txt"
+echo "TensorBoard: tensorboard --logdir $RUNS/logs"

@@ -1,0 +1,171 @@
+"""What classifier training needs beyond the shared training code: training sets read from image
+folders or from an indexed record file (`train.rec`), the classic filtering of a dataset by
+distance to the class center, the shuffled sample stream, and the per-epoch statistics (`stat.h5`).
+
+Record datasets go through the same FIFOQueue pipeline as image files: their images are queued as
+`record:<key>` strings, which the pipeline's reader fetches from the record file, while any other
+string is read as a file (so LFW images still go through the same queue during training).
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from facenet_tf import dataset as dataset_io
+from facenet_tf import input_pipeline, recordio
+from facenet_tf.cli import UserError
+
+tf1 = tf.compat.v1
+
+RECORD_PREFIX = 'record:'
+
+
+# ---------------------------------------------------------------- training sets
+
+def is_record_source(data_dir):
+    """True when data_dir names a `.rec` file or a folder holding `train.rec`."""
+    path = os.path.expanduser(data_dir)
+    return path.endswith('.rec') or os.path.isfile(os.path.join(path, 'train.rec'))
+
+
+def load_training_set(data_dir):
+    """(ImageClass list, RecordDataset or None) of an image folder layout (several joined by ':')
+    or of a record dataset; record images are named `record:<key>`."""
+    if ':' not in data_dir and is_record_source(data_dir):
+        records = recordio.RecordDataset(data_dir)
+        classes = [dataset_io.ImageClass(c.name, ['%s%d' % (RECORD_PREFIX, k) for k in c.image_paths])
+                   for c in records.classes()]
+        return classes, records
+    return dataset_io.get_dataset(data_dir), None
+
+
+def record_file_reader(records):
+    """read_file(path) for the pipeline: `record:<key>` from `records`, anything else from disk."""
+    def read_file(path):
+        def from_record():
+            key = tf.strings.to_number(tf.strings.substr(path, len(RECORD_PREFIX), -1), tf.int64)
+            return records.encoded_tensor(key)
+        is_record = tf.strings.regex_full_match(path, RECORD_PREFIX + '[0-9]+')
+        return tf.cond(is_record, from_record, lambda: tf.io.read_file(path))
+    return read_file
+
+
+def create_input_pipeline(input_queue, image_size, nrof_preprocess_threads, batch_size_placeholder,
+                          read_file=tf.io.read_file, capacity_images=None):
+    """input_pipeline.create_input_pipeline with a choice of how a queued path becomes encoded
+    image bytes (e.g. record_file_reader); same preprocessing, batching and group semantics."""
+    queue = input_queue.queue
+    group_size = queue.shapes[0].as_list()[0]
+    images_and_labels = []
+    for _ in range(nrof_preprocess_threads):
+        filenames, labels, control = queue.dequeue()
+        images = [input_pipeline.preprocess(read_file(filenames[i]), control[i], image_size)
+                  for i in range(group_size)]
+        images_and_labels.append([tf.stack(images), labels])
+    capacity = capacity_images or 4 * nrof_preprocess_threads * 100
+    return tf1.train.batch_join(images_and_labels, batch_size=batch_size_placeholder,
+                                shapes=[(image_size, image_size, 3), ()], enqueue_many=True,
+                                capacity=capacity, allow_smaller_final_batch=True)
+
+
+# ---------------------------------------------------------------- filtering
+
+def find_threshold(values, percentile):
+    """The value below which `percentile` % of `values` lie (100-bin histogram, interpolated)."""
+    hist, bin_edges = np.histogram(values, 100)
+    cdf = np.cumsum(hist).astype(np.float32) / np.sum(hist)
+    bin_centers = (bin_edges[:-1] + bin_edges[1:]) / 2
+    return float(np.interp(percentile * 0.01, cdf, bin_centers))
+
+
+def _as_str(value):
+    return value.decode('utf-8') if isinstance(value, bytes) else str(value)
+
+
+def filter_dataset(dataset, data_filename, percentile, min_nrof_images_per_class):
+    """Classic filtering: drop the images whose `distance_to_center` (from an HDF5 file holding
+    distance_to_center, label_list and image_list) is at or above the `percentile` threshold,
+    then the classes left with fewer than min_nrof_images_per_class images.
+    Returns (filtered dataset, number of images removed, number of classes removed)."""
+    import h5py
+    path = os.path.expanduser(data_filename)
+    if not os.path.isfile(path):
+        raise UserError('filter file not found: %s' % data_filename)
+    try:
+        with h5py.File(path, 'r') as f:
+            distance_to_center = np.array(f['distance_to_center'])
+            label_list = np.array(f['label_list']).astype(np.int64)
+            image_list = [_as_str(x) for x in np.array(f['image_list'])]
+    except KeyError as e:
+        raise UserError('filter file %s lacks the dataset %s (expected distance_to_center, '
+                        'label_list, image_list)' % (data_filename, e))
+    except OSError as e:
+        raise UserError('cannot read filter file %s: %s' % (data_filename, e))
+    if not (len(distance_to_center) == len(label_list) == len(image_list)) or not len(image_list):
+        raise UserError('filter file %s: distance_to_center, label_list and image_list must have the '
+                        'same non-zero length' % data_filename)
+    if label_list.max() >= len(dataset) or label_list.min() < 0:
+        raise UserError('filter file %s has labels up to %d but the dataset has %d classes'
+                        % (data_filename, label_list.max(), len(dataset)))
+    threshold = find_threshold(distance_to_center, percentile)
+    paths = [list(c.image_paths) for c in dataset]
+    removed = 0
+    for i in np.where(distance_to_center >= threshold)[0]:
+        label, image = label_list[i], image_list[i]
+        if image in paths[label]:
+            paths[label].remove(image)
+            removed += 1
+    kept = [dataset_io.ImageClass(c.name, p) for c, p in zip(dataset, paths)
+            if len(p) >= min_nrof_images_per_class]
+    return kept, removed, len(dataset) - len(kept)
+
+
+# ---------------------------------------------------------------- sampling and statistics
+
+class ShuffledIndices(object):
+    """An endless stream of indices 0..n-1, each pass a new permutation (classic index queue)."""
+
+    def __init__(self, n, rng=None):
+        self.n = n
+        self.rng = rng or np.random
+        self.pending = np.zeros(0, np.int64)
+
+    def take(self, count):
+        parts, have = [self.pending], self.pending.size
+        while have < count:
+            perm = self.rng.permutation(self.n)
+            parts.append(perm)
+            have += perm.size
+        stream = np.concatenate(parts)
+        self.pending = stream[count:]
+        return stream[:count]
+
+
+STEP_KEYS = ('loss', 'center_loss', 'reg_loss', 'xent_loss', 'prelogits_norm', 'accuracy')
+VALIDATION_KEYS = ('val_loss', 'val_xent_loss', 'val_accuracy')
+EPOCH_KEYS = ('lfw_accuracy', 'lfw_valrate', 'learning_rate', 'time_train', 'time_validate', 'time_evaluate')
+HIST_BINS = 1000
+
+
+def new_statistics(max_nrof_epochs, epoch_size, validate_every_n_epochs):
+    """The classic stat.h5 arrays: per step, per validation and per epoch (zeros until filled)."""
+    nrof_steps = max_nrof_epochs * epoch_size
+    nrof_val_samples = int(np.ceil(max_nrof_epochs / float(validate_every_n_epochs)))
+    stat = {key: np.zeros((nrof_steps,), np.float32) for key in STEP_KEYS}
+    stat.update({key: np.zeros((nrof_val_samples,), np.float32) for key in VALIDATION_KEYS})
+    stat.update({key: np.zeros((max_nrof_epochs,), np.float32) for key in EPOCH_KEYS})
+    stat['prelogits_hist'] = np.zeros((max_nrof_epochs, HIST_BINS), np.float32)
+    return stat
+
+
+def prelogits_histogram(prelogits, hist_max):
+    """Counts of |prelogits| (clipped to hist_max) in HIST_BINS bins over [0, hist_max]."""
+    return np.histogram(np.minimum(np.abs(prelogits), hist_max), bins=HIST_BINS, range=(0.0, hist_max))[0]
+
+
+def save_statistics(stat, filename):
+    """Write every array of `stat` as a dataset of an HDF5 file (rewritten each time)."""
+    import h5py
+    with h5py.File(filename, 'w') as f:
+        for key, value in stat.items():
+            f.create_dataset(key, data=value)

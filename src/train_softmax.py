@@ -1,0 +1,404 @@
+"""Train a face embedding network as a classifier of the training identities (classic script).
+
+Losses: softmax cross-entropy on a fully connected `Logits` layer (classic), or a margin softmax on
+normalised embeddings and class vectors (`--loss arcface|cosface|combined`); optionally center
+loss and prelogits norm loss, plus weight decay. `--data_dir` is a folder of identity folders
+(several joined by ':') or a record dataset (a folder holding `train.rec` + `train.idx`).
+
+Every epoch: epoch_size steps of batch_size images drawn from a shuffled stream of the training
+images, a checkpoint `model-<subdir>.ckpt-<epoch>` in the classic layout, summaries, statistics in
+`<log_dir>/stat.h5`, the validation set every validate_every_n_epochs epochs (and at the last one)
+and with --lfw_dir an LFW check.
+"""
+import argparse
+import importlib
+import os
+import sys
+import time
+
+from facenet_tf import dataset as dataset_io
+from facenet_tf import input_pipeline, losses, softmax_training, training
+from facenet_tf.cli import UserError, run
+
+import numpy as np  # noqa: E402 (facenet_tf first: it sets TensorFlow's logging and TF1 semantics)
+import tensorflow as tf  # noqa: E402
+
+tf1 = tf.compat.v1
+
+
+def build_graph(args, network, nrof_classes, records):
+    """The training graph; returns a dict of its tensors and ops."""
+    tf1.set_random_seed(args.seed)
+    g = {}
+    g['global_step'] = tf1.Variable(0, trainable=False, name='global_step')
+    g['learning_rate_placeholder'] = tf1.placeholder(tf.float32, name='learning_rate')
+    g['batch_size_placeholder'] = tf1.placeholder(tf.int32, name='batch_size')
+    g['phase_train_placeholder'] = tf1.placeholder(tf.bool, name='phase_train')
+    g['queue'] = input_pipeline.make_input_queue(1, capacity=2000000)
+    capacity = 4 * args.nrof_preprocess_threads * args.batch_size
+    if records is None:
+        image_batch, label_batch = input_pipeline.create_input_pipeline(
+            g['queue'], args.image_size, args.nrof_preprocess_threads, g['batch_size_placeholder'],
+            capacity_images=capacity)
+    else:
+        image_batch, label_batch = softmax_training.create_input_pipeline(
+            g['queue'], args.image_size, args.nrof_preprocess_threads, g['batch_size_placeholder'],
+            read_file=softmax_training.record_file_reader(records), capacity_images=capacity)
+    image_batch = tf.identity(image_batch, 'image_batch')
+    image_batch = tf.identity(image_batch, 'input')
+    label_batch = g['label_batch'] = tf.identity(label_batch, 'label_batch')
+    prelogits, _ = network.inference(image_batch, args.keep_probability, phase_train=g['phase_train_placeholder'],
+                                     bottleneck_layer_size=args.embedding_size, weight_decay=args.weight_decay)
+    g['prelogits'] = prelogits
+    if args.loss == 'softmax':
+        logits = accuracy_logits = losses.softmax_logits(prelogits, nrof_classes, args.weight_decay)
+    else:
+        logits, accuracy_logits = losses.margin_logits(prelogits, label_batch, nrof_classes, args.margin_s,
+                                                       *args.margins, weight_decay=args.weight_decay)
+    g['embeddings'] = tf.nn.l2_normalize(prelogits, 1, 1e-10, name='embeddings')
+
+    g['prelogits_norm'] = losses.prelogits_norm(prelogits, args.prelogits_norm_p)
+    if args.prelogits_norm_loss_factor > 0.0:
+        tf1.add_to_collection(tf1.GraphKeys.REGULARIZATION_LOSSES,
+                              g['prelogits_norm'] * args.prelogits_norm_loss_factor)
+    g['center_loss'], _ = losses.center_loss(prelogits, label_batch, args.center_loss_alfa, nrof_classes)
+    if args.center_loss_factor > 0.0:
+        tf1.add_to_collection(tf1.GraphKeys.REGULARIZATION_LOSSES, g['center_loss'] * args.center_loss_factor)
+
+    g['learning_rate'] = training.learning_rate_tensor(
+        g['learning_rate_placeholder'], g['global_step'], args.learning_rate_decay_epochs, args.epoch_size,
+        args.learning_rate_decay_factor)
+    g['xent_loss'] = losses.cross_entropy(logits, label_batch)
+    g['accuracy'] = losses.accuracy(accuracy_logits, label_batch)
+    g['reg_losses'] = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
+    g['reg_loss'] = tf.add_n(g['reg_losses']) if g['reg_losses'] else tf.constant(0.0)
+    g['loss'] = tf.add_n([g['xent_loss']] + g['reg_losses'], name='total_loss')
+    g['train_op'], g['saved'], g['averages'] = training.build_train_op(
+        g['loss'], g['global_step'], args.optimizer, g['learning_rate'], args.moving_average_decay,
+        tf1.global_variables(), args.log_histograms)
+    g['saver'] = tf1.train.Saver(g['saved'], max_to_keep=3)
+    g['summary_op'] = tf1.summary.merge_all()
+    g['close_queue'] = g['queue'].queue.close(cancel_pending_enqueues=True)
+    return g
+
+
+def _enqueue(sess, g, paths, labels, control):
+    paths = np.asarray(paths, dtype=object).reshape(-1, 1)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1, 1)
+    sess.run(g['queue'].enqueue_op, {g['queue'].image_paths_placeholder: paths,
+                                     g['queue'].labels_placeholder: labels,
+                                     g['queue'].control_placeholder: np.full(labels.shape, control, np.int32)})
+
+
+def train_epoch(args, sess, g, epoch, lr, image_list, label_list, sampler, stat, summary_writer):
+    """One epoch of epoch_size steps (epoch counts from 1); returns the step reached."""
+    index = sampler.take(args.epoch_size * args.batch_size)
+    control = input_pipeline.control_flags(args.random_crop, args.random_flip, args.random_rotate,
+                                           args.use_fixed_image_standardization)
+    _enqueue(sess, g, image_list[index], label_list[index], control)
+    log = training.StepLog(epoch, args.epoch_size)
+    feed = {g['learning_rate_placeholder']: lr, g['phase_train_placeholder']: True,
+            g['batch_size_placeholder']: args.batch_size}
+    names = ('loss', 'train_op', 'global_step', 'reg_loss', 'prelogits', 'xent_loss', 'learning_rate',
+             'prelogits_norm', 'accuracy', 'center_loss')
+    train_time = 0.0
+    step = sess.run(g['global_step'])
+    for batch_number in range(args.epoch_size):
+        start = time.time()
+        fetches = [g[n] for n in names]
+        if batch_number % 100 == 0 or batch_number + 1 == args.epoch_size:
+            fetches.append(g['summary_op'])
+        try:
+            out = sess.run(fetches, feed_dict=feed)
+        except tf.errors.InvalidArgumentError as e:
+            if not training.is_non_finite_summary_error(e):
+                raise
+            training.check_loss(float('nan'), epoch, sess.run(g['global_step']), g.get('last_checkpoint'))
+        v = dict(zip(names, out))
+        step = v['global_step']
+        training.check_loss(v['loss'], epoch, step, g.get('last_checkpoint'))
+        if len(out) > len(names):
+            summary_writer.add_summary(out[-1], step)
+        i = step - 1
+        if i < stat['loss'].size:
+            for key in ('loss', 'center_loss', 'reg_loss', 'xent_loss', 'prelogits_norm', 'accuracy'):
+                stat[key][i] = v[key]
+        stat['learning_rate'][epoch - 1] = v['learning_rate']
+        stat['prelogits_hist'][epoch - 1, :] += softmax_training.prelogits_histogram(v['prelogits'],
+                                                                                     args.prelogits_hist_max)
+        train_time += time.time() - start
+        log.update(step, batch_number + 1, args.batch_size, v['loss'], v['learning_rate'])
+    print('%s; last batch: xent %.3f, reg loss %.3f, accuracy %.3f, center loss %.3f'
+          % (log.summary(), v['xent_loss'], v['reg_loss'], v['accuracy'], v['center_loss']))
+    training.add_summary(summary_writer, step, time__total=train_time, learning_rate=v['learning_rate'])
+    return step
+
+
+def validate(args, sess, g, epoch, image_list, label_list, stat, summary_writer, step):
+    """Loss, cross-entropy and accuracy over the validation images (no augmentation)."""
+    start = time.time()
+    control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
+    _enqueue(sess, g, image_list, label_list, control)
+    sums = np.zeros(3)
+    done = 0
+    while done < len(label_list):
+        size = min(args.lfw_batch_size, len(label_list) - done)
+        out = sess.run([g['loss'], g['xent_loss'], g['accuracy']],
+                       {g['phase_train_placeholder']: False, g['batch_size_placeholder']: size})
+        sums += np.array(out) * size
+        done += size
+    loss, xent, accuracy = sums / done
+    val_index = (epoch - 1) // args.validate_every_n_epochs
+    stat['val_loss'][val_index] = loss
+    stat['val_xent_loss'][val_index] = xent
+    stat['val_accuracy'][val_index] = accuracy
+    training.add_summary(summary_writer, step, val__loss=loss, val__xent_loss=xent, val__accuracy=accuracy)
+    print('Validation epoch %d: %d images, %.1f s, loss %.3f, xent %.3f, accuracy %.3f'
+          % (epoch, done, time.time() - start, loss, xent, accuracy))
+
+
+def embed_lfw(args, sess, g, paths):
+    """LFW embeddings through the pipeline; with --lfw_use_flipped_images the embeddings of each
+    image and of its mirror image side by side."""
+    control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
+    flips = [False, True] if args.lfw_use_flipped_images else [False]
+    parts = [training.embed_through_pipeline(
+        sess, g['queue'], g['embeddings'], g['label_batch'], paths, args.lfw_batch_size,
+        control | (input_pipeline.FLIP if flip else 0), {g['phase_train_placeholder']: False},
+        g['batch_size_placeholder'], log_label='LFW embeddings' + (' (flipped)' if flip else ''))
+        for flip in flips]
+    return np.concatenate(parts, axis=1)
+
+
+def _check_args(args):
+    if args.batch_size <= 0 or args.epoch_size <= 0 or args.max_nrof_epochs <= 0:
+        raise UserError('--batch_size, --epoch_size and --max_nrof_epochs must be positive')
+    if args.nrof_preprocess_threads < 1:
+        raise UserError('--nrof_preprocess_threads must be at least 1')
+    if args.validate_every_n_epochs < 1 or args.lfw_batch_size < 1:
+        raise UserError('--validate_every_n_epochs and --lfw_batch_size must be at least 1')
+    if not 0.0 <= args.validation_set_split_ratio < 1.0:
+        raise UserError('--validation_set_split_ratio must be in [0, 1)')
+    if not 0.0 <= args.center_loss_alfa <= 1.0:
+        raise UserError('--center_loss_alfa must be in [0, 1]')
+    if args.prelogits_hist_max <= 0.0:
+        raise UserError('--prelogits_hist_max must be positive')
+    args.margins = None
+    if args.loss != 'softmax':
+        if args.margin_s <= 0.0:
+            raise UserError('--margin_s must be positive')
+        try:
+            args.margins = losses.margin_parameters(args.loss, args.margin_m1, args.margin_m2, args.margin_m3)
+        except ValueError as e:
+            raise UserError('--loss %s: %s' % (args.loss, e))
+
+
+def load_sets(args):
+    """(train_set, val_set, records) after filtering and the validation split."""
+    dataset, records = softmax_training.load_training_set(args.data_dir)
+    if args.filter_filename:
+        dataset, nrof_images, nrof_classes = softmax_training.filter_dataset(
+            dataset, args.filter_filename, args.filter_percentile, args.filter_min_nrof_images_per_class)
+        print('Filtering with %s: %d images and %d classes removed'
+              % (args.filter_filename, nrof_images, nrof_classes))
+    if args.validation_set_split_ratio > 0.0:
+        train_set, val_set = dataset_io.split_dataset(dataset, args.validation_set_split_ratio,
+                                                      args.min_nrof_val_images_per_class, 'SPLIT_IMAGES')
+    else:
+        train_set, val_set = dataset, []
+    if len(train_set) < 2 or sum(len(c) for c in train_set) == 0:
+        raise UserError('the training set %s needs at least 2 classes with images (found %d classes, '
+                        '%d images)' % (args.data_dir, len(train_set), sum(len(c) for c in train_set)))
+    return train_set, val_set, records
+
+
+def main(args):
+    _check_args(args)
+    try:
+        network = importlib.import_module(args.model_def)
+    except ImportError as e:
+        raise UserError('cannot import the model definition %s: %s' % (args.model_def, e))
+    schedule = None
+    if args.learning_rate <= 0.0:
+        schedule = training.read_learning_rate_schedule(args.learning_rate_schedule_file)
+    np.random.seed(seed=args.seed)
+    train_set, val_set, records = load_sets(args)
+    lfw_check = None
+    if args.lfw_dir:
+        lfw_check = training.LfwCheck(args.lfw_dir, args.lfw_pairs, args.lfw_nrof_folds,
+                                      args.lfw_distance_metric, args.lfw_subtract_mean)
+    if args.pretrained_model:
+        training.checkpoint_prefix(args.pretrained_model)
+
+    subdir, log_dir, model_dir = training.create_run_dirs(args.logs_base_dir, args.models_base_dir)
+    print('Model directory: %s' % model_dir)
+    print('Log directory: %s' % log_dir)
+    training.store_revision_info(os.path.dirname(os.path.abspath(__file__)), log_dir, ' '.join(sys.argv))
+    training.write_arguments_to_file(args, os.path.join(log_dir, 'arguments.txt'))
+    image_list, label_list = dataset_io.get_image_paths_and_labels(train_set)
+    val_image_list, val_label_list = dataset_io.get_image_paths_and_labels(val_set)
+    print('Training set: %d classes, %d images; validation set: %d images; loss: %s%s'
+          % (len(train_set), len(image_list), len(val_image_list), args.loss,
+             '' if args.margins is None else ' (s=%g, m1=%g, m2=%g, m3=%g)' % ((args.margin_s,) + args.margins)))
+
+    with tf.Graph().as_default():
+        g = build_graph(args, network, len(train_set), records)
+        config = tf1.ConfigProto(gpu_options=tf1.GPUOptions(per_process_gpu_memory_fraction=args.gpu_memory_fraction))
+        with tf1.Session(config=config) as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(tf1.local_variables_initializer())
+            if args.pretrained_model:
+                training.restore_pretrained(sess, args.pretrained_model, g['saved'], g['averages'])
+            summary_writer = tf1.summary.FileWriter(log_dir, sess.graph)
+            coord, threads = training.start_queue_runners(sess)
+            run_state = dict(subdir=subdir, model_dir=model_dir, log_dir=log_dir, schedule=schedule,
+                             lfw_check=lfw_check, summary_writer=summary_writer,
+                             train=(np.array(image_list, dtype=object), np.array(label_list, np.int64)),
+                             val=(val_image_list, val_label_list))
+            try:
+                return _train(args, sess, g, run_state, coord)
+            finally:
+                summary_writer.close()
+                training.stop_queue_runners(sess, coord, threads, [g['close_queue']])
+                if records is not None:
+                    records.close()
+
+
+def _train(args, sess, g, r, coord):
+    stat = softmax_training.new_statistics(args.max_nrof_epochs, args.epoch_size, args.validate_every_n_epochs)
+    stat_file = os.path.join(r['log_dir'], 'stat.h5')
+    sampler = softmax_training.ShuffledIndices(len(r['train'][1]))
+    writer = r['summary_writer']
+    start = time.time()
+    epoch = 0
+    try:
+        for epoch in range(1, args.max_nrof_epochs + 1):
+            lr = args.learning_rate if args.learning_rate > 0.0 else \
+                training.learning_rate_for_epoch(r['schedule'], epoch)
+            if lr <= 0:
+                print('Learning rate schedule %s ends training at epoch %d'
+                      % (args.learning_rate_schedule_file, epoch))
+                break
+            t = time.time()
+            step = train_epoch(args, sess, g, epoch, lr, r['train'][0], r['train'][1], sampler, stat, writer)
+            stat['time_train'][epoch - 1] = time.time() - t
+            t = time.time()
+            if r['val'][1] and ((epoch - 1) % args.validate_every_n_epochs == args.validate_every_n_epochs - 1
+                                or epoch == args.max_nrof_epochs):
+                validate(args, sess, g, epoch, r['val'][0], r['val'][1], stat, writer, step)
+            stat['time_validate'][epoch - 1] = time.time() - t
+            g['last_checkpoint'] = training.save_checkpoint(sess, g['saver'], writer, r['model_dir'],
+                                                            r['subdir'], epoch)
+            t = time.time()
+            if r['lfw_check'] is not None:
+                accuracy, val = r['lfw_check'].run(lambda paths: embed_lfw(args, sess, g, paths), step,
+                                                   writer, r['log_dir'])
+                stat['lfw_accuracy'][epoch - 1] = accuracy
+                stat['lfw_valrate'][epoch - 1] = val
+            stat['time_evaluate'][epoch - 1] = time.time() - t
+            softmax_training.save_statistics(stat, stat_file)
+    except KeyboardInterrupt:
+        path = training.save_checkpoint(sess, g['saver'], writer, r['model_dir'], r['subdir'], epoch)
+        softmax_training.save_statistics(stat, stat_file)
+        sys.stderr.write('interrupted: checkpoint saved to %s\n' % path)
+        return 130
+    except training.TrainingDiverged as e:
+        softmax_training.save_statistics(stat, stat_file)
+        sys.stderr.write('error: %s\n' % e)
+        return 1
+    except (tf.errors.OutOfRangeError, tf.errors.CancelledError) as e:
+        raise training.input_error(coord, e)
+    print('Training done: %d epochs, %.1f min; model saved in %s; statistics in %s'
+          % (epoch, (time.time() - start) / 60.0, r['model_dir'], stat_file))
+    return 0
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--logs_base_dir', type=str, default='~/logs/facenet',
+                        help='Directory where to write event logs.')
+    parser.add_argument('--models_base_dir', type=str, default='~/models/facenet',
+                        help='Directory where to write trained models and checkpoints.')
+    parser.add_argument('--gpu_memory_fraction', type=float, default=1.0,
+                        help='Upper bound on the amount of GPU memory used by the process (no effect on CPU).')
+    parser.add_argument('--pretrained_model', type=str,
+                        help='Model folder or checkpoint prefix to start from (Logits* and mismatched shapes skipped).')
+    parser.add_argument('--data_dir', type=str, default='~/datasets/casia/casia_maxpy_mtcnnalign_182_160',
+                        help='Aligned face folders (several joined by ":"), or a folder holding train.rec.')
+    parser.add_argument('--model_def', type=str, default='models.inception_resnet_v1',
+                        help='Model definition module (e.g. models.inception_resnet_v1).')
+    parser.add_argument('--max_nrof_epochs', type=int, default=100, help='Number of epochs to run.')
+    parser.add_argument('--batch_size', type=int, default=90, help='Images per batch.')
+    parser.add_argument('--image_size', type=int, default=160, help='Image size (height, width) in pixels.')
+    parser.add_argument('--epoch_size', type=int, default=1000, help='Training steps per epoch.')
+    parser.add_argument('--embedding_size', type=int, default=128, help='Dimensionality of the embedding.')
+    parser.add_argument('--random_crop', action='store_true',
+                        help='Random crops of image_size from larger training images (else a central crop/pad).')
+    parser.add_argument('--random_flip', action='store_true', help='Random horizontal flips of training images.')
+    parser.add_argument('--random_rotate', action='store_true', help='Random rotations (+-10 degrees) of training images.')
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='(x - 127.5) / 128 instead of per-image standardization.')
+    parser.add_argument('--keep_probability', type=float, default=1.0,
+                        help='Keep probability of dropout for the fully connected layer(s).')
+    parser.add_argument('--weight_decay', type=float, default=0.0, help='L2 weight regularization.')
+    parser.add_argument('--loss', type=str, choices=list(losses.LOSSES), default='softmax',
+                        help='softmax (classic Logits layer) or a margin softmax on normalised embeddings.')
+    parser.add_argument('--margin_s', type=float, default=64.0, help='Scale s of the margin losses.')
+    parser.add_argument('--margin_m1', type=float, default=None,
+                        help='Angle multiplier m1 of cos(m1*theta + m2) - m3 (default 1).')
+    parser.add_argument('--margin_m2', type=float, default=None,
+                        help='Additive angle m2 (default: arcface 0.5, cosface 0, combined 0.3).')
+    parser.add_argument('--margin_m3', type=float, default=None,
+                        help='Cosine margin m3 (default: arcface 0, cosface 0.35, combined 0.2).')
+    parser.add_argument('--center_loss_factor', type=float, default=0.0, help='Center loss factor.')
+    parser.add_argument('--center_loss_alfa', type=float, default=0.95, help='Center update rate for center loss.')
+    parser.add_argument('--prelogits_norm_loss_factor', type=float, default=0.0,
+                        help='Loss based on the norm of the activations in the prelogits layer.')
+    parser.add_argument('--prelogits_norm_p', type=float, default=1.0,
+                        help='Norm to use for prelogits norm loss.')
+    parser.add_argument('--prelogits_hist_max', type=float, default=10.0,
+                        help='The max value for the prelogits histogram (stat.h5).')
+    parser.add_argument('--optimizer', type=str, choices=list(training.OPTIMIZERS), default='ADAGRAD',
+                        help='The optimization algorithm to use.')
+    parser.add_argument('--learning_rate', type=float, default=0.1,
+                        help='Initial learning rate; <= 0 reads --learning_rate_schedule_file.')
+    parser.add_argument('--learning_rate_decay_epochs', type=int, default=100,
+                        help='Number of epochs between learning rate decays.')
+    parser.add_argument('--learning_rate_decay_factor', type=float, default=1.0, help='Learning rate decay factor.')
+    parser.add_argument('--moving_average_decay', type=float, default=0.9999,
+                        help='Exponential decay for tracking of training parameters.')
+    parser.add_argument('--seed', type=int, default=666, help='Random seed.')
+    parser.add_argument('--nrof_preprocess_threads', type=int, default=4, help='Image preprocessing threads.')
+    parser.add_argument('--log_histograms', action='store_true',
+                        help='Enables logging of weight/bias histograms in tensorboard.')
+    parser.add_argument('--learning_rate_schedule_file', type=str, default='data/learning_rate_schedule.txt',
+                        help='File of "epoch: learning_rate" lines, used when --learning_rate <= 0.')
+    parser.add_argument('--filter_filename', type=str, default='',
+                        help='HDF5 file (distance_to_center, label_list, image_list) used to filter the dataset.')
+    parser.add_argument('--filter_percentile', type=float, default=100.0,
+                        help='Keep only the images whose distance to their class center is below this percentile.')
+    parser.add_argument('--filter_min_nrof_images_per_class', type=int, default=0,
+                        help='Keep only the classes with this number of images or more after filtering.')
+    parser.add_argument('--validate_every_n_epochs', type=int, default=5,
+                        help='Number of epochs between validations.')
+    parser.add_argument('--validation_set_split_ratio', type=float, default=0.0,
+                        help='Share of each class\'s images used for validation (0: no validation).')
+    parser.add_argument('--min_nrof_val_images_per_class', type=float, default=0,
+                        help='Classes with fewer training images than this after the split are left out.')
+    parser.add_argument('--lfw_pairs', type=str, default='data/pairs.txt',
+                        help='The LFW pairs file (View 2 pairs.txt or View 1 pairsDevTest.txt).')
+    parser.add_argument('--lfw_dir', type=str, default='', help='Path to the aligned LFW face patches.')
+    parser.add_argument('--lfw_batch_size', type=int, default=100,
+                        help='Images per batch for LFW and validation embeddings.')
+    parser.add_argument('--lfw_nrof_folds', type=int, default=10, help='Number of folds for the LFW check.')
+    parser.add_argument('--lfw_distance_metric', type=int, default=0, choices=[0, 1],
+                        help='LFW distance: 0 squared Euclidean, 1 cosine (angular).')
+    parser.add_argument('--lfw_use_flipped_images', action='store_true',
+                        help='Concatenate the embeddings of each LFW image and of its mirror image.')
+    parser.add_argument('--lfw_subtract_mean', action='store_true',
+                        help='Subtract the feature mean before computing LFW distances.')
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(run(main, parse_arguments(sys.argv[1:])))
