@@ -315,32 +315,7 @@ def _train(args, sess, g, r, coord):
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--logs_base_dir', type=str, default='~/logs/facenet',
-                        help='Directory where to write event logs.')
-    parser.add_argument('--models_base_dir', type=str, default='~/models/facenet',
-                        help='Directory where to write trained models and checkpoints.')
-    parser.add_argument('--gpu_memory_fraction', type=float, default=1.0,
-                        help='Upper bound on the amount of GPU memory used by the process (no effect on CPU).')
-    parser.add_argument('--pretrained_model', type=str,
-                        help='Model folder or checkpoint prefix to start from (Logits* and mismatched shapes skipped).')
-    parser.add_argument('--data_dir', type=str, default='~/datasets/casia/casia_maxpy_mtcnnalign_182_160',
-                        help='Aligned face folders (several joined by ":"), or a folder holding train.rec.')
-    parser.add_argument('--model_def', type=str, default='models.inception_resnet_v1',
-                        help='Model definition module (e.g. models.inception_resnet_v1).')
-    parser.add_argument('--max_nrof_epochs', type=int, default=100, help='Number of epochs to run.')
-    parser.add_argument('--batch_size', type=int, default=90, help='Images per batch.')
-    parser.add_argument('--image_size', type=int, default=160, help='Image size (height, width) in pixels.')
-    parser.add_argument('--epoch_size', type=int, default=1000, help='Training steps per epoch.')
-    parser.add_argument('--embedding_size', type=int, default=128, help='Dimensionality of the embedding.')
-    parser.add_argument('--random_crop', action='store_true',
-                        help='Random crops of image_size from larger training images (else a central crop/pad).')
-    parser.add_argument('--random_flip', action='store_true', help='Random horizontal flips of training images.')
-    parser.add_argument('--random_rotate', action='store_true', help='Random rotations (+-10 degrees) of training images.')
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='(x - 127.5) / 128 instead of per-image standardization.')
-    parser.add_argument('--keep_probability', type=float, default=1.0,
-                        help='Keep probability of dropout for the fully connected layer(s).')
-    parser.add_argument('--weight_decay', type=float, default=0.0, help='L2 weight regularization.')
+    training.add_common_arguments(parser, max_nrof_epochs=100, data_dir_extra=', or a folder holding train.rec')
     parser.add_argument('--loss', type=str, choices=list(losses.LOSSES), default='softmax',
                         help='softmax (classic Logits layer) or a margin softmax on normalised embeddings.')
     parser.add_argument('--margin_s', type=float, default=64.0, help='Scale s of the margin losses.')
@@ -358,21 +333,8 @@ def parse_arguments(argv):
                         help='Norm to use for prelogits norm loss.')
     parser.add_argument('--prelogits_hist_max', type=float, default=10.0,
                         help='The max value for the prelogits histogram (stat.h5).')
-    parser.add_argument('--optimizer', type=str, choices=list(training.OPTIMIZERS), default='ADAGRAD',
-                        help='The optimization algorithm to use.')
-    parser.add_argument('--learning_rate', type=float, default=0.1,
-                        help='Initial learning rate; <= 0 reads --learning_rate_schedule_file.')
-    parser.add_argument('--learning_rate_decay_epochs', type=int, default=100,
-                        help='Number of epochs between learning rate decays.')
-    parser.add_argument('--learning_rate_decay_factor', type=float, default=1.0, help='Learning rate decay factor.')
-    parser.add_argument('--moving_average_decay', type=float, default=0.9999,
-                        help='Exponential decay for tracking of training parameters.')
-    parser.add_argument('--seed', type=int, default=666, help='Random seed.')
-    parser.add_argument('--nrof_preprocess_threads', type=int, default=4, help='Image preprocessing threads.')
     parser.add_argument('--log_histograms', action='store_true',
                         help='Enables logging of weight/bias histograms in tensorboard.')
-    parser.add_argument('--learning_rate_schedule_file', type=str, default='data/learning_rate_schedule.txt',
-                        help='File of "epoch: learning_rate" lines, used when --learning_rate <= 0.')
     parser.add_argument('--filter_filename', type=str, default='',
                         help='HDF5 file (distance_to_center, label_list, image_list) used to filter the dataset.')
     parser.add_argument('--filter_percentile', type=float, default=100.0,
@@ -385,12 +347,8 @@ def parse_arguments(argv):
                         help='Share of each class\'s images used for validation (0: no validation).')
     parser.add_argument('--min_nrof_val_images_per_class', type=float, default=0,
                         help='Classes with fewer training images than this after the split are left out.')
-    parser.add_argument('--lfw_pairs', type=str, default='data/pairs.txt',
-                        help='The LFW pairs file (View 2 pairs.txt or View 1 pairsDevTest.txt).')
-    parser.add_argument('--lfw_dir', type=str, default='', help='Path to the aligned LFW face patches.')
     parser.add_argument('--lfw_batch_size', type=int, default=100,
                         help='Images per batch for LFW and validation embeddings.')
-    parser.add_argument('--lfw_nrof_folds', type=int, default=10, help='Number of folds for the LFW check.')
     parser.add_argument('--lfw_distance_metric', type=int, default=0, choices=[0, 1],
                         help='LFW distance: 0 squared Euclidean, 1 cosine (angular).')
     parser.add_argument('--lfw_use_flipped_images', action='store_true',

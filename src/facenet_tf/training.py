@@ -403,3 +403,53 @@ def embed_through_pipeline(sess, input_queue, embeddings, label_batch, paths, ba
         if progress is not None:
             progress.update(size)
     return result[:n]
+
+
+def add_common_arguments(parser, max_nrof_epochs, data_dir_extra='', batch_size_extra=''):
+    """The flags both training scripts share, with the classic names and defaults."""
+    parser.add_argument('--logs_base_dir', type=str, default='~/logs/facenet',
+                        help='Directory where to write event logs.')
+    parser.add_argument('--models_base_dir', type=str, default='~/models/facenet',
+                        help='Directory where to write trained models and checkpoints.')
+    parser.add_argument('--gpu_memory_fraction', type=float, default=1.0,
+                        help='Upper bound on the amount of GPU memory used by the process (no effect on CPU).')
+    parser.add_argument('--pretrained_model', type=str,
+                        help='Model folder or checkpoint prefix to start from (Logits* and mismatched shapes skipped).')
+    parser.add_argument('--data_dir', type=str, default='~/datasets/casia/casia_maxpy_mtcnnalign_182_160',
+                        help='Path to the data directory with aligned face patches (several joined by ":")%s.'
+                        % data_dir_extra)
+    parser.add_argument('--model_def', type=str, default='models.inception_resnet_v1',
+                        help='Model definition module (e.g. models.inception_resnet_v1).')
+    parser.add_argument('--max_nrof_epochs', type=int, default=max_nrof_epochs, help='Number of epochs to run.')
+    parser.add_argument('--batch_size', type=int, default=90, help='Images per batch%s.' % batch_size_extra)
+    parser.add_argument('--image_size', type=int, default=160, help='Image size (height, width) in pixels.')
+    parser.add_argument('--epoch_size', type=int, default=1000, help='Training steps per epoch.')
+    parser.add_argument('--embedding_size', type=int, default=128, help='Dimensionality of the embedding.')
+    parser.add_argument('--random_crop', action='store_true',
+                        help='Random crops of image_size from larger training images (else a central crop/pad).')
+    parser.add_argument('--random_flip', action='store_true', help='Random horizontal flips of training images.')
+    parser.add_argument('--random_rotate', action='store_true',
+                        help='Random rotations (+-10 degrees) of training images.')
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='(x - 127.5) / 128 instead of per-image standardization.')
+    parser.add_argument('--keep_probability', type=float, default=1.0,
+                        help='Keep probability of dropout for the fully connected layer(s).')
+    parser.add_argument('--weight_decay', type=float, default=0.0, help='L2 weight regularization.')
+    parser.add_argument('--optimizer', type=str, choices=list(OPTIMIZERS), default='ADAGRAD',
+                        help='The optimization algorithm to use.')
+    parser.add_argument('--learning_rate', type=float, default=0.1,
+                        help='Initial learning rate; <= 0 reads --learning_rate_schedule_file.')
+    parser.add_argument('--learning_rate_decay_epochs', type=int, default=100,
+                        help='Number of epochs between learning rate decays.')
+    parser.add_argument('--learning_rate_decay_factor', type=float, default=1.0, help='Learning rate decay factor.')
+    parser.add_argument('--moving_average_decay', type=float, default=0.9999,
+                        help='Exponential decay for tracking of training parameters.')
+    parser.add_argument('--seed', type=int, default=666, help='Random seed.')
+    parser.add_argument('--nrof_preprocess_threads', type=int, default=4, help='Image preprocessing threads.')
+    parser.add_argument('--learning_rate_schedule_file', type=str, default='data/learning_rate_schedule.txt',
+                        help='File of "epoch: learning_rate" lines, used when --learning_rate <= 0.')
+    parser.add_argument('--lfw_pairs', type=str, default='data/pairs.txt',
+                        help='The LFW pairs file (View 2 pairs.txt or View 1 pairsDevTest.txt).')
+    parser.add_argument('--lfw_dir', type=str, default='', help='Path to the aligned LFW face patches.')
+    parser.add_argument('--lfw_nrof_folds', type=int, default=10, help='Number of folds for the LFW check.')
+    return parser
