@@ -9,6 +9,6 @@ from facenet_tf.input_pipeline import (FIXED_STANDARDIZATION, FLIP, RANDOM_CROP,
 from facenet_tf.losses import center_loss  # noqa: F401
 from facenet_tf.model_io import (get_model_filenames, load_model,  # noqa: F401
                                  save_variables_and_metagraph)
-from facenet_tf.training import (get_learning_rate_from_file, store_revision_info,  # noqa: F401
-                                 write_arguments_to_file)
+from facenet_tf.run_info import store_revision_info, write_arguments_to_file  # noqa: F401
+from facenet_tf.training import get_learning_rate_from_file  # noqa: F401
 from facenet_tf.triplets import triplet_loss  # noqa: F401

@@ -17,7 +17,7 @@ import sys
 import time
 
 from facenet_tf import dataset as dataset_io
-from facenet_tf import input_pipeline, losses, softmax_training, training
+from facenet_tf import input_pipeline, losses, run_info, softmax_training, training
 from facenet_tf.cli import UserError, run
 
 import numpy as np  # noqa: E402 (facenet_tf first: it sets TensorFlow's logging and TF1 semantics)
@@ -233,8 +233,8 @@ def main(args):
     subdir, log_dir, model_dir = training.create_run_dirs(args.logs_base_dir, args.models_base_dir)
     print('Model directory: %s' % model_dir)
     print('Log directory: %s' % log_dir)
-    training.store_revision_info(os.path.dirname(os.path.abspath(__file__)), log_dir, ' '.join(sys.argv))
-    training.write_arguments_to_file(args, os.path.join(log_dir, 'arguments.txt'))
+    run_info.store_revision_info(os.path.dirname(os.path.abspath(__file__)), log_dir, ' '.join(sys.argv))
+    run_info.write_arguments_to_file(args, os.path.join(log_dir, 'arguments.txt'))
     image_list, label_list = dataset_io.get_image_paths_and_labels(train_set)
     val_image_list, val_label_list = dataset_io.get_image_paths_and_labels(val_set)
     print('Training set: %d classes, %d images; validation set: %d images; loss: %s%s'

@@ -14,7 +14,7 @@ import sys
 import time
 
 from facenet_tf import dataset as dataset_io
-from facenet_tf import input_pipeline, training, triplets
+from facenet_tf import input_pipeline, run_info, training, triplets
 from facenet_tf.cli import UserError, run
 
 import numpy as np  # noqa: E402 (facenet_tf first: it sets TensorFlow's logging and TF1 semantics)
@@ -162,8 +162,8 @@ def main(args):
     subdir, log_dir, model_dir = training.create_run_dirs(args.logs_base_dir, args.models_base_dir)
     print('Model directory: %s' % model_dir)
     print('Log directory: %s' % log_dir)
-    training.store_revision_info(os.path.dirname(os.path.abspath(__file__)), log_dir, ' '.join(sys.argv))
-    training.write_arguments_to_file(args, os.path.join(log_dir, 'arguments.txt'))
+    run_info.store_revision_info(os.path.dirname(os.path.abspath(__file__)), log_dir, ' '.join(sys.argv))
+    run_info.write_arguments_to_file(args, os.path.join(log_dir, 'arguments.txt'))
     print('Training set: %d people, %d images' % (len(train_set), sum(len(c) for c in train_set)))
 
     with tf.Graph().as_default():

@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import random
 import re
-import subprocess
 import sys
 from collections import deque, namedtuple
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +23,7 @@ from align import aligner
 from facenet_tf.dataset import get_dataset
 from facenet_tf.images import ImageReadError, read_rgb
 from facenet_tf.progress import Progress
+from facenet_tf.run_info import store_revision_info
 
 BATCH_SIZE = 32
 WORKER_THREADS = 2  # reading + pyramids, writing crops
@@ -34,8 +34,6 @@ _TMP_RE = re.compile(r'^\..+\.(\d+)\.tmp$')
 Job = namedtuple('Job', 'src base')  # input image path; output path without '.png'
 Options = namedtuple('Options', 'image_size margin detect_multiple_faces landmark_alignment')
 Result = namedtuple('Result', 'status lines message')  # status: aligned / noface / unreadable
-
-SRC_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,24 +81,6 @@ def write_text_atomic(path, text):
     with open(tmp, 'w') as f:
         f.write(text)
     os.replace(tmp, path)
-
-
-def _git(args):
-    try:
-        out = subprocess.run(['git'] + args, cwd=SRC_ROOT, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as e:
-        return 'git %s: %s' % (' '.join(args), e)
-    return out.stdout.strip() if out.returncode == 0 else 'unknown (%s)' % out.stderr.strip()
-
-
-def write_revision_info(output_dir, arg_string):
-    """revision_info.txt: arguments, TensorFlow version, the project's git revision and local diff."""
-    import tensorflow as tf
-    text = ('arguments: %s\n--------------------\n'
-            'tensorflow version: %s\n--------------------\n'
-            'git hash: %s\n--------------------\n'
-            '%s\n' % (arg_string, tf.__version__, _git(['rev-parse', 'HEAD']), _git(['diff', 'HEAD'])))
-    write_text_atomic(os.path.join(output_dir, 'revision_info.txt'), text)
 
 
 def _key(path):
@@ -294,7 +274,7 @@ def align_dataset(input_dir, output_dir, opts, random_order=False, num_workers=1
     log = log or (lambda msg: print(msg, flush=True))
     output_dir = os.path.expanduser(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    write_revision_info(output_dir, arg_string)
+    store_revision_info(None, output_dir, arg_string)
     jobs, done = plan(input_dir, output_dir, opts.detect_multiple_faces, random_order)
     counts = {'total': len(jobs) + done, 'already_done': done, 'aligned': 0, 'faces': 0,
               'no_face': 0, 'unreadable': 0}

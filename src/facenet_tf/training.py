@@ -7,7 +7,6 @@ Layout of a run (classic): `<logs_base_dir>/<subdir>` holds the TensorBoard even
 """
 import os
 import re
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -162,31 +161,6 @@ def create_run_dirs(logs_base_dir, models_base_dir, subdir=None):
         except OSError as e:
             raise UserError('cannot create folder %s: %s' % (folder, e.strerror or e))
     return subdir, log_dir, model_dir
-
-
-def write_arguments_to_file(args, filename):
-    """One `name: value` line per argument (classic arguments.txt)."""
-    with open(filename, 'w') as f:
-        for key, value in vars(args).items():
-            f.write('%s: %s\n' % (key, str(value)))
-
-
-def _git(src_path, *cmd):
-    try:
-        out = subprocess.run(('git',) + cmd, cwd=src_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             timeout=30, check=True)
-        return out.stdout.decode('utf-8', 'replace').strip()
-    except (OSError, subprocess.SubprocessError) as e:
-        return 'unavailable (%s)' % type(e).__name__
-
-
-def store_revision_info(src_path, output_dir, arg_string):
-    """revision_info.txt: the command line, TensorFlow version, git revision and local changes."""
-    with open(os.path.join(output_dir, 'revision_info.txt'), 'w') as f:
-        f.write('arguments: %s\n--------------------\n' % arg_string)
-        f.write('tensorflow version: %s\n--------------------\n' % tf.__version__)
-        f.write('git hash: %s\n--------------------\n' % _git(src_path, 'rev-parse', 'HEAD'))
-        f.write('%s' % _git(src_path, 'diff', 'HEAD'))
 
 
 def add_summary(summary_writer, step, **values):
