@@ -12,7 +12,7 @@ import tensorflow as tf
 from align import aligner
 from align.detect_face import MTCNN
 from facenet_tf import images as image_lib
-from facenet_tf import model_io
+from facenet_tf.embedding import load_for_inference, model_tensors
 from facenet_tf.cli import UserError, run
 from facenet_tf.precision import add_precision_argument, session_config
 
@@ -47,14 +47,12 @@ def embed(model, faces, precision):
     """Embeddings of the aligned faces with the model (.pb or checkpoint folder)."""
     with tf1.Graph().as_default():
         with tf1.Session(config=session_config(precision)) as sess:
-            model_io.load_model(model, session=sess)
-            graph = sess.graph
-            feed = {graph.get_tensor_by_name('input:0'): faces}
-            try:
-                feed[graph.get_tensor_by_name('phase_train:0')] = False
-            except KeyError:
-                pass
-            return sess.run(graph.get_tensor_by_name('embeddings:0'), feed_dict=feed)
+            load_for_inference(model, sess)
+            images, phase_train, embeddings = model_tensors(sess.graph)
+            feed = {images: faces}
+            if phase_train is not None:
+                feed[phase_train] = False
+            return sess.run(embeddings, feed_dict=feed)
 
 
 def distance_matrix(emb):
