@@ -11,13 +11,12 @@ images, a checkpoint `model-<subdir>.ckpt-<epoch>` in the classic layout, summar
 and with --lfw_dir an LFW check.
 """
 import argparse
-import importlib
 import os
 import sys
 import time
 
 from facenet_tf import dataset as dataset_io
-from facenet_tf import input_pipeline, losses, run_info, softmax_training, training
+from facenet_tf import input_pipeline, losses, softmax_training, training
 from facenet_tf.cli import UserError, run
 
 import numpy as np  # noqa: E402 (facenet_tf first: it sets TensorFlow's logging and TF1 semantics)
@@ -214,13 +213,8 @@ def load_sets(args):
 
 def main(args):
     _check_args(args)
-    try:
-        network = importlib.import_module(args.model_def)
-    except ImportError as e:
-        raise UserError('cannot import the model definition %s: %s' % (args.model_def, e))
-    schedule = None
-    if args.learning_rate <= 0.0:
-        schedule = training.read_learning_rate_schedule(args.learning_rate_schedule_file)
+    network = training.import_network(args.model_def)
+    schedule = training.schedule_from_args(args)
     np.random.seed(seed=args.seed)
     train_set, val_set, records = load_sets(args)
     lfw_check = None
@@ -230,11 +224,7 @@ def main(args):
     if args.pretrained_model:
         training.checkpoint_prefix(args.pretrained_model)
 
-    subdir, log_dir, model_dir = training.create_run_dirs(args.logs_base_dir, args.models_base_dir)
-    print('Model directory: %s' % model_dir)
-    print('Log directory: %s' % log_dir)
-    run_info.store_revision_info(os.path.dirname(os.path.abspath(__file__)), log_dir, ' '.join(sys.argv))
-    run_info.write_arguments_to_file(args, os.path.join(log_dir, 'arguments.txt'))
+    subdir, log_dir, model_dir = training.start_run(args, __file__)
     image_list, label_list = dataset_io.get_image_paths_and_labels(train_set)
     val_image_list, val_label_list = dataset_io.get_image_paths_and_labels(val_set)
     print('Training set: %d classes, %d images; validation set: %d images; loss: %s%s'
@@ -243,25 +233,16 @@ def main(args):
 
     with tf.Graph().as_default():
         g = build_graph(args, network, len(train_set), records)
-        config = tf1.ConfigProto(gpu_options=tf1.GPUOptions(per_process_gpu_memory_fraction=args.gpu_memory_fraction))
-        with tf1.Session(config=config) as sess:
-            sess.run(tf1.global_variables_initializer())
-            sess.run(tf1.local_variables_initializer())
-            if args.pretrained_model:
-                training.restore_pretrained(sess, args.pretrained_model, g['saved'], g['averages'])
-            summary_writer = tf1.summary.FileWriter(log_dir, sess.graph)
-            coord, threads = training.start_queue_runners(sess)
-            run_state = dict(subdir=subdir, model_dir=model_dir, log_dir=log_dir, schedule=schedule,
-                             lfw_check=lfw_check, summary_writer=summary_writer,
-                             train=(np.array(image_list, dtype=object), np.array(label_list, np.int64)),
-                             val=(val_image_list, val_label_list))
-            try:
+        try:
+            with training.training_session(args, g, log_dir) as (sess, summary_writer, coord):
+                run_state = dict(subdir=subdir, model_dir=model_dir, log_dir=log_dir, schedule=schedule,
+                                 lfw_check=lfw_check, summary_writer=summary_writer,
+                                 train=(np.array(image_list, dtype=object), np.array(label_list, np.int64)),
+                                 val=(val_image_list, val_label_list))
                 return _train(args, sess, g, run_state, coord)
-            finally:
-                summary_writer.close()
-                training.stop_queue_runners(sess, coord, threads, [g['close_queue']])
-                if records is not None:
-                    records.close()
+        finally:
+            if records is not None:
+                records.close()
 
 
 def _train(args, sess, g, r, coord):

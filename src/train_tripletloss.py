@@ -7,14 +7,12 @@ as the epoch still has steps for). Every epoch: a checkpoint in the classic layo
 with --lfw_dir an LFW check.
 """
 import argparse
-import importlib
 import itertools
-import os
 import sys
 import time
 
 from facenet_tf import dataset as dataset_io
-from facenet_tf import input_pipeline, run_info, training, triplets
+from facenet_tf import input_pipeline, training, triplets
 from facenet_tf.cli import UserError, run
 
 import numpy as np  # noqa: E402 (facenet_tf first: it sets TensorFlow's logging and TF1 semantics)
@@ -142,13 +140,8 @@ def main(args):
         raise UserError('--people_per_batch must be at least 2 and --images_per_person at least 1')
     if args.nrof_preprocess_threads < 1:
         raise UserError('--nrof_preprocess_threads must be at least 1')
-    try:
-        network = importlib.import_module(args.model_def)
-    except ImportError as e:
-        raise UserError('cannot import the model definition %s: %s' % (args.model_def, e))
-    schedule = None
-    if args.learning_rate <= 0.0:
-        schedule = training.read_learning_rate_schedule(args.learning_rate_schedule_file)
+    network = training.import_network(args.model_def)
+    schedule = training.schedule_from_args(args)
     np.random.seed(seed=args.seed)
     train_set = [c for c in dataset_io.get_dataset(args.data_dir) if len(c) > 0]
     if len(train_set) < 2 or not any(len(c) >= 2 for c in train_set):
@@ -159,29 +152,14 @@ def main(args):
     if args.pretrained_model:
         training.checkpoint_prefix(args.pretrained_model)
 
-    subdir, log_dir, model_dir = training.create_run_dirs(args.logs_base_dir, args.models_base_dir)
-    print('Model directory: %s' % model_dir)
-    print('Log directory: %s' % log_dir)
-    run_info.store_revision_info(os.path.dirname(os.path.abspath(__file__)), log_dir, ' '.join(sys.argv))
-    run_info.write_arguments_to_file(args, os.path.join(log_dir, 'arguments.txt'))
+    subdir, log_dir, model_dir = training.start_run(args, __file__)
     print('Training set: %d people, %d images' % (len(train_set), sum(len(c) for c in train_set)))
 
     with tf.Graph().as_default():
         g = build_graph(args, network)
-        config = tf1.ConfigProto(gpu_options=tf1.GPUOptions(per_process_gpu_memory_fraction=args.gpu_memory_fraction))
-        with tf1.Session(config=config) as sess:
-            sess.run(tf1.global_variables_initializer())
-            sess.run(tf1.local_variables_initializer())
-            if args.pretrained_model:
-                training.restore_pretrained(sess, args.pretrained_model, g['saved'], g['averages'])
-            summary_writer = tf1.summary.FileWriter(log_dir, sess.graph)
-            coord, threads = training.start_queue_runners(sess)
-            try:
-                return _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir, model_dir,
-                              log_dir, coord)
-            finally:
-                summary_writer.close()
-                training.stop_queue_runners(sess, coord, threads, [g['close_queue']])
+        with training.training_session(args, g, log_dir) as (sess, summary_writer, coord):
+            return _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir, model_dir,
+                          log_dir, coord)
 
 
 def _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir, model_dir, log_dir, coord):

@@ -5,6 +5,8 @@ Layout of a run (classic): `<logs_base_dir>/<subdir>` holds the TensorBoard even
 `revision_info.txt`, `arguments.txt` and `lfw_result.txt`; `<models_base_dir>/<subdir>` holds
 `model-<subdir>.meta` and `model-<subdir>.ckpt-<step>`; subdir is a `%Y%m%d-%H%M%S` timestamp.
 """
+import contextlib
+import importlib
 import os
 import re
 import sys
@@ -14,7 +16,7 @@ from datetime import datetime
 import numpy as np
 import tensorflow as tf
 
-from facenet_tf import model_io
+from facenet_tf import model_io, run_info
 from facenet_tf.cli import UserError
 
 tf1 = tf.compat.v1
@@ -427,3 +429,47 @@ def add_common_arguments(parser, max_nrof_epochs, data_dir_extra='', batch_size_
     parser.add_argument('--lfw_dir', type=str, default='', help='Path to the aligned LFW face patches.')
     parser.add_argument('--lfw_nrof_folds', type=int, default=10, help='Number of folds for the LFW check.')
     return parser
+
+
+def import_network(model_def):
+    """The network module named by --model_def (e.g. models.inception_resnet_v1)."""
+    try:
+        return importlib.import_module(model_def)
+    except ImportError as e:
+        raise UserError('cannot import the model definition %s: %s' % (model_def, e))
+
+
+def schedule_from_args(args):
+    """The learning-rate schedule when --learning_rate <= 0 asks for the schedule file, else None."""
+    if args.learning_rate <= 0.0:
+        return read_learning_rate_schedule(args.learning_rate_schedule_file)
+    return None
+
+
+def start_run(args, script_file):
+    """Create the run's log and model folders, print them, and record how the run was started."""
+    subdir, log_dir, model_dir = create_run_dirs(args.logs_base_dir, args.models_base_dir)
+    print('Model directory: %s' % model_dir)
+    print('Log directory: %s' % log_dir)
+    run_info.store_revision_info(os.path.dirname(os.path.abspath(script_file)), log_dir, ' '.join(sys.argv))
+    run_info.write_arguments_to_file(args, os.path.join(log_dir, 'arguments.txt'))
+    return subdir, log_dir, model_dir
+
+
+@contextlib.contextmanager
+def training_session(args, g, log_dir):
+    """A session with the variables initialised (or restored from --pretrained_model), a summary
+    writer and the queue runners started; everything is stopped and closed on exit."""
+    config = tf1.ConfigProto(gpu_options=tf1.GPUOptions(per_process_gpu_memory_fraction=args.gpu_memory_fraction))
+    with tf1.Session(config=config) as sess:
+        sess.run(tf1.global_variables_initializer())
+        sess.run(tf1.local_variables_initializer())
+        if args.pretrained_model:
+            restore_pretrained(sess, args.pretrained_model, g['saved'], g['averages'])
+        summary_writer = tf1.summary.FileWriter(log_dir, sess.graph)
+        coord, threads = start_queue_runners(sess)
+        try:
+            yield sess, summary_writer, coord
+        finally:
+            summary_writer.close()
+            stop_queue_runners(sess, coord, threads, [g['close_queue']])
