@@ -27,34 +27,14 @@ tf1 = tf.compat.v1
 
 def build_graph(args, network, nrof_classes, records):
     """The training graph; returns a dict of its tensors and ops."""
-    tf1.set_random_seed(args.seed)
-    g = {}
-    g['global_step'] = tf1.Variable(0, trainable=False, name='global_step')
-    g['learning_rate_placeholder'] = tf1.placeholder(tf.float32, name='learning_rate')
-    g['batch_size_placeholder'] = tf1.placeholder(tf.int32, name='batch_size')
-    g['phase_train_placeholder'] = tf1.placeholder(tf.bool, name='phase_train')
-    g['queue'] = input_pipeline.make_input_queue(1, capacity=2000000)
-    capacity = 4 * args.nrof_preprocess_threads * args.batch_size
-    if records is None:
-        image_batch, label_batch = input_pipeline.create_input_pipeline(
-            g['queue'], args.image_size, args.nrof_preprocess_threads, g['batch_size_placeholder'],
-            capacity_images=capacity)
-    else:
-        image_batch, label_batch = softmax_training.create_input_pipeline(
-            g['queue'], args.image_size, args.nrof_preprocess_threads, g['batch_size_placeholder'],
-            read_file=softmax_training.record_file_reader(records), capacity_images=capacity)
-    image_batch = tf.identity(image_batch, 'image_batch')
-    image_batch = tf.identity(image_batch, 'input')
-    label_batch = g['label_batch'] = tf.identity(label_batch, 'label_batch')
-    prelogits, _ = network.inference(image_batch, args.keep_probability, phase_train=g['phase_train_placeholder'],
-                                     bottleneck_layer_size=args.embedding_size, weight_decay=args.weight_decay)
-    g['prelogits'] = prelogits
+    read_file = tf.io.read_file if records is None else softmax_training.record_file_reader(records)
+    g = training.build_network_graph(args, network, 1, queue_capacity=2000000, read_file=read_file)
+    prelogits, label_batch = g['prelogits'], g['label_batch']
     if args.loss == 'softmax':
         logits = accuracy_logits = losses.softmax_logits(prelogits, nrof_classes, args.weight_decay)
     else:
         logits, accuracy_logits = losses.margin_logits(prelogits, label_batch, nrof_classes, args.margin_s,
                                                        *args.margins, weight_decay=args.weight_decay)
-    g['embeddings'] = tf.nn.l2_normalize(prelogits, 1, 1e-10, name='embeddings')
 
     g['prelogits_norm'] = losses.prelogits_norm(prelogits, args.prelogits_norm_p)
     if args.prelogits_norm_loss_factor > 0.0:
@@ -64,9 +44,6 @@ def build_graph(args, network, nrof_classes, records):
     if args.center_loss_factor > 0.0:
         tf1.add_to_collection(tf1.GraphKeys.REGULARIZATION_LOSSES, g['center_loss'] * args.center_loss_factor)
 
-    g['learning_rate'] = training.learning_rate_tensor(
-        g['learning_rate_placeholder'], g['global_step'], args.learning_rate_decay_epochs, args.epoch_size,
-        args.learning_rate_decay_factor)
     g['xent_loss'] = losses.cross_entropy(logits, label_batch)
     g['accuracy'] = losses.accuracy(accuracy_logits, label_batch)
     g['reg_losses'] = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)

@@ -25,27 +25,9 @@ MAX_EMPTY_ROUNDS = 20
 
 def build_graph(args, network):
     """The training graph; returns a dict of its tensors and ops."""
-    tf1.set_random_seed(args.seed)
-    g = {}
-    g['global_step'] = tf1.Variable(0, trainable=False, name='global_step')
-    g['learning_rate_placeholder'] = tf1.placeholder(tf.float32, name='learning_rate')
-    g['batch_size_placeholder'] = tf1.placeholder(tf.int32, name='batch_size')
-    g['phase_train_placeholder'] = tf1.placeholder(tf.bool, name='phase_train')
-    g['queue'] = input_pipeline.make_input_queue(3)
-    image_batch, label_batch = input_pipeline.create_input_pipeline(
-        g['queue'], args.image_size, args.nrof_preprocess_threads, g['batch_size_placeholder'],
-        capacity_images=4 * args.nrof_preprocess_threads * args.batch_size)
-    image_batch = tf.identity(image_batch, 'image_batch')
-    image_batch = tf.identity(image_batch, 'input')
-    g['label_batch'] = tf.identity(label_batch, 'label_batch')
-    prelogits, _ = network.inference(image_batch, args.keep_probability, phase_train=g['phase_train_placeholder'],
-                                     bottleneck_layer_size=args.embedding_size, weight_decay=args.weight_decay)
-    g['embeddings'] = tf.nn.l2_normalize(prelogits, 1, 1e-10, name='embeddings')
+    g = training.build_network_graph(args, network, 3)
     anchor, positive, negative = tf.unstack(tf.reshape(g['embeddings'], [-1, 3, args.embedding_size]), 3, 1)
     triplet_loss = triplets.triplet_loss(anchor, positive, negative, args.alpha)
-    g['learning_rate'] = training.learning_rate_tensor(
-        g['learning_rate_placeholder'], g['global_step'], args.learning_rate_decay_epochs, args.epoch_size,
-        args.learning_rate_decay_factor)
     regularization_losses = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
     g['loss'] = tf.add_n([triplet_loss] + regularization_losses, name='total_loss')
     g['train_op'], g['saved'], g['averages'] = training.build_train_op(

@@ -15,6 +15,7 @@ import make_record
 import train_softmax
 from facenet_tf import model_io, softmax_training, training
 from facenet_tf.cli import UserError
+from training_faces import make_faces, run_training
 
 tf1 = tf.compat.v1
 SIZE = 32
@@ -29,44 +30,17 @@ VGGFACE2 = ['--optimizer', 'ADAM', '--learning_rate', '-1', '--learning_rate_sch
             '--weight_decay', '5e-4', '--embedding_size', '512']
 
 
-def _shrink(src, dst, size=36):
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    with Image.open(src) as img:
-        img.convert('RGB').resize((size, size), Image.BILINEAR).save(dst)
-
-
 @pytest.fixture(scope='module')
 def faces(data_dir, tmp_path_factory):
     """Six ORL people (6 images each), the same packed as train.rec, and a 20-pair View-1 style
     LFW subset, shrunk to 36 px."""
-    root = tmp_path_factory.mktemp('faces')
-    for person in range(1, 7):
-        for i in range(1, 7):
-            _shrink(os.path.join(data_dir, 'orl_faces', 's%d' % person, '%d.png' % i),
-                    str(root / 'train' / ('s%d' % person) / ('%d.png' % i)))
+    root = make_faces(data_dir, tmp_path_factory.mktemp('faces'))
     make_record.pack_folder(str(root / 'train'), str(root / 'records'))
-    with open(os.path.join(data_dir, 'lfw_protocol', 'pairsDevTest.txt')) as f:
-        lines = f.read().splitlines()
-    pairs = lines[1:11] + lines[501:511]
-    for line in pairs:
-        p = line.split()
-        names = [(p[0], p[1]), (p[0], p[2])] if len(p) == 3 else [(p[0], p[1]), (p[2], p[3])]
-        for name, num in names:
-            stem = '%s_%04d' % (name, int(num))
-            _shrink(os.path.join(data_dir, 'lfw_deepfunneled', name, stem + '.jpg'),
-                    str(root / 'lfw' / name / (stem + '.png')))
-    (root / 'pairs.txt').write_text('10\n' + '\n'.join(pairs) + '\n')
     return root
 
 
 def _train(data, tmp, extra):
-    args = train_softmax.parse_arguments(
-        ['--data_dir', str(data), '--logs_base_dir', str(tmp / 'logs'),
-         '--models_base_dir', str(tmp / 'models')] + COMMON + extra)
-    code = train_softmax.main(args)
-    (model_dir,) = glob.glob(str(tmp / 'models' / '*'))
-    (log_dir,) = glob.glob(str(tmp / 'logs' / '*'))
-    return code, model_dir, log_dir
+    return run_training(train_softmax, data, tmp, COMMON + extra)
 
 
 def _stat(log_dir):

@@ -11,6 +11,7 @@ from PIL import Image
 import train_tripletloss
 from facenet_tf import model_io, training
 from facenet_tf.cli import UserError
+from training_faces import make_faces, run_training
 
 tf1 = tf.compat.v1
 SIZE = 32
@@ -19,42 +20,14 @@ COMMON = ['--model_def', 'models.small_cnn', '--image_size', str(SIZE), '--batch
           '--nrof_preprocess_threads', '2', '--embedding_size', '16', '--seed', '1']
 
 
-def _shrink(src, dst, size=36):
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    with Image.open(src) as img:
-        img.convert('RGB').resize((size, size), Image.BILINEAR).save(dst)
-
-
 @pytest.fixture(scope='module')
 def faces(data_dir, tmp_path_factory):
     """Six ORL people (6 images each) and a 20-pair View-1 style LFW subset, shrunk to 36 px."""
-    root = tmp_path_factory.mktemp('faces')
-    for person in range(1, 7):
-        for i in range(1, 7):
-            _shrink(os.path.join(data_dir, 'orl_faces', 's%d' % person, '%d.png' % i),
-                    str(root / 'train' / ('s%d' % person) / ('%d.png' % i)))
-    with open(os.path.join(data_dir, 'lfw_protocol', 'pairsDevTest.txt')) as f:
-        lines = f.read().splitlines()
-    pairs = lines[1:11] + lines[501:511]
-    for line in pairs:
-        p = line.split()
-        names = [(p[0], p[1]), (p[0], p[2])] if len(p) == 3 else [(p[0], p[1]), (p[2], p[3])]
-        for name, num in names:
-            stem = '%s_%04d' % (name, int(num))
-            _shrink(os.path.join(data_dir, 'lfw_deepfunneled', name, stem + '.jpg'),
-                    str(root / 'lfw' / name / (stem + '.png')))
-    (root / 'pairs.txt').write_text('10\n' + '\n'.join(pairs) + '\n')
-    return root
+    return make_faces(data_dir, tmp_path_factory.mktemp('faces'))
 
 
 def _train(faces, tmp, extra):
-    args = train_tripletloss.parse_arguments(
-        ['--data_dir', str(faces / 'train'), '--logs_base_dir', str(tmp / 'logs'),
-         '--models_base_dir', str(tmp / 'models')] + COMMON + extra)
-    code = train_tripletloss.main(args)
-    (model_dir,) = glob.glob(str(tmp / 'models' / '*'))
-    (log_dir,) = glob.glob(str(tmp / 'logs' / '*'))
-    return code, model_dir, log_dir
+    return run_training(train_tripletloss, faces / 'train', tmp, COMMON + extra)
 
 
 @pytest.fixture(scope='module')

@@ -101,15 +101,16 @@ def preprocess(file_contents, control, image_size):
 
 
 def create_input_pipeline(input_queue, image_size, nrof_preprocess_threads, batch_size_placeholder,
-                          capacity_images=None):
+                          capacity_images=None, read_file=tf.io.read_file):
     """(image_batch, label_batch) from the queue's groups, preprocessed by nrof_preprocess_threads
-    readers and joined with batch_join (enqueue_many: a group is never split)."""
+    readers and joined with batch_join (enqueue_many: a group is never split). `read_file` turns a
+    queued path into encoded image bytes (e.g. a record-file reader)."""
     queue = input_queue.queue if isinstance(input_queue, InputQueue) else input_queue
     group_size = queue.shapes[0].as_list()[0]
     images_and_labels = []
     for _ in range(nrof_preprocess_threads):
         filenames, labels, control = queue.dequeue()
-        images = [preprocess(tf.io.read_file(filenames[i]), control[i], image_size) for i in range(group_size)]
+        images = [preprocess(read_file(filenames[i]), control[i], image_size) for i in range(group_size)]
         images_and_labels.append([tf.stack(images), labels])
     capacity = capacity_images or 4 * nrof_preprocess_threads * 100
     image_batch, label_batch = tf1.train.batch_join(

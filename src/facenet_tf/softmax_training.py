@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from facenet_tf import dataset as dataset_io
-from facenet_tf import input_pipeline, recordio
+from facenet_tf import recordio
 from facenet_tf.cli import UserError
 
 tf1 = tf.compat.v1
@@ -48,24 +48,6 @@ def record_file_reader(records):
         is_record = tf.strings.regex_full_match(path, RECORD_PREFIX + '[0-9]+')
         return tf.cond(is_record, from_record, lambda: tf.io.read_file(path))
     return read_file
-
-
-def create_input_pipeline(input_queue, image_size, nrof_preprocess_threads, batch_size_placeholder,
-                          read_file=tf.io.read_file, capacity_images=None):
-    """input_pipeline.create_input_pipeline with a choice of how a queued path becomes encoded
-    image bytes (e.g. record_file_reader); same preprocessing, batching and group semantics."""
-    queue = input_queue.queue
-    group_size = queue.shapes[0].as_list()[0]
-    images_and_labels = []
-    for _ in range(nrof_preprocess_threads):
-        filenames, labels, control = queue.dequeue()
-        images = [input_pipeline.preprocess(read_file(filenames[i]), control[i], image_size)
-                  for i in range(group_size)]
-        images_and_labels.append([tf.stack(images), labels])
-    capacity = capacity_images or 4 * nrof_preprocess_threads * 100
-    return tf1.train.batch_join(images_and_labels, batch_size=batch_size_placeholder,
-                                shapes=[(image_size, image_size, 3), ()], enqueue_many=True,
-                                capacity=capacity, allow_smaller_final_batch=True)
 
 
 # ---------------------------------------------------------------- filtering

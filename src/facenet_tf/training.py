@@ -16,7 +16,7 @@ from datetime import datetime
 import numpy as np
 import tensorflow as tf
 
-from facenet_tf import model_io, run_info
+from facenet_tf import input_pipeline, model_io, run_info
 from facenet_tf.cli import UserError
 
 tf1 = tf.compat.v1
@@ -473,3 +473,31 @@ def training_session(args, g, log_dir):
         finally:
             summary_writer.close()
             stop_queue_runners(sess, coord, threads, [g['close_queue']])
+
+
+def build_network_graph(args, network, group_size, queue_capacity=100000, read_file=tf.io.read_file):
+    """The part both training graphs share: step counter, placeholders, the input queue and pipeline,
+    the classic tensor names (`image_batch`, `input`, `label_batch`, `phase_train`, `embeddings`),
+    the network and the learning rate. Returns a dict the scripts extend with their loss and train op."""
+    tf1.set_random_seed(args.seed)
+    g = {}
+    g['global_step'] = tf1.Variable(0, trainable=False, name='global_step')
+    g['learning_rate_placeholder'] = tf1.placeholder(tf.float32, name='learning_rate')
+    g['batch_size_placeholder'] = tf1.placeholder(tf.int32, name='batch_size')
+    g['phase_train_placeholder'] = tf1.placeholder(tf.bool, name='phase_train')
+    g['queue'] = input_pipeline.make_input_queue(group_size, capacity=queue_capacity)
+    image_batch, label_batch = input_pipeline.create_input_pipeline(
+        g['queue'], args.image_size, args.nrof_preprocess_threads, g['batch_size_placeholder'],
+        capacity_images=4 * args.nrof_preprocess_threads * args.batch_size, read_file=read_file)
+    image_batch = tf.identity(image_batch, 'image_batch')
+    image_batch = tf.identity(image_batch, 'input')
+    g['label_batch'] = tf.identity(label_batch, 'label_batch')
+    g['prelogits'], _ = network.inference(image_batch, args.keep_probability,
+                                          phase_train=g['phase_train_placeholder'],
+                                          bottleneck_layer_size=args.embedding_size,
+                                          weight_decay=args.weight_decay)
+    g['embeddings'] = tf.nn.l2_normalize(g['prelogits'], 1, 1e-10, name='embeddings')
+    g['learning_rate'] = learning_rate_tensor(g['learning_rate_placeholder'], g['global_step'],
+                                              args.learning_rate_decay_epochs, args.epoch_size,
+                                              args.learning_rate_decay_factor)
+    return g
