@@ -21,44 +21,14 @@ EPOCHS=${EPOCHS:-40}
 EPOCH_SIZE=${EPOCH_SIZE:-100}
 LOSS=${LOSS:-cosface}
 WORKERS=${WORKERS:-2}
-ALIGN_SIZE=110      # aligned size: training takes random 96 px crops, evaluation the central 96 px
-MARGIN=32           # pixels of the original image around the detected box (the classic LFW setting)
-LFW=$SHARED/data/lfw_deepfunneled
+ALIGN_SIZE=110      # as benchmarks/prepare_lfw_view1.sh aligns
 PROTOCOL=$SHARED/data/lfw_protocol
 TRAIN=$CACHE/devtrain_$ALIGN_SIZE
 TEST=$CACHE/devtest_$ALIGN_SIZE
 
-# 1. Aligned faces: DevTrain people with 2+ images, DevTest pair images (skipped when present).
-mkdir -p "$CACHE" "$RUNS"
-python - "$LFW" "$PROTOCOL" "$CACHE" <<'EOF'
-import os, sys
-lfw, protocol, cache = sys.argv[1:4]
-
-def link(name, number, root):
-    stem = '%s_%04d.jpg' % (name, int(number))
-    os.makedirs(os.path.join(root, name), exist_ok=True)
-    dst = os.path.join(root, name, stem)
-    if not os.path.lexists(dst):
-        os.symlink(os.path.abspath(os.path.join(lfw, name, stem)), dst)
-
-with open(os.path.join(protocol, 'peopleDevTrain.txt')) as f:
-    for line in f.read().splitlines()[1:]:
-        if line.strip():
-            name, count = line.split()
-            if int(count) >= 2:
-                for i in range(1, int(count) + 1):
-                    link(name, i, os.path.join(cache, 'devtrain_raw'))
-with open(os.path.join(protocol, 'pairsDevTest.txt')) as f:
-    for line in f.read().splitlines()[1:]:
-        p = line.split()
-        sides = [(p[0], p[1]), (p[0], p[2])] if len(p) == 3 else [(p[0], p[1]), (p[2], p[3])]
-        for name, number in sides:
-            link(name, number, os.path.join(cache, 'devtest_raw'))
-EOF
-for part in devtrain devtest; do
-    python src/align/align_dataset_mtcnn.py "$CACHE/${part}_raw" "$CACHE/${part}_${ALIGN_SIZE}" \
-        --image_size $ALIGN_SIZE --margin $MARGIN --num_workers "$WORKERS"
-done
+# 1. Aligned faces (shared with the triplet recipe; skipped when present).
+mkdir -p "$RUNS"
+SHARED="$SHARED" CACHE="$CACHE" WORKERS="$WORKERS" bash benchmarks/prepare_lfw_view1.sh
 
 EVAL=(--lfw_pairs "$PROTOCOL/pairsDevTest.txt" --image_size 96 --use_fixed_image_standardization)
 COMMON=(--data_dir "$TRAIN" --model_def models.small_cnn --image_size 96 --embedding_size 128
