@@ -27,8 +27,8 @@ tf1 = tf.compat.v1
 
 def build_graph(args, network, nrof_classes, records):
     """The training graph; returns a dict of its tensors and ops."""
-    read_file = tf.io.read_file if records is None else softmax_training.record_file_reader(records)
-    g = training.build_network_graph(args, network, 1, queue_capacity=2000000, read_file=read_file)
+    g = training.build_network_graph(args, network, 1, queue_capacity=2000000,
+                                     read_file=input_pipeline.record_file_reader(records))
     prelogits, label_batch = g['prelogits'], g['label_batch']
     if args.loss == 'softmax':
         logits = accuracy_logits = losses.softmax_logits(prelogits, nrof_classes, args.weight_decay)
@@ -171,7 +171,7 @@ def _check_args(args):
 
 def load_sets(args):
     """(train_set, val_set, records) after filtering and the validation split."""
-    dataset, records = softmax_training.load_training_set(args.data_dir)
+    dataset, records = input_pipeline.load_training_set(args.data_dir)
     if args.filter_filename:
         dataset, nrof_images, nrof_classes = softmax_training.filter_dataset(
             dataset, args.filter_filename, args.filter_percentile, args.filter_min_nrof_images_per_class)
@@ -273,7 +273,7 @@ def _train(args, sess, g, r, coord):
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    training.add_common_arguments(parser, max_nrof_epochs=100, data_dir_extra=', or a folder holding train.rec')
+    training.add_common_arguments(parser, max_nrof_epochs=100)
     parser.add_argument('--loss', type=str, choices=list(losses.LOSSES), default='softmax',
                         help='softmax (classic Logits layer) or a margin softmax on normalised embeddings.')
     parser.add_argument('--margin_s', type=float, default=64.0, help='Scale s of the margin losses.')

@@ -3,15 +3,15 @@
 Each round samples people_per_batch people with up to images_per_person images each, embeds them
 through the input pipeline (no augmentation), selects triplets with `--triplet_selection`, and trains
 on them batch by batch until the epoch's epoch_size steps are done (only as many triplets are queued
-as the epoch still has steps for). Every epoch: a checkpoint in the classic layout, summaries, and
-with --lfw_dir an LFW check.
+as the epoch still has steps for). `--data_dir` is a folder of identity folders (several joined by
+':') or a record dataset (a folder holding `train.rec` + `train.idx`). Every epoch: a checkpoint in
+the classic layout, summaries, and with --lfw_dir an LFW check.
 """
 import argparse
 import itertools
 import sys
 import time
 
-from facenet_tf import dataset as dataset_io
 from facenet_tf import input_pipeline, training, triplets
 from facenet_tf.cli import UserError, run
 
@@ -23,9 +23,10 @@ tf1 = tf.compat.v1
 MAX_EMPTY_ROUNDS = 20
 
 
-def build_graph(args, network):
-    """The training graph; returns a dict of its tensors and ops."""
-    g = training.build_network_graph(args, network, 3)
+def build_graph(args, network, records=None):
+    """The training graph (images read from `records` when the training set is a record file);
+    returns a dict of its tensors and ops."""
+    g = training.build_network_graph(args, network, 3, read_file=input_pipeline.record_file_reader(records))
     anchor, positive, negative = tf.unstack(tf.reshape(g['embeddings'], [-1, 3, args.embedding_size]), 3, 1)
     triplet_loss = triplets.triplet_loss(anchor, positive, negative, args.alpha)
     regularization_losses = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
@@ -125,8 +126,11 @@ def main(args):
     network = training.import_network(args.model_def)
     schedule = training.schedule_from_args(args)
     np.random.seed(seed=args.seed)
-    train_set = [c for c in dataset_io.get_dataset(args.data_dir) if len(c) > 0]
+    dataset, records = input_pipeline.load_training_set(args.data_dir)
+    train_set = [c for c in dataset if len(c) > 0]
     if len(train_set) < 2 or not any(len(c) >= 2 for c in train_set):
+        if records is not None:
+            records.close()
         raise UserError('the training set %s needs at least 2 people and one with 2+ images' % args.data_dir)
     lfw_check = None
     if args.lfw_dir:
@@ -138,10 +142,14 @@ def main(args):
     print('Training set: %d people, %d images' % (len(train_set), sum(len(c) for c in train_set)))
 
     with tf.Graph().as_default():
-        g = build_graph(args, network)
-        with training.training_session(args, g, log_dir) as (sess, summary_writer, coord):
-            return _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir, model_dir,
-                          log_dir, coord)
+        g = build_graph(args, network, records)
+        try:
+            with training.training_session(args, g, log_dir) as (sess, summary_writer, coord):
+                return _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir, model_dir,
+                              log_dir, coord)
+        finally:
+            if records is not None:
+                records.close()
 
 
 def _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir, model_dir, log_dir, coord):

@@ -13,7 +13,7 @@ from PIL import Image
 
 import make_record
 import train_softmax
-from facenet_tf import model_io, softmax_training, training
+from facenet_tf import input_pipeline, model_io, softmax_training, training
 from facenet_tf.cli import UserError
 from training_faces import make_faces, run_training
 
@@ -170,7 +170,7 @@ def test_nan_loss_stops_with_message(faces, tmp_path, capsys):
 
 
 def test_filter_dataset_by_distance_to_center(faces, tmp_path):
-    dataset, records = softmax_training.load_training_set(str(faces / 'train'))
+    dataset, records = input_pipeline.load_training_set(str(faces / 'train'))
     assert records is None and [len(c) for c in dataset] == [6] * 6
     image_list = [p for c in dataset for p in c.image_paths]
     labels = np.repeat(np.arange(6), 6)
@@ -192,7 +192,7 @@ def test_filter_dataset_by_distance_to_center(faces, tmp_path):
 
 
 def test_record_training_set_and_shuffled_stream(faces):
-    dataset, records = softmax_training.load_training_set(str(faces / 'records'))
+    dataset, records = input_pipeline.load_training_set(str(faces / 'records'))
     try:
         assert [len(c) for c in dataset] == [6] * 6
         assert dataset[0].image_paths[0] == 'record:1' and records.num_classes == 6

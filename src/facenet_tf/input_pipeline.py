@@ -12,11 +12,19 @@ transform), RANDOM_CROP (random image_size crop; otherwise a central crop), RAND
 FIXED_STANDARDIZATION ((x - 127.5) / 128; otherwise per-image standardisation), FLIP (always flip).
 Images of another size than image_size are cropped around the centre or zero-padded, never resized:
 align the faces at image_size, or larger (e.g. 182 for 160) with random crops.
+
+Training sets are image folders (the classic layout) or indexed record files (`train.rec`): record
+images are queued as `record:<key>` strings, which `record_file_reader` fetches from the record file,
+while any other string is read as a file (so LFW images go through the same queue during training).
 """
 import collections
 import math
+import os
 
 import tensorflow as tf
+
+from facenet_tf import dataset as dataset_io
+from facenet_tf import recordio
 
 tf1 = tf.compat.v1
 
@@ -27,6 +35,8 @@ FIXED_STANDARDIZATION = 8
 FLIP = 16
 
 MAX_ROTATION_DEGREES = 10.0
+
+RECORD_PREFIX = 'record:'
 
 InputQueue = collections.namedtuple(
     'InputQueue', 'queue enqueue_op image_paths_placeholder labels_placeholder control_placeholder')
@@ -117,3 +127,35 @@ def create_input_pipeline(input_queue, image_size, nrof_preprocess_threads, batc
         images_and_labels, batch_size=batch_size_placeholder, shapes=[(image_size, image_size, 3), ()],
         enqueue_many=True, capacity=capacity, allow_smaller_final_batch=True)
     return image_batch, label_batch
+
+
+def is_record_source(data_dir):
+    """True when data_dir names a `.rec` file or a folder holding `train.rec`."""
+    path = os.path.expanduser(data_dir)
+    return path.endswith('.rec') or os.path.isfile(os.path.join(path, 'train.rec'))
+
+
+def load_training_set(data_dir):
+    """(ImageClass list, RecordDataset or None) of an image folder layout (several joined by ':')
+    or of a record dataset; record images are named `record:<key>`."""
+    if ':' not in data_dir and is_record_source(data_dir):
+        records = recordio.RecordDataset(data_dir)
+        classes = [dataset_io.ImageClass(c.name, ['%s%d' % (RECORD_PREFIX, k) for k in c.image_paths])
+                   for c in records.classes()]
+        return classes, records
+    return dataset_io.get_dataset(data_dir), None
+
+
+def record_file_reader(records):
+    """read_file(path) for the pipeline: `record:<key>` from `records` (None: no record file),
+    anything else from disk."""
+    if records is None:
+        return tf.io.read_file
+
+    def read_file(path):
+        def from_record():
+            key = tf.strings.to_number(tf.strings.substr(path, len(RECORD_PREFIX), -1), tf.int64)
+            return records.encoded_tensor(key)
+        is_record = tf.strings.regex_full_match(path, RECORD_PREFIX + '[0-9]+')
+        return tf.cond(is_record, from_record, lambda: tf.io.read_file(path))
+    return read_file

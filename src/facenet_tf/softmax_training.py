@@ -1,53 +1,12 @@
-"""What classifier training needs beyond the shared training code: training sets read from image
-folders or from an indexed record file (`train.rec`), the classic filtering of a dataset by
-distance to the class center, the shuffled sample stream, and the per-epoch statistics (`stat.h5`).
-
-Record datasets go through the same FIFOQueue pipeline as image files: their images are queued as
-`record:<key>` strings, which the pipeline's reader fetches from the record file, while any other
-string is read as a file (so LFW images still go through the same queue during training).
-"""
+"""What classifier training needs beyond the shared training code: the classic filtering of a
+dataset by distance to the class center, the shuffled sample stream, and the per-epoch statistics
+(`stat.h5`)."""
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from facenet_tf import dataset as dataset_io
-from facenet_tf import recordio
 from facenet_tf.cli import UserError
-
-tf1 = tf.compat.v1
-
-RECORD_PREFIX = 'record:'
-
-
-# ---------------------------------------------------------------- training sets
-
-def is_record_source(data_dir):
-    """True when data_dir names a `.rec` file or a folder holding `train.rec`."""
-    path = os.path.expanduser(data_dir)
-    return path.endswith('.rec') or os.path.isfile(os.path.join(path, 'train.rec'))
-
-
-def load_training_set(data_dir):
-    """(ImageClass list, RecordDataset or None) of an image folder layout (several joined by ':')
-    or of a record dataset; record images are named `record:<key>`."""
-    if ':' not in data_dir and is_record_source(data_dir):
-        records = recordio.RecordDataset(data_dir)
-        classes = [dataset_io.ImageClass(c.name, ['%s%d' % (RECORD_PREFIX, k) for k in c.image_paths])
-                   for c in records.classes()]
-        return classes, records
-    return dataset_io.get_dataset(data_dir), None
-
-
-def record_file_reader(records):
-    """read_file(path) for the pipeline: `record:<key>` from `records`, anything else from disk."""
-    def read_file(path):
-        def from_record():
-            key = tf.strings.to_number(tf.strings.substr(path, len(RECORD_PREFIX), -1), tf.int64)
-            return records.encoded_tensor(key)
-        is_record = tf.strings.regex_full_match(path, RECORD_PREFIX + '[0-9]+')
-        return tf.cond(is_record, from_record, lambda: tf.io.read_file(path))
-    return read_file
 
 
 # ---------------------------------------------------------------- filtering

@@ -381,7 +381,7 @@ def embed_through_pipeline(sess, input_queue, embeddings, label_batch, paths, ba
     return result[:n]
 
 
-def add_common_arguments(parser, max_nrof_epochs, data_dir_extra='', batch_size_extra=''):
+def add_common_arguments(parser, max_nrof_epochs, batch_size_extra=''):
     """The flags both training scripts share, with the classic names and defaults."""
     parser.add_argument('--logs_base_dir', type=str, default='~/logs/facenet',
                         help='Directory where to write event logs.')
@@ -392,8 +392,8 @@ def add_common_arguments(parser, max_nrof_epochs, data_dir_extra='', batch_size_
     parser.add_argument('--pretrained_model', type=str,
                         help='Model folder or checkpoint prefix to start from (Logits* and mismatched shapes skipped).')
     parser.add_argument('--data_dir', type=str, default='~/datasets/casia/casia_maxpy_mtcnnalign_182_160',
-                        help='Path to the data directory with aligned face patches (several joined by ":")%s.'
-                        % data_dir_extra)
+                        help='Path to the data directory with aligned face patches (several joined by ":"), '
+                        'or a folder holding train.rec + train.idx.')
     parser.add_argument('--model_def', type=str, default='models.inception_resnet_v1',
                         help='Model definition module (e.g. models.inception_resnet_v1).')
     parser.add_argument('--max_nrof_epochs', type=int, default=max_nrof_epochs, help='Number of epochs to run.')
