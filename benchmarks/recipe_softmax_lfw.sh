@@ -10,14 +10,15 @@
 # Usage: bash benchmarks/recipe_softmax_lfw.sh            (from the project root)
 # Settings (environment): SHARED (../shared), CACHE (~/.cache/facenet-tf1compat/recipe_triplet_lfw:
 #   the aligned faces), RUNS (~/.cache/facenet-tf1compat/recipe_softmax_lfw: logs and models),
-#   EPOCHS (40), EPOCH_SIZE (100 steps of 90 images), LOSS (cosface), WORKERS (2: alignment processes).
+#   EPOCHS (60), DECAY_EPOCHS (20: the learning rate is multiplied by 0.3 this often), EPOCH_SIZE (100 steps of 90 images), LOSS (cosface), WORKERS (2: alignment processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SHARED=${SHARED:-../shared}
 CACHE=${CACHE:-$HOME/.cache/facenet-tf1compat/recipe_triplet_lfw}
 RUNS=${RUNS:-$HOME/.cache/facenet-tf1compat/recipe_softmax_lfw}
-EPOCHS=${EPOCHS:-40}
+EPOCHS=${EPOCHS:-60}
+DECAY_EPOCHS=${DECAY_EPOCHS:-20}
 EPOCH_SIZE=${EPOCH_SIZE:-100}
 LOSS=${LOSS:-cosface}
 WORKERS=${WORKERS:-2}
@@ -41,12 +42,12 @@ python src/train_softmax.py "${COMMON[@]}" --logs_base_dir "$RUNS/untrained_logs
 python src/validate_on_lfw.py "$TEST" "$(ls -td "$RUNS"/untrained/*/ | head -1)" "${EVAL[@]}"
 
 # 3. Training: the small CNN at 96 px (random crops of the 110 px faces, random flips), CosFace
-#    (s = 30, m = 0.35), Adam at 0.05 divided by 3.3 every 10 epochs, the DevTest check after every
+#    (s = 30, m = 0.35), Adam at 0.05 multiplied by 0.3 every DECAY_EPOCHS epochs, the DevTest check after every
 #    epoch. Wall time is printed at the end; the curve is lfw/accuracy in TensorBoard.
 START=$(date +%s)
 python src/train_softmax.py "${COMMON[@]}" --logs_base_dir "$RUNS/logs" --models_base_dir "$RUNS/models" \
     --max_nrof_epochs "$EPOCHS" --epoch_size "$EPOCH_SIZE" --random_crop --random_flip \
-    --learning_rate 0.05 --learning_rate_decay_epochs 10 --learning_rate_decay_factor 0.3 \
+    --learning_rate 0.05 --learning_rate_decay_epochs "$DECAY_EPOCHS" --learning_rate_decay_factor 0.3 \
     --lfw_dir "$TEST" --lfw_pairs "$PROTOCOL/pairsDevTest.txt" --lfw_batch_size 100
 echo "training wall time: $(( ($(date +%s) - START) / 60 )) min (including the per-epoch DevTest checks)"
 
