@@ -81,20 +81,9 @@ def train_epoch(args, sess, g, epoch, lr, image_list, label_list, sampler, stat,
     step = sess.run(g['global_step'])
     for batch_number in range(args.epoch_size):
         start = time.time()
-        fetches = [g[n] for n in names]
-        if batch_number % 100 == 0 or batch_number + 1 == args.epoch_size:
-            fetches.append(g['summary_op'])
-        try:
-            out = sess.run(fetches, feed_dict=feed)
-        except tf.errors.InvalidArgumentError as e:
-            if not training.is_non_finite_summary_error(e):
-                raise
-            training.check_loss(float('nan'), epoch, sess.run(g['global_step']), g.get('last_checkpoint'))
-        v = dict(zip(names, out))
+        v = training.run_train_step(sess, g, names, feed, epoch, summary_writer,
+                                    batch_number % 100 == 0 or batch_number + 1 == args.epoch_size)
         step = v['global_step']
-        training.check_loss(v['loss'], epoch, step, g.get('last_checkpoint'))
-        if len(out) > len(names):
-            summary_writer.add_summary(out[-1], step)
         i = step - 1
         if i < stat['loss'].size:
             for key in ('loss', 'center_loss', 'reg_loss', 'xent_loss', 'prelogits_norm', 'accuracy'):

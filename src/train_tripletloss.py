@@ -91,20 +91,10 @@ def train_epoch(args, sess, g, dataset, epoch, lr, summary_writer):
             size = min(args.batch_size, remaining)
             feed_step = dict(feed)
             feed_step[g['batch_size_placeholder']] = size
-            last = batch_number + 1 == args.epoch_size
-            fetches = [g['loss'], g['train_op'], g['global_step'], g['learning_rate']]
-            if last or (batch_number + 1) % 20 == 0:
-                fetches.append(g['summary_op'])
-            try:
-                out = sess.run(fetches, feed_dict=feed_step)
-            except tf.errors.InvalidArgumentError as e:
-                if not training.is_non_finite_summary_error(e):
-                    raise
-                out = [float('nan'), None, sess.run(g['global_step']), lr]
-            err, step, effective_lr = out[0], out[2], out[3]
-            training.check_loss(err, epoch, step, g.get('last_checkpoint'))
-            if len(out) == 5:
-                summary_writer.add_summary(out[4], step)
+            v = training.run_train_step(sess, g, ('loss', 'train_op', 'global_step', 'learning_rate'), feed_step,
+                                        epoch, summary_writer,
+                                        batch_number + 1 == args.epoch_size or (batch_number + 1) % 20 == 0)
+            err, step, effective_lr = v['loss'], v['global_step'], v['learning_rate']
             remaining -= size
             batch_number += 1
             log.update(step, batch_number, size, err, effective_lr)

@@ -15,7 +15,7 @@ import make_record
 import train_softmax
 from facenet_tf import input_pipeline, model_io, softmax_training, training
 from facenet_tf.cli import UserError
-from training_faces import make_faces, run_training
+from training_faces import event_tags, make_faces, run_training
 
 tf1 = tf.compat.v1
 SIZE = 32
@@ -46,14 +46,6 @@ def _train(data, tmp, extra):
 def _stat(log_dir):
     with h5py.File(os.path.join(log_dir, 'stat.h5'), 'r') as f:
         return {key: np.array(f[key]) for key in f}
-
-
-def _events(log_dir):
-    tags = set()
-    for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
-        for event in tf1.train.summary_iterator(path):
-            tags.update(v.tag for v in event.summary.value)
-    return tags
 
 
 @pytest.fixture(scope='module')
@@ -95,7 +87,7 @@ def test_classic_recipe_writes_layout_stat_h5_and_summaries(first_run):
     assert np.all((stat['lfw_accuracy'] > 0) & (stat['lfw_accuracy'] <= 1))
     assert np.all(stat['time_train'] > 0) and np.all(stat['time_evaluate'] > 0)
 
-    tags = _events(log_dir)
+    tags = event_tags(log_dir)
     assert {'learning_rate', 'time/total', 'val/accuracy', 'val/xent_loss', 'lfw/accuracy', 'lfw/val_rate'} <= tags
     assert any(t.startswith('total_loss') for t in tags) and any(t.startswith('cross_entropy') for t in tags)
     reader = tf.train.load_checkpoint(os.path.join(model_dir, 'model-%s.ckpt-2' % subdir))

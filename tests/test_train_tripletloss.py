@@ -12,7 +12,7 @@ import make_record
 import train_tripletloss
 from facenet_tf import model_io, training
 from facenet_tf.cli import UserError
-from training_faces import make_faces, run_training
+from training_faces import event_tags, make_faces, run_training
 
 tf1 = tf.compat.v1
 SIZE = 32
@@ -41,14 +41,6 @@ def first_run(faces, tmp_path_factory):
     return code, model_dir, log_dir
 
 
-def _events(log_dir):
-    tags = set()
-    for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
-        for event in tf1.train.summary_iterator(path):
-            tags.update(v.tag for v in event.summary.value)
-    return tags
-
-
 def test_run_writes_classic_layout_and_summaries(first_run):
     code, model_dir, log_dir = first_run
     assert code == 0
@@ -65,7 +57,7 @@ def test_run_writes_classic_layout_and_summaries(first_run):
     lfw_lines = open(os.path.join(log_dir, 'lfw_result.txt')).read().splitlines()
     assert [int(line.split('\t')[0]) for line in lfw_lines] == [2, 4]
     assert all(0.0 <= float(line.split('\t')[1]) <= 1.0 for line in lfw_lines)
-    tags = _events(log_dir)
+    tags = event_tags(log_dir)
     assert {'loss', 'learning_rate', 'time/selection', 'lfw/accuracy', 'lfw/val_rate'} <= tags
     reader = tf.train.load_checkpoint(os.path.join(model_dir, 'model-%s.ckpt-4' % subdir))
     names = set(reader.get_variable_to_shape_map())

@@ -2,6 +2,7 @@
 import glob
 import os
 
+import tensorflow as tf
 from PIL import Image
 
 
@@ -40,3 +41,12 @@ def run_training(script, data, tmp, argv):
     (model_dir,) = glob.glob(str(tmp / 'models' / '*'))
     (log_dir,) = glob.glob(str(tmp / 'logs' / '*'))
     return code, model_dir, log_dir
+
+
+def event_tags(log_dir):
+    """The summary tags written to a run's TensorBoard event files."""
+    tags = set()
+    for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(v.tag for v in event.summary.value)
+    return tags

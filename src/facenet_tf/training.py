@@ -271,6 +271,24 @@ def check_loss(value, epoch, step, last_checkpoint):
                                % (value, epoch, step, last_checkpoint or 'none (no epoch completed)'))
 
 
+def run_train_step(sess, g, names, feed, epoch, summary_writer, with_summary):
+    """One training step: fetches g[name] for each of `names` (which hold 'loss' and 'global_step') and,
+    when asked, the merged summary, written to summary_writer. A NaN or infinite loss, also when it
+    makes a histogram summary fail first, raises TrainingDiverged. Returns {name: value}."""
+    fetches = [g[n] for n in names] + ([g['summary_op']] if with_summary else [])
+    try:
+        out = sess.run(fetches, feed_dict=feed)
+    except tf.errors.InvalidArgumentError as e:
+        if not is_non_finite_summary_error(e):
+            raise
+        check_loss(float('nan'), epoch, sess.run(g['global_step']), g.get('last_checkpoint'))
+    values = dict(zip(names, out))
+    check_loss(values['loss'], epoch, values['global_step'], g.get('last_checkpoint'))
+    if with_summary:
+        summary_writer.add_summary(out[-1], values['global_step'])
+    return values
+
+
 def save_checkpoint(sess, saver, summary_writer, model_dir, subdir, step):
     """Save `model-<subdir>.ckpt-<step>` (and the .meta once); returns the checkpoint prefix."""
     model_io.save_variables_and_metagraph(sess, saver, summary_writer, model_dir, subdir, step)
