@@ -21,14 +21,19 @@ import tensorflow as tf  # noqa: E402
 tf1 = tf.compat.v1
 
 MAX_EMPTY_ROUNDS = 20
+BATCHES_PER_ENQUEUE = 10
 
 
 def build_graph(args, network, records=None):
     """The training graph (images read from `records` when the training set is a record file);
     returns a dict of its tensors and ops."""
     g = training.build_network_graph(args, network, 3, read_file=input_pipeline.record_file_reader(records))
-    anchor, positive, negative = tf.unstack(tf.reshape(g['embeddings'], [-1, 3, args.embedding_size]), 3, 1)
-    triplet_loss = triplets.triplet_loss(anchor, positive, negative, args.alpha)
+    if args.triplet_mining == 'batch':
+        triplet_loss, g['nrof_mined'] = triplets.batch_triplet_loss(g['embeddings'], g['label_batch'], args.alpha,
+                                                                    args.triplet_selection)
+    else:
+        anchor, positive, negative = tf.unstack(tf.reshape(g['embeddings'], [-1, 3, args.embedding_size]), 3, 1)
+        triplet_loss = triplets.triplet_loss(anchor, positive, negative, args.alpha)
     regularization_losses = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
     g['loss'] = tf.add_n([triplet_loss] + regularization_losses, name='total_loss')
     g['train_op'], g['saved'], g['averages'] = training.build_train_op(
@@ -89,20 +94,60 @@ def train_epoch(args, sess, g, dataset, epoch, lr, summary_writer):
         remaining = paths.size
         for _ in range(nrof_batches):
             size = min(args.batch_size, remaining)
-            feed_step = dict(feed)
-            feed_step[g['batch_size_placeholder']] = size
-            v = training.run_train_step(sess, g, ('loss', 'train_op', 'global_step', 'learning_rate'), feed_step,
-                                        epoch, summary_writer,
-                                        batch_number + 1 == args.epoch_size or (batch_number + 1) % 20 == 0)
-            err, step, effective_lr = v['loss'], v['global_step'], v['learning_rate']
+            v = _train_step(args, sess, g, feed, size, epoch, batch_number, log, summary_writer)
+            step, effective_lr = v['global_step'], v['learning_rate']
             remaining -= size
             batch_number += 1
-            log.update(step, batch_number, size, err, effective_lr)
     print(log.summary())
     training.add_summary(summary_writer, step, loss=np.mean(log.losses) if log.losses else 0.0,
                          learning_rate=effective_lr,
                          time__selection=np.sum(selection_times),
                          triplets__selected=np.mean(triplet_counts), time__epoch=time.time() - log.start)
+    return step
+
+
+def _train_step(args, sess, g, feed, size, epoch, batch_number, log, summary_writer, extra=()):
+    """One training step on the next `size` queued images; returns the fetched values."""
+    feed_step = dict(feed)
+    feed_step[g['batch_size_placeholder']] = size
+    v = training.run_train_step(sess, g, ('loss', 'train_op', 'global_step', 'learning_rate') + tuple(extra),
+                                feed_step, epoch, summary_writer,
+                                batch_number + 1 == args.epoch_size or (batch_number + 1) % 20 == 0)
+    log.update(v['global_step'], batch_number + 1, size, v['loss'], v['learning_rate'])
+    return v
+
+
+def train_epoch_batch_mining(args, sess, g, dataset, epoch, lr, summary_writer):
+    """One epoch with triplets mined inside each batch: every batch is a sample_people draw of
+    batch_size images (up to images_per_person per person) and the loss graph admits its triplets.
+    Batches are queued BATCHES_PER_ENQUEUE at a time; returns the step reached."""
+    log = training.StepLog(epoch, args.epoch_size)
+    control = input_pipeline.control_flags(args.random_crop, args.random_flip, args.random_rotate,
+                                           args.use_fixed_image_standardization)
+    feed = {g['learning_rate_placeholder']: lr, g['phase_train_placeholder']: True}
+    step, effective_lr = sess.run([g['global_step'], g['learning_rate']], feed)
+    mined = []
+    batch_number = 0
+    while batch_number < args.epoch_size:
+        sizes, paths, labels = [], [], []
+        for _ in range(min(BATCHES_PER_ENQUEUE, args.epoch_size - batch_number)):
+            batch_paths, _, batch_labels = triplets.sample_images(dataset, args.batch_size, args.images_per_person)
+            size = len(batch_paths) // 3 * 3
+            sizes.append(size)
+            paths += batch_paths[:size]
+            labels.append(batch_labels[:size])
+        labels = np.concatenate(labels).reshape(-1, 3)
+        sess.run(g['queue'].enqueue_op, {g['queue'].image_paths_placeholder: np.array(paths, object).reshape(-1, 3),
+                                         g['queue'].labels_placeholder: labels,
+                                         g['queue'].control_placeholder: np.full(labels.shape, control, np.int32)})
+        for size in sizes:
+            v = _train_step(args, sess, g, feed, size, epoch, batch_number, log, summary_writer, ('nrof_mined',))
+            step, effective_lr = v['global_step'], v['learning_rate']
+            mined.append(v['nrof_mined'])
+            batch_number += 1
+    print(log.summary() + ', %.0f triplets mined per batch' % np.mean(mined))
+    training.add_summary(summary_writer, step, loss=np.mean(log.losses), learning_rate=effective_lr,
+                         triplets__selected=np.mean(mined), time__epoch=time.time() - log.start)
     return step
 
 
@@ -152,7 +197,8 @@ def _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir
             if lr < 0:
                 print('Learning rate schedule %s ends training at epoch %d' % (args.learning_rate_schedule_file, epoch))
                 break
-            step = train_epoch(args, sess, g, train_set, epoch, lr, summary_writer)
+            run_epoch = train_epoch_batch_mining if args.triplet_mining == 'batch' else train_epoch
+            step = run_epoch(args, sess, g, train_set, epoch, lr, summary_writer)
             g['last_checkpoint'] = training.save_checkpoint(sess, g['saver'], summary_writer, model_dir, subdir, step)
             if lfw_check is not None:
                 lfw_check.run(lambda paths: _embed_eval(args, sess, g, paths), step, summary_writer, log_dir)
@@ -189,6 +235,11 @@ def parse_arguments(argv):
     parser.add_argument('--alpha', type=float, default=0.2, help='Positive to negative triplet distance margin.')
     parser.add_argument('--triplet_selection', type=str, choices=list(triplets.SELECTIONS), default='vggface',
                         help='Negative selection: vggface (classic), semihard (also pos < neg), hardest.')
+    parser.add_argument('--triplet_mining', type=str, choices=['rounds', 'batch'], default='rounds',
+                        help='rounds (classic): embed people_per_batch x images_per_person images, select '
+                        'triplets, train on them; batch: each batch is batch_size images of people with up to '
+                        'images_per_person each, and every triplet of the batch that --triplet_selection '
+                        'admits is trained on (people_per_batch unused).')
     return parser.parse_args(argv)
 
 

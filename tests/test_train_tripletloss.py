@@ -126,6 +126,22 @@ def test_record_dataset_trains_as_its_image_folder(faces, tmp_path):
     np.testing.assert_allclose(averages[1], averages[0], atol=1e-5)
 
 
+def test_batch_mining_trains_on_triplets_mined_in_each_batch(faces, tmp_path, capsys):
+    """--triplet_mining batch: no selection rounds, every batch's admitted triplets counted and trained on."""
+    code, model_dir, log_dir = _train(faces, tmp_path, ['--max_nrof_epochs', '1', '--triplet_mining', 'batch',
+                                                        '--triplet_selection', 'vggface', '--alpha', '1.0'])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert 'Selected' not in out
+    mined = float(out.split(' triplets mined per batch')[0].rsplit(', ', 1)[1])
+    # 12 images of people with up to 4 images each: at most 3 people x 4 x 3 ordered pairs x 8 negatives
+    assert 0 < mined <= 3 * 12 * 8
+    assert {'loss', 'triplets/selected'} <= event_tags(log_dir)
+    reader = tf.train.load_checkpoint(training.checkpoint_prefix(model_dir))
+    weights = reader.get_tensor('SmallCNN/Conv2d_1a_3x3/weights')
+    assert np.abs(weights - reader.get_tensor('SmallCNN/Conv2d_1a_3x3/weights/ExponentialMovingAverage')).max() > 1e-4
+
+
 def test_nan_loss_stops_with_message(faces, tmp_path, capsys):
     code, model_dir, _ = _train(faces, tmp_path, ['--max_nrof_epochs', '3', '--learning_rate', '1e38',
                                                   '--optimizer', 'MOM'])

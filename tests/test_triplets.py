@@ -197,3 +197,47 @@ def test_anchors_from_first_people_negatives_from_all():
         trips, _, _ = triplets.select_triplets(emb, [3, 2, 4], paths, 1, 1000.0)
         negatives |= {int(t[2]) for t in trips}
     assert negatives == set(range(3, 9))
+
+
+@pytest.mark.parametrize('name', ['random', 'clustered'])
+@pytest.mark.parametrize('selection', ['vggface', 'semihard', 'hardest'])
+def test_batch_triplet_loss_admits_the_rule_triplets(reference_dir, name, selection):
+    """In-batch mining on a 90-image batch of the reference embeddings (whole classes, order shuffled)
+    equals a brute force over every ordered anchor-positive pair and every other-class negative."""
+    import tensorflow as tf
+    emb, counts, alpha, _ = _reference(reference_dir, name)
+    labels = np.repeat(np.arange(len(counts)), counts)
+    keep = np.flatnonzero(np.cumsum(counts)[labels] <= 90)
+    order = np.random.RandomState(2).permutation(keep)
+    e, lab = emb[order].astype(np.float32), labels[order].astype(np.int64)
+    dist = cdist(e, e, 'sqeuclidean')
+    a, p = np.nonzero((lab[:, None] == lab[None, :]) & ~np.eye(len(lab), dtype=bool))
+    pos = dist[a, p][:, None]
+    losses = pos - dist[a] + alpha
+    if selection == 'hardest':
+        losses = pos - np.where(lab[a][:, None] == lab[None, :], np.inf, dist[a]).min(axis=1, keepdims=True) + alpha
+        admitted = losses > 0
+    else:
+        admitted = (lab[a][:, None] != lab[None, :]) & (losses > 0)
+        if selection == 'semihard':
+            admitted &= dist[a] > pos
+    assert admitted.any() and (selection == 'hardest' or not admitted.all())
+    with tf.Graph().as_default():
+        loss, count = triplets.batch_triplet_loss(tf.constant(e), tf.constant(lab), alpha, selection)
+        with tf.compat.v1.Session() as sess:
+            loss, count = sess.run([loss, count])
+    assert count == admitted.sum()
+    assert loss == pytest.approx(losses[admitted].mean(), rel=1e-4)
+
+
+def test_sample_images_labels_each_path_with_its_class():
+    dataset = [ImageClass('p%d' % c, ['p%d/%d.png' % (c, i) for i in range(n)])
+               for c, n in enumerate([10, 3, 7, 1, 12, 5])]
+    np.random.seed(7)
+    paths, num, labels = triplets.sample_images(dataset, 14, 4)
+    assert len(paths) == 14 == sum(num) and max(num) <= 4
+    assert [dataset[c].name for c in labels] == [p.split('/')[0] for p in paths]
+    np.random.seed(7)
+    people = triplets.sample_people(dataset, 3, 4)
+    np.random.seed(7)
+    assert triplets.sample_images(dataset, 12, 4)[:2] == people

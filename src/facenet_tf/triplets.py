@@ -19,13 +19,19 @@ _BLAS = ThreadpoolController()
 def sample_people(dataset, people_per_batch, images_per_person):
     """Draw up to images_per_person shuffled images from randomly ordered classes until
     people_per_batch * images_per_person paths are taken (classic). Returns (image_paths, num_per_class)."""
-    nrof_images = people_per_batch * images_per_person
+    image_paths, num_per_class, _ = sample_images(dataset, people_per_batch * images_per_person, images_per_person)
+    return image_paths, num_per_class
+
+
+def sample_images(dataset, nrof_images, images_per_person):
+    """sample_people's draw of nrof_images paths; also returns each path's class index in dataset."""
     nrof_classes = len(dataset)
     class_indices = np.arange(nrof_classes)
     np.random.shuffle(class_indices)
     i = 0
     image_paths = []
     num_per_class = []
+    labels = []
     while len(image_paths) < nrof_images and i < nrof_classes:
         cls = dataset[class_indices[i]]
         nrof_images_in_class = len(cls)
@@ -34,8 +40,9 @@ def sample_people(dataset, people_per_batch, images_per_person):
         nrof_from_class = min(nrof_images_in_class, images_per_person, nrof_images - len(image_paths))
         image_paths += [cls.image_paths[j] for j in image_indices[:nrof_from_class]]
         num_per_class.append(nrof_from_class)
+        labels += [class_indices[i]] * nrof_from_class
         i += 1
-    return image_paths, num_per_class
+    return image_paths, num_per_class, np.array(labels, dtype=np.int64)
 
 
 def squared_distances(embeddings, rows=slice(None), sq=None):
@@ -170,3 +177,32 @@ def triplet_loss(anchor, positive, negative, alpha):
         pos_dist = tf.reduce_sum(tf.square(anchor - positive), 1)
         neg_dist = tf.reduce_sum(tf.square(anchor - negative), 1)
         return tf.reduce_mean(tf.maximum(pos_dist - neg_dist + alpha, 0.0), 0)
+
+
+def batch_triplet_loss(embeddings, labels, alpha, selection='semihard'):
+    """Triplet loss mined inside a batch (TensorFlow tensors): every anchor-positive pair of the batch
+    (same label) with the negatives (other labels) that `selection` admits, by the rules of
+    select_triplet_indices: vggface every negative with neg - pos < alpha, semihard also pos < neg,
+    hardest the closest negative. The loss is the mean of the admitted triplets' losses (all of them
+    positive); returns (loss, number of admitted triplets)."""
+    import tensorflow as tf
+    if selection not in SELECTIONS:
+        raise ValueError('unknown triplet selection %r (choose from %s)' % (selection, ', '.join(SELECTIONS)))
+    with tf.name_scope('batch_triplet_loss'):
+        sq = tf.reduce_sum(tf.square(embeddings), 1)
+        dist = tf.maximum(sq[:, None] - 2.0 * tf.matmul(embeddings, embeddings, transpose_b=True) + sq[None, :], 0.0)
+        same = tf.equal(labels[:, None], labels[None, :])
+        positive = tf.logical_and(same, tf.logical_not(tf.eye(tf.shape(labels)[0], dtype=tf.bool)))
+        negative = tf.logical_not(same)
+        if selection == 'hardest':
+            closest = tf.reduce_min(tf.where(negative, dist, tf.fill(tf.shape(dist), np.float32(np.inf))), 1)
+            losses = dist - closest[:, None] + alpha
+            admitted = tf.logical_and(positive, losses > 0.0)
+        else:
+            losses = dist[:, :, None] - dist[:, None, :] + alpha
+            admitted = positive[:, :, None] & negative[:, None, :] & (losses > 0.0)
+            if selection == 'semihard':
+                admitted &= dist[:, None, :] > dist[:, :, None]
+        count = tf.reduce_sum(tf.cast(admitted, tf.float32))
+        loss = tf.reduce_sum(tf.where(admitted, losses, tf.zeros_like(losses))) / tf.maximum(count, 1.0)
+        return loss, count
