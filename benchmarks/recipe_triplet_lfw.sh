@@ -7,7 +7,9 @@
 # Usage: bash benchmarks/recipe_triplet_lfw.sh            (from the project root)
 # Settings (environment): SHARED (../shared), CACHE (~/.cache/facenet-tf1compat/recipe_triplet_lfw:
 #   the aligned faces), RUNS (~/.cache/facenet-tf1compat/recipe_triplet_runs: logs and models),
-#   EPOCHS (55, about an hour here), EPOCH_SIZE (100 steps of 30 triplets), SELECTION (semihard),
+#   EPOCHS (50, about 40 minutes here), EPOCH_SIZE (100 steps of 90 images), MINING (batch: triplets
+#   mined inside each batch; rounds: the classic embed-select-train rounds of 30 people x 10 images),
+#   IMAGES_PER_PERSON (6), SELECTION (semihard),
 #   LR (0.1), DECAY_EPOCHS (20: the learning rate is multiplied by 0.3 this often), MIN_IMAGES (2:
 #   people with fewer training images are left out), WORKERS (2: alignment processes).
 set -euo pipefail
@@ -16,7 +18,9 @@ cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
 CACHE=${CACHE:-$HOME/.cache/facenet-tf1compat/recipe_triplet_lfw}
 RUNS=${RUNS:-$HOME/.cache/facenet-tf1compat/recipe_triplet_runs}
-EPOCHS=${EPOCHS:-55}
+EPOCHS=${EPOCHS:-50}
+MINING=${MINING:-batch}
+IMAGES_PER_PERSON=${IMAGES_PER_PERSON:-6}
 EPOCH_SIZE=${EPOCH_SIZE:-100}
 SELECTION=${SELECTION:-semihard}
 LR=${LR:-0.1}
@@ -34,16 +38,17 @@ SHARED="$SHARED" CACHE="$CACHE" MIN_IMAGES="$MIN_IMAGES" WORKERS="$WORKERS" bash
 
 EVAL=(--lfw_pairs "$PROTOCOL/pairsDevTest.txt" --image_size 96 --use_fixed_image_standardization)
 COMMON=(--data_dir "$TRAIN" --model_def models.small_cnn --image_size 96 --embedding_size 128
-        --batch_size 90 --people_per_batch 30 --images_per_person 10 --use_fixed_image_standardization
-        --triplet_selection "$SELECTION" --alpha 0.2 --optimizer ADAM --weight_decay 1e-4 --keep_probability 1.0)
+        --batch_size 90 --people_per_batch 30 --images_per_person "$IMAGES_PER_PERSON" --use_fixed_image_standardization
+        --triplet_mining "$MINING" --triplet_selection "$SELECTION" --alpha 0.2 --optimizer ADAM --weight_decay 1e-4 --keep_probability 1.0)
 
 # 2. DevTest accuracy of the untrained network (one step at a negligible learning rate).
 python src/train_tripletloss.py "${COMMON[@]}" --logs_base_dir "$RUNS/untrained_logs" \
     --models_base_dir "$RUNS/untrained" --max_nrof_epochs 1 --epoch_size 1 --learning_rate 1e-12
 python src/validate_on_lfw.py "$TEST" "$(ls -td "$RUNS"/untrained/*/ | head -1)" "${EVAL[@]}"
 
-# 3. Training: the small CNN at 96 px (random 96 px crops of the 110 px faces, random flips), triplets
-#    selected over 30 people x 10 images per round, Adam (classic epsilon 0.1, hence the large rate)
+# 3. Training: the small CNN at 96 px (random 96 px crops of the 110 px faces, random flips), every
+#    semi-hard triplet of each 90-image batch of people with up to 6 images each (MINING=rounds: the
+#    classic rounds of 30 people x IMAGES_PER_PERSON), Adam (classic epsilon 0.1, hence the large rate)
 #    multiplied by 0.3 every DECAY_EPOCHS epochs, the DevTest check after every epoch. Wall time is
 #    printed at the end; the curve is lfw/accuracy in TensorBoard.
 START=$(date +%s)
