@@ -10,7 +10,8 @@
 # Usage: bash benchmarks/recipe_softmax_lfw.sh            (from the project root)
 # Settings (environment): SHARED (../shared), CACHE (~/.cache/facenet-tf1compat/recipe_triplet_lfw:
 #   the aligned faces), RUNS (~/.cache/facenet-tf1compat/recipe_softmax_lfw: logs and models),
-#   EPOCHS (60), DECAY_EPOCHS (20: the learning rate is multiplied by 0.3 this often), EPOCH_SIZE (100 steps of 90 images), LOSS (cosface), WORKERS (2: alignment processes).
+#   EPOCHS (60), DECAY_EPOCHS (20: the learning rate is multiplied by 0.3 this often), EPOCH_SIZE (100 steps of 90 images), LOSS (cosface), FLIPPED (0; 1: evaluate with
+#   each face's embedding concatenated with its mirror image's), WORKERS (2: alignment processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ EPOCHS=${EPOCHS:-60}
 DECAY_EPOCHS=${DECAY_EPOCHS:-20}
 EPOCH_SIZE=${EPOCH_SIZE:-100}
 LOSS=${LOSS:-cosface}
+FLIPPED=${FLIPPED:-0}
 WORKERS=${WORKERS:-2}
 ALIGN_SIZE=110      # as benchmarks/prepare_lfw_view1.sh aligns
 PROTOCOL=$SHARED/data/lfw_protocol
@@ -32,6 +34,11 @@ mkdir -p "$RUNS"
 SHARED="$SHARED" CACHE="$CACHE" WORKERS="$WORKERS" bash benchmarks/prepare_lfw_view1.sh
 
 EVAL=(--lfw_pairs "$PROTOCOL/pairsDevTest.txt" --image_size 96 --use_fixed_image_standardization)
+CHECK=()
+if [ "$FLIPPED" = 1 ]; then    # each image's embedding concatenated with its mirror image's
+    EVAL+=(--use_flipped_images)
+    CHECK=(--lfw_use_flipped_images)
+fi
 COMMON=(--data_dir "$TRAIN" --model_def models.small_cnn --image_size 96 --embedding_size 128
         --batch_size 90 --nrof_preprocess_threads 4 --use_fixed_image_standardization
         --loss "$LOSS" --margin_s 30 --optimizer ADAM --weight_decay 5e-4 --keep_probability 0.8)
@@ -48,7 +55,7 @@ START=$(date +%s)
 python src/train_softmax.py "${COMMON[@]}" --logs_base_dir "$RUNS/logs" --models_base_dir "$RUNS/models" \
     --max_nrof_epochs "$EPOCHS" --epoch_size "$EPOCH_SIZE" --random_crop --random_flip \
     --learning_rate 0.05 --learning_rate_decay_epochs "$DECAY_EPOCHS" --learning_rate_decay_factor 0.3 \
-    --lfw_dir "$TEST" --lfw_pairs "$PROTOCOL/pairsDevTest.txt" --lfw_batch_size 100
+    --lfw_dir "$TEST" --lfw_pairs "$PROTOCOL/pairsDevTest.txt" --lfw_batch_size 100 "${CHECK[@]}"
 echo "training wall time: $(( ($(date +%s) - START) / 60 )) min (including the per-epoch DevTest checks)"
 
 # 4. DevTest accuracy of the last checkpoint with the classic validation script.
