@@ -59,11 +59,7 @@ def build_graph(args, network, nrof_classes, records):
 
 
 def _enqueue(sess, g, paths, labels, control):
-    paths = np.asarray(paths, dtype=object).reshape(-1, 1)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1, 1)
-    sess.run(g['queue'].enqueue_op, {g['queue'].image_paths_placeholder: paths,
-                                     g['queue'].labels_placeholder: labels,
-                                     g['queue'].control_placeholder: np.full(labels.shape, control, np.int32)})
+    input_pipeline.enqueue(sess, g['queue'], paths, labels, control)
 
 
 def train_epoch(args, sess, g, epoch, lr, image_list, label_list, sampler, stat, summary_writer):

@@ -85,13 +85,9 @@ def train_epoch(args, sess, g, dataset, epoch, lr, summary_writer):
         per_batch = args.batch_size // 3
         nrof_batches = min(int(np.ceil(nrof_triplets / float(per_batch))), args.epoch_size - batch_number)
         used = selected[:nrof_batches * per_batch]
-        paths = np.array(list(itertools.chain(*used)), dtype=object).reshape(-1, 3)
-        labels = np.arange(paths.size, dtype=np.int64).reshape(-1, 3)
-        sess.run(g['queue'].enqueue_op, {g['queue'].image_paths_placeholder: paths,
-                                         g['queue'].labels_placeholder: labels,
-                                         g['queue'].control_placeholder: np.full(labels.shape, train_control,
-                                                                                 np.int32)})
-        remaining = paths.size
+        paths = list(itertools.chain(*used))
+        input_pipeline.enqueue(sess, g['queue'], paths, np.arange(len(paths)), train_control)
+        remaining = len(paths)
         for _ in range(nrof_batches):
             size = min(args.batch_size, remaining)
             v = _train_step(args, sess, g, feed, size, epoch, batch_number, log, summary_writer)
@@ -136,10 +132,7 @@ def train_epoch_batch_mining(args, sess, g, dataset, epoch, lr, summary_writer):
             sizes.append(size)
             paths += batch_paths[:size]
             labels.append(batch_labels[:size])
-        labels = np.concatenate(labels).reshape(-1, 3)
-        sess.run(g['queue'].enqueue_op, {g['queue'].image_paths_placeholder: np.array(paths, object).reshape(-1, 3),
-                                         g['queue'].labels_placeholder: labels,
-                                         g['queue'].control_placeholder: np.full(labels.shape, control, np.int32)})
+        input_pipeline.enqueue(sess, g['queue'], paths, np.concatenate(labels), control)
         for size in sizes:
             v = _train_step(args, sess, g, feed, size, epoch, batch_number, log, summary_writer, ('nrof_mined',))
             step, effective_lr = v['global_step'], v['learning_rate']

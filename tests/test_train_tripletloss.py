@@ -134,7 +134,7 @@ def test_batch_mining_trains_on_triplets_mined_in_each_batch(faces, tmp_path, ca
     out = capsys.readouterr().out
     assert 'Selected' not in out
     mined = float(out.split(' triplets mined per batch')[0].rsplit(', ', 1)[1])
-    # 12 images of people with up to 4 images each: at most 3 people x 4 x 3 ordered pairs x 8 negatives
+    # 12 images, up to 4 a person: at most 36 ordered pairs (3 people x 4 x 3), each with 8 negatives
     assert 0 < mined <= 3 * 12 * 8
     assert {'loss', 'triplets/selected'} <= event_tags(log_dir)
     reader = tf.train.load_checkpoint(training.checkpoint_prefix(model_dir))

@@ -21,6 +21,7 @@ import collections
 import math
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from facenet_tf import dataset as dataset_io
@@ -61,6 +62,17 @@ def make_input_queue(group_size, capacity=100000):
     enqueue_op = queue.enqueue_many([image_paths_placeholder, labels_placeholder, control_placeholder],
                                     name='enqueue_op')
     return InputQueue(queue, enqueue_op, image_paths_placeholder, labels_placeholder, control_placeholder)
+
+
+def enqueue(sess, input_queue, paths, labels, control):
+    """Queue flat `paths` with their int64 `labels` in groups of the queue's size, every image with
+    the same control word."""
+    group = input_queue.queue.shapes[0].as_list()[0]
+    paths = np.asarray(paths, dtype=object).reshape(-1, group)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1, group)
+    sess.run(input_queue.enqueue_op, {input_queue.image_paths_placeholder: paths,
+                                      input_queue.labels_placeholder: labels,
+                                      input_queue.control_placeholder: np.full(labels.shape, control, np.int32)})
 
 
 def get_control_flag(control, flag):

@@ -374,12 +374,7 @@ def embed_through_pipeline(sess, input_queue, embeddings, label_batch, paths, ba
     group = input_queue.queue.shapes[0].as_list()[0]
     n = len(paths)
     padded = int(np.ceil(n / float(group))) * group
-    path_array = np.array(list(paths) + [paths[-1]] * (padded - n), dtype=object).reshape(-1, group)
-    label_array = np.arange(padded, dtype=np.int64).reshape(-1, group)
-    control_array = np.full(label_array.shape, control, dtype=np.int32)
-    sess.run(input_queue.enqueue_op, {input_queue.image_paths_placeholder: path_array,
-                                      input_queue.labels_placeholder: label_array,
-                                      input_queue.control_placeholder: control_array})
+    input_pipeline.enqueue(sess, input_queue, list(paths) + [paths[-1]] * (padded - n), np.arange(padded), control)
     dim = embeddings.shape.as_list()[-1]
     result = np.zeros((padded, dim), np.float32)
     done = 0
