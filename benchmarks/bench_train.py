@@ -43,7 +43,7 @@ def per_pair_loop(emb, counts, alpha):
     return found, pairs
 
 
-def bench_selection(skip_loop, repeats=5):
+def bench_selection(skip_loop, repeats=15):
     if os.path.isfile(REFERENCE):
         d = np.load(REFERENCE)
         emb, counts, alpha, source = d['embeddings'], d['num_per_class'], float(d['alpha']), 'reference'

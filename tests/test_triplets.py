@@ -80,8 +80,10 @@ def test_semihard_and_hardest_rules(reference_dir, name):
     assert len(tr) == int(np.count_nonzero(vgg.any(axis=1)))
 
 
+@pytest.mark.parametrize('dense', [False, True], ids=['candidate-rows', 'whole-rows'])
 @pytest.mark.parametrize('selection', ['vggface', 'semihard'])
-def test_negatives_drawn_uniformly_from_valid_set(selection):
+def test_negatives_drawn_uniformly_from_valid_set(selection, dense, monkeypatch):
+    monkeypatch.setattr(triplets, '_DENSE_FRACTION', 0.0 if dense else 1.0)
     rng = np.random.RandomState(3)
     counts = np.array([5, 1, 4, 6, 3, 5])
     emb = rng.randn(counts.sum(), 6)

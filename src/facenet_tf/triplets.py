@@ -2,17 +2,18 @@
 
 `select_triplets` keeps the classic contract (every anchor-positive pair of a class, a random
 negative among the other-class images with `neg_dist2 - pos_dist2 < alpha`, shuffled result), but
-is vectorised: each anchor row of the squared-distance matrix is sorted once, as int64 keys that hold
-the float32 distance in their high bits and the column in their low bits (the bits of a non-negative
-float sort as its value, so comparisons stay exact). A pair's valid negatives are then one run of its sorted row, found by a
-vectorised bisection, and a uniform pick in that run gives the negative's column. Rows are processed
-in cache-sized chunks.
+is vectorised. Per chunk of anchor rows of the squared-distance matrix, only the entries below the
+row's largest bound (its farthest positive + alpha) can be negatives; they become int64 keys holding
+the row, the float32 distance bits and the column (the bits of a non-negative float sort as its value,
+so comparisons stay exact), sorted row by row. A pair's valid negatives are then one run of its row's
+keys, whose ends np.searchsorted finds, and a uniform pick in that run gives the negative's column.
 """
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 SELECTIONS = ('vggface', 'semihard', 'hardest')
-_CHUNK_ROWS = 128
+_CHUNK_ROWS = 256
+_DENSE_FRACTION = 0.5     # sort whole distance rows when more than this fraction are candidates
 _BLAS = ThreadpoolController()
 
 
@@ -45,18 +46,18 @@ def sample_images(dataset, nrof_images, images_per_person):
     return image_paths, num_per_class, np.array(labels, dtype=np.int64)
 
 
-def squared_distances(embeddings, rows=slice(None), sq=None):
-    """Squared L2 distances (float32 as the classic code, >= +0.0) from embeddings[rows] to every
-    embedding; sq: the squared norms when already known."""
-    emb = np.asarray(embeddings, dtype=np.float32)
-    if sq is None:
-        sq = np.einsum('ij,ij->i', emb, emb)
-    dist = emb[rows] @ emb.T
-    dist *= -2.0
-    dist += sq[rows, None]
+def _add_norms(dist, sq_rows, sq):
+    """In place: squared distances (float32) from dist = -2 x.y, sq_rows = |x|^2 and sq = |y|^2.
+    Round-off may leave tiny negatives: _clamp the entries that are used."""
+    dist += sq_rows[:, None]
     dist += sq[None, :]
+    return dist
+
+
+def _clamp(dist):
+    """In place: negatives to 0, -0.0 to +0.0 (so that the float bits order as the values)."""
     np.maximum(dist, 0.0, out=dist)
-    dist += 0.0     # -0.0 becomes +0.0, whose bits sort first
+    dist += 0.0
     return dist
 
 
@@ -81,15 +82,7 @@ def select_triplet_indices(embeddings, nrof_images_per_class, alpha, selection='
     anchor-positive pairs examined. Rules, with squared distances:
     vggface: random negative with neg - pos < alpha; semihard: also pos < neg (FaceNet);
     hardest: the closest negative, when it satisfies neg - pos < alpha.
-    Anchors come from the first nrof_anchor_classes classes (default all); negatives from every image.
-    BLAS runs single-threaded here: its threads cost more than they gain on these small products."""
-    with _BLAS.limit(limits=1, user_api='blas'):
-        return _select_triplet_indices(embeddings, nrof_images_per_class, alpha, selection, rng,
-                                       nrof_anchor_classes)
-
-
-def _select_triplet_indices(embeddings, nrof_images_per_class, alpha, selection, rng, nrof_anchor_classes):
-    """The body of select_triplet_indices."""
+    Anchors come from the first nrof_anchor_classes classes (default all); negatives from every image."""
     if selection not in SELECTIONS:
         raise ValueError('unknown triplet selection %r (choose from %s)' % (selection, ', '.join(SELECTIONS)))
     rng = np.random if rng is None else rng
@@ -101,62 +94,91 @@ def _select_triplet_indices(embeddings, nrof_images_per_class, alpha, selection,
         return np.zeros((0, 3), np.int64), 0
     emb = np.asarray(embeddings, dtype=np.float32)[:n]
     sq = np.einsum('ij,ij->i', emb, emb)
-    col_bits = max(1, (n - 1).bit_length())     # key = float32 bits of the distance << col_bits | column
-    columns = np.arange(n, dtype=np.int64)
+    nrows = int(anchors[-1]) + 1
+    gram = (emb[:nrows] * np.float32(-2.0)) @ emb.T     # -2 x.y bit for bit (a power of two scales exactly)
+    with _BLAS.limit(limits=1, user_api='blas'):     # the product above may use BLAS threads; the rest is
+                                                     # small, where they cost more than they gain
+        return _select_from_gram(gram, sq, counts, anchors, positives, alpha, selection, rng), num_trips
+
+
+def _select_from_gram(gram, sq, counts, anchors, positives, alpha, selection, rng):
+    """The triplets of select_triplet_indices from gram = -2 * anchor rows . all embeddings."""
+    n = len(sq)
+    col_bits = max(1, (n - 1).bit_length())
+    row_shift = 31 + col_bits     # key = chunk row << row_shift | float32 bits of the distance << col_bits | column
     starts = np.cumsum(counts) - counts
     labels = np.repeat(np.arange(len(counts)), counts)
     found, negatives = [], []
-    for r0 in range(0, int(anchors[-1]) + 1, _CHUNK_ROWS):
-        r1 = min(r0 + _CHUNK_ROWS, n)
+    for r0 in range(0, len(gram), _CHUNK_ROWS):
+        r1 = min(r0 + _CHUNK_ROWS, len(gram))
         lo, hi = np.searchsorted(anchors, [r0, r1])
         if lo == hi:
             continue
-        dist = squared_distances(emb, slice(r0, r1), sq)
+        dist = _add_norms(gram[r0:r1], sq[r0:r1], sq)
         rows = anchors[lo:hi] - r0
-        pos = dist[rows, positives[lo:hi]]
+        pos = _clamp(dist[rows, positives[lo:hi]])
+        bound = pos + np.float32(alpha)
         for label in np.unique(labels[r0:r1]):
             c0, c1 = starts[label], starts[label] + counts[label]
             dist[max(c0, r0) - r0:min(c1, r1) - r0, c0:c1] = np.inf
-        keys = dist.view(np.int32).astype(np.int64)
-        keys <<= col_bits
-        keys |= columns
-        keys.sort(axis=1)
-        end = _count_below(keys, rows, _key(pos + np.float32(alpha), col_bits))
-        if selection == 'hardest':
-            begin = np.zeros_like(end)
-            end = np.minimum(end, 1)
-        elif selection == 'semihard':
-            begin = _count_below(keys, rows, _key(pos, col_bits) + (1 << col_bits))
+        cut = np.full(r1 - r0, -np.inf, np.float32)     # the largest bound of each row's pairs
+        first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        cut[rows[first]] = np.maximum.reduceat(bound, first)
+        keys = _sorted_candidate_keys(dist, cut, row_shift, col_bits)
+        row_keys = rows.astype(np.int64) << row_shift
+        end = np.searchsorted(keys, row_keys | _bits(bound) << col_bits)
+        if selection == 'semihard':
+            begin = np.searchsorted(keys, row_keys | (_bits(pos) + 1) << col_bits)
         else:
-            begin = np.zeros_like(end)
+            begin = np.searchsorted(keys, row_keys)
+        if selection == 'hardest':
+            end = np.minimum(end, begin + 1)
         ok = end > begin
         pick = begin + np.minimum(np.floor(rng.random_sample(len(end)) * (end - begin)).astype(np.int64),
                                   np.maximum(end - begin - 1, 0))
         found.append(ok)
-        negatives.append(keys[rows[ok], pick[ok]] & ((1 << col_bits) - 1))
+        negatives.append(keys[pick[ok]] & ((1 << col_bits) - 1))
     ok = np.concatenate(found)
     triplets = np.stack([anchors[ok], positives[ok], np.concatenate(negatives)], axis=1)
-    return triplets[rng.permutation(len(triplets))], num_trips
+    return triplets[rng.permutation(len(triplets))]
 
 
-def _key(values, col_bits):
-    """Sort keys of non-negative float32 values with empty column bits."""
-    return np.ascontiguousarray(values, dtype=np.float32).view(np.int32).astype(np.int64) << col_bits
+def _sorted_candidate_keys(dist, cut, row_shift, col_bits):
+    """Sort keys (row << row_shift | float32 bits << col_bits | column) holding at least the entries of
+    each row of dist below that row's cut, in one sorted flat array. NumPy sorts many short rows several
+    times faster than one long array, so rows are sorted in 2-D tables: the whole distance matrix when
+    most entries are candidates, else one table per power-of-two width holding the rows with that many
+    candidates (padding sorts last and is dropped)."""
+    is_cand = dist < cut[:, None]
+    per_row = np.count_nonzero(is_cand, axis=1)
+    nrows, n = dist.shape
+    if per_row.sum() > _DENSE_FRACTION * dist.size:
+        table = _clamp(dist).view(np.int32).astype(np.int64) << col_bits
+        table |= np.arange(nrows, dtype=np.int64)[:, None] << row_shift
+        table |= np.arange(n)
+        table.sort(axis=1)
+        return table.ravel()
+    flat = np.flatnonzero(is_cand)
+    cand_rows = flat // n
+    keys = cand_rows << row_shift
+    keys |= _clamp(dist.ravel()[flat]).view(np.int32).astype(np.int64) << col_bits
+    keys |= flat - cand_rows * n
+    place = np.arange(len(flat)) - (np.cumsum(per_row) - per_row)[cand_rows]     # rank in its row
+    widths = np.minimum(2 ** np.ceil(np.log2(np.maximum(per_row, 16))).astype(np.int64), n)
+    for width in np.unique(widths[per_row > 1]):
+        in_table = (widths == width) & (per_row > 1)
+        table_row = np.cumsum(in_table) - 1
+        idx = np.flatnonzero(in_table[cand_rows])
+        table = np.full((int(in_table.sum()), int(width)), np.iinfo(np.int64).max)
+        table[table_row[cand_rows[idx]], place[idx]] = keys[idx]
+        table.sort(axis=1)
+        keys[idx] = table[np.arange(width) < per_row[in_table][:, None]]
+    return keys
 
 
-def _count_below(sorted_keys, rows, bound):
-    """For each i, the number of entries of sorted_keys[rows[i]] below bound[i] (vectorised bisection)."""
-    ncols = sorted_keys.shape[1]
-    flat, base = sorted_keys.ravel(), rows * ncols
-    lo = np.zeros(len(rows), np.int64)
-    hi = np.full(len(rows), ncols, np.int64)
-    for _ in range(ncols.bit_length()):
-        mid = (lo + hi) >> 1
-        below = flat[base + np.minimum(mid, ncols - 1)] < bound
-        below &= lo < hi
-        lo = np.where(below, mid + 1, lo)
-        hi = np.where(below, hi, mid)
-    return lo
+def _bits(values):
+    """The bits of non-negative float32 values as int64 (they order as the values do)."""
+    return np.ascontiguousarray(values, dtype=np.float32).view(np.int32).astype(np.int64)
 
 
 def select_triplets(embeddings, nrof_images_per_class, image_paths, people_per_batch, alpha,
