@@ -10,8 +10,11 @@
 # Usage: bash benchmarks/recipe_softmax_lfw.sh            (from the project root)
 # Settings (environment): SHARED (../shared), CACHE (~/.cache/facenet-tf1compat/recipe_triplet_lfw:
 #   the aligned faces), RUNS (~/.cache/facenet-tf1compat/recipe_softmax_lfw: logs and models),
-#   EPOCHS (60), DECAY_EPOCHS (20: the learning rate is multiplied by 0.3 this often), EPOCH_SIZE (100 steps of 90 images), LOSS (cosface), FLIPPED (0; 1: evaluate with
-#   each face's embedding concatenated with its mirror image's), WORKERS (2: alignment processes).
+#   EPOCHS (60), DECAY_EPOCHS (20: the learning rate is multiplied by 0.3 this often), EPOCH_SIZE (100
+#   steps of 90 images), LOSS (cosface), FLIPPED (1: each face's embedding is concatenated with its
+#   mirror image's; 0: not), CLASSIC_METRIC (1: cosine distance of mean-subtracted embeddings, the
+#   classic validation flags --distance_metric 1 --subtract_mean; 0: Euclidean distance), WORKERS (2:
+#   alignment processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +25,8 @@ EPOCHS=${EPOCHS:-60}
 DECAY_EPOCHS=${DECAY_EPOCHS:-20}
 EPOCH_SIZE=${EPOCH_SIZE:-100}
 LOSS=${LOSS:-cosface}
-FLIPPED=${FLIPPED:-0}
+FLIPPED=${FLIPPED:-1}
+CLASSIC_METRIC=${CLASSIC_METRIC:-1}
 WORKERS=${WORKERS:-2}
 ALIGN_SIZE=110      # as benchmarks/prepare_lfw_view1.sh aligns
 PROTOCOL=$SHARED/data/lfw_protocol
@@ -38,6 +42,10 @@ CHECK=()
 if [ "$FLIPPED" = 1 ]; then    # each image's embedding concatenated with its mirror image's
     EVAL+=(--use_flipped_images)
     CHECK=(--lfw_use_flipped_images)
+fi
+if [ "$CLASSIC_METRIC" = 1 ]; then    # as the classic validation command of the published models
+    EVAL+=(--distance_metric 1 --subtract_mean)
+    CHECK+=(--lfw_distance_metric 1 --lfw_subtract_mean)
 fi
 COMMON=(--data_dir "$TRAIN" --model_def models.small_cnn --image_size 96 --embedding_size 128
         --batch_size 90 --nrof_preprocess_threads 4 --use_fixed_image_standardization
