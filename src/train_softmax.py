@@ -58,16 +58,12 @@ def build_graph(args, network, nrof_classes, records):
     return g
 
 
-def _enqueue(sess, g, paths, labels, control):
-    input_pipeline.enqueue(sess, g['queue'], paths, labels, control)
-
-
 def train_epoch(args, sess, g, epoch, lr, image_list, label_list, sampler, stat, summary_writer):
     """One epoch of epoch_size steps (epoch counts from 1); returns the step reached."""
     index = sampler.take(args.epoch_size * args.batch_size)
     control = input_pipeline.control_flags(args.random_crop, args.random_flip, args.random_rotate,
                                            args.use_fixed_image_standardization)
-    _enqueue(sess, g, image_list[index], label_list[index], control)
+    input_pipeline.enqueue(sess, g['queue'], image_list[index], label_list[index], control)
     log = training.StepLog(epoch, args.epoch_size)
     feed = {g['learning_rate_placeholder']: lr, g['phase_train_placeholder']: True,
             g['batch_size_placeholder']: args.batch_size}
@@ -99,7 +95,7 @@ def validate(args, sess, g, epoch, image_list, label_list, stat, summary_writer,
     """Loss, cross-entropy and accuracy over the validation images (no augmentation)."""
     start = time.time()
     control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
-    _enqueue(sess, g, image_list, label_list, control)
+    input_pipeline.enqueue(sess, g['queue'], image_list, label_list, control)
     sums = np.zeros(3)
     done = 0
     while done < len(label_list):
