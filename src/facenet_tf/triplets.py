@@ -46,14 +46,6 @@ def sample_images(dataset, nrof_images, images_per_person):
     return image_paths, num_per_class, np.array(labels, dtype=np.int64)
 
 
-def _add_norms(dist, sq_rows, sq):
-    """In place: squared distances (float32) from dist = -2 x.y, sq_rows = |x|^2 and sq = |y|^2.
-    Round-off may leave tiny negatives: _clamp the entries that are used."""
-    dist += sq_rows[:, None]
-    dist += sq[None, :]
-    return dist
-
-
 def _clamp(dist):
     """In place: negatives to 0, -0.0 to +0.0 (so that the float bits order as the values)."""
     np.maximum(dist, 0.0, out=dist)
@@ -114,7 +106,10 @@ def _select_from_gram(gram, sq, counts, anchors, positives, alpha, selection, rn
         lo, hi = np.searchsorted(anchors, [r0, r1])
         if lo == hi:
             continue
-        dist = _add_norms(gram[r0:r1], sq[r0:r1], sq)
+        # squared distances, in place; round-off may leave tiny negatives: used entries go through _clamp
+        dist = gram[r0:r1]
+        dist += sq[r0:r1, None]
+        dist += sq
         rows = anchors[lo:hi] - r0
         pos = _clamp(dist[rows, positives[lo:hi]])
         bound = pos + np.float32(alpha)
@@ -153,7 +148,7 @@ def _sorted_candidate_keys(dist, cut, row_shift, col_bits):
     per_row = np.count_nonzero(is_cand, axis=1)
     nrows, n = dist.shape
     if per_row.sum() > _DENSE_FRACTION * dist.size:
-        table = _clamp(dist).view(np.int32).astype(np.int64) << col_bits
+        table = _bits(_clamp(dist)) << col_bits
         table |= np.arange(nrows, dtype=np.int64)[:, None] << row_shift
         table |= np.arange(n)
         table.sort(axis=1)
@@ -161,12 +156,13 @@ def _sorted_candidate_keys(dist, cut, row_shift, col_bits):
     flat = np.flatnonzero(is_cand)
     cand_rows = flat // n
     keys = cand_rows << row_shift
-    keys |= _clamp(dist.ravel()[flat]).view(np.int32).astype(np.int64) << col_bits
+    keys |= _bits(_clamp(dist.ravel()[flat])) << col_bits
     keys |= flat - cand_rows * n
-    place = np.arange(len(flat)) - (np.cumsum(per_row) - per_row)[cand_rows]     # rank in its row
+    place = np.arange(len(flat)) - (np.cumsum(per_row) - per_row)[cand_rows]     # position in its row
     widths = np.minimum(2 ** np.ceil(np.log2(np.maximum(per_row, 16))).astype(np.int64), n)
-    for width in np.unique(widths[per_row > 1]):
-        in_table = (widths == width) & (per_row > 1)
+    widths[per_row < 2] = 0     # nothing to sort
+    for width in np.unique(widths[widths > 0]):
+        in_table = widths == width
         table_row = np.cumsum(in_table) - 1
         idx = np.flatnonzero(in_table[cand_rows])
         table = np.full((int(in_table.sum()), int(width)), np.iinfo(np.int64).max)
