@@ -1,6 +1,6 @@
 """Freeze a checkpoint folder into a single `.pb`: variables as constants, inference branch only.
 
-Usage: python src/freeze_graph.py model_dir output_file
+Usage: python src/freeze_graph.py model_dir output_file [--use_moving_averages]
 """
 import argparse
 import sys
@@ -10,7 +10,7 @@ from facenet_tf.cli import run
 
 
 def main(args):
-    nodes = model_io.freeze_model(args.model_dir, args.output_file)
+    nodes = model_io.freeze_model(args.model_dir, args.output_file, args.use_moving_averages)
     print('%d ops in the final graph: %s' % (nodes, args.output_file))
 
 
@@ -19,6 +19,9 @@ def parse_arguments(argv):
     parser.add_argument('model_dir', type=str,
                         help='Folder holding the model metagraph (.meta) and checkpoint (ckpt) files.')
     parser.add_argument('output_file', type=str, help='Filename for the exported graphdef protobuf (.pb)')
+    parser.add_argument('--use_moving_averages', action='store_true',
+                        help='Freeze the moving averages of the weights (kept by the training scripts) '
+                        'instead of the weights.')
     return parser.parse_args(argv)
 
 

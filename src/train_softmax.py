@@ -52,6 +52,8 @@ def build_graph(args, network, nrof_classes, records):
     g['train_op'], g['saved'], g['averages'] = training.build_train_op(
         g['loss'], g['global_step'], args.optimizer, g['learning_rate'], args.moving_average_decay,
         tf1.global_variables(), args.log_histograms)
+    if args.lfw_use_moving_averages:
+        g['average_swap'] = training.MovingAverageSwap(g['averages'])
     g['saver'] = tf1.train.Saver(g['saved'], max_to_keep=3)
     g['summary_op'] = tf1.summary.merge_all()
     g['close_queue'] = g['queue'].queue.close(cancel_pending_enqueues=True)
@@ -61,8 +63,7 @@ def build_graph(args, network, nrof_classes, records):
 def train_epoch(args, sess, g, epoch, lr, image_list, label_list, sampler, stat, summary_writer):
     """One epoch of epoch_size steps (epoch counts from 1); returns the step reached."""
     index = sampler.take(args.epoch_size * args.batch_size)
-    control = input_pipeline.control_flags(args.random_crop, args.random_flip, args.random_rotate,
-                                           args.use_fixed_image_standardization)
+    control = training.train_control(args)
     input_pipeline.enqueue(sess, g['queue'], image_list[index], label_list[index], control)
     log = training.StepLog(epoch, args.epoch_size)
     feed = {g['learning_rate_placeholder']: lr, g['phase_train_placeholder']: True,
@@ -230,8 +231,9 @@ def _train(args, sess, g, r, coord):
                                                             r['subdir'], epoch)
             t = time.time()
             if r['lfw_check'] is not None:
-                accuracy, val = r['lfw_check'].run(lambda paths: embed_lfw(args, sess, g, paths), step,
-                                                   writer, r['log_dir'])
+                with training.lfw_weights(args, sess, g):
+                    accuracy, val = r['lfw_check'].run(lambda paths: embed_lfw(args, sess, g, paths), step,
+                                                       writer, r['log_dir'])
                 stat['lfw_accuracy'][epoch - 1] = accuracy
                 stat['lfw_valrate'][epoch - 1] = val
             stat['time_evaluate'][epoch - 1] = time.time() - t

@@ -39,6 +39,8 @@ def build_graph(args, network, records=None):
     g['train_op'], g['saved'], g['averages'] = training.build_train_op(
         g['loss'], g['global_step'], args.optimizer, g['learning_rate'], args.moving_average_decay,
         tf1.global_variables())
+    if args.lfw_use_moving_averages:
+        g['average_swap'] = training.MovingAverageSwap(g['averages'])
     g['saver'] = tf1.train.Saver(g['saved'], max_to_keep=3)
     g['summary_op'] = tf1.summary.merge_all()
     g['close_queue'] = g['queue'].queue.close(cancel_pending_enqueues=True)
@@ -52,8 +54,7 @@ def learning_rate_for(args, schedule, epoch):
 def train_epoch(args, sess, g, dataset, epoch, lr, summary_writer):
     """One epoch of epoch_size steps; returns the step reached."""
     log = training.StepLog(epoch, args.epoch_size)
-    train_control = input_pipeline.control_flags(args.random_crop, args.random_flip, args.random_rotate,
-                                                 args.use_fixed_image_standardization)
+    train_control = training.train_control(args)
     embed_control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
     feed = {g['learning_rate_placeholder']: lr, g['phase_train_placeholder']: True}
     batch_number = 0
@@ -118,8 +119,7 @@ def train_epoch_batch_mining(args, sess, g, dataset, epoch, lr, summary_writer):
     batch_size images (up to images_per_person per person) and the loss graph admits its triplets.
     Batches are queued BATCHES_PER_ENQUEUE at a time; returns the step reached."""
     log = training.StepLog(epoch, args.epoch_size)
-    control = input_pipeline.control_flags(args.random_crop, args.random_flip, args.random_rotate,
-                                           args.use_fixed_image_standardization)
+    control = training.train_control(args)
     feed = {g['learning_rate_placeholder']: lr, g['phase_train_placeholder']: True}
     step, effective_lr = sess.run([g['global_step'], g['learning_rate']], feed)
     mined = []
@@ -194,7 +194,8 @@ def _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir
             step = run_epoch(args, sess, g, train_set, epoch, lr, summary_writer)
             g['last_checkpoint'] = training.save_checkpoint(sess, g['saver'], summary_writer, model_dir, subdir, step)
             if lfw_check is not None:
-                lfw_check.run(lambda paths: _embed_eval(args, sess, g, paths), step, summary_writer, log_dir)
+                with training.lfw_weights(args, sess, g):
+                    lfw_check.run(lambda paths: _embed_eval(args, sess, g, paths), step, summary_writer, log_dir)
             if step < (epoch + 1) * args.epoch_size:
                 print('Training stopped: no more triplets to train on')
                 break

@@ -57,7 +57,7 @@ def embed_items(args, items, encoded):
     tf1 = tf.compat.v1
     with tf1.Graph().as_default():
         with tf1.Session(config=session_config(args.precision)) as sess:
-            load_for_inference(args.model, sess)
+            load_for_inference(args.model, sess, args.use_moving_averages)
             emb = embed(sess, items, image_size=args.image_size, batch_size=args.lfw_batch_size,
                         fixed_standardization=args.use_fixed_image_standardization,
                         use_flipped_images=args.use_flipped_images, encoded=encoded)
@@ -122,6 +122,9 @@ def parse_arguments(argv):
                         help='Concatenates embeddings for the image and its horizontally flipped counterpart.')
     parser.add_argument('--subtract_mean', action='store_true',
                         help='Subtract feature mean before calculating distance.')
+    parser.add_argument('--use_moving_averages', action='store_true',
+                        help='Evaluate the moving averages of a checkpoint\'s weights (kept by the training '
+                        'scripts) instead of the weights.')
     parser.add_argument('--use_fixed_image_standardization', action='store_true',
                         help='Performs fixed standardization of images.')
     parser.add_argument('--roc_output', type=str, default='',

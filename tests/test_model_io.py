@@ -137,6 +137,17 @@ def test_load_model_errors(model_dir, tmp_path):
             model_io.load_model(str(bad))
 
 
+def test_moving_averages_need_a_checkpoint_that_has_them(model_dir, tmp_path):
+    pb = str(tmp_path / 'frozen.pb')
+    model_io.freeze_model(model_dir, pb)
+    with tf1.Graph().as_default(), tf1.Session() as sess:
+        with pytest.raises(UserError, match='frozen graph'):
+            model_io.load_model(pb, session=sess, use_moving_averages=True)
+    with tf1.Graph().as_default(), tf1.Session() as sess:
+        with pytest.raises(UserError, match='no moving averages'):
+            model_io.load_model(model_dir, session=sess, use_moving_averages=True)
+
+
 def test_missing_tensor_is_named(tmp_path):
     with tf1.Graph().as_default() as g:
         tf1.placeholder(tf.float32, [None, 4], name='input')

@@ -94,6 +94,26 @@ def test_random_augmentation(pictures):
         assert 0.5 < corr < 0.99999
 
 
+def test_random_erase(pictures):
+    control = ip.control_flags(fixed_standardization=True, random_erase=True)
+    assert control == ip.FIXED_STANDARDIZATION | ip.RANDOM_ERASE
+    reps = pictures[:1] * 40
+    out, _ = _run(reps, control, group=1, batch=8)
+    plain = image_lib.fixed_standardize(_central(reps[0]))
+    erased = 0
+    for o in out:
+        changed = np.any(np.abs(o - plain) > 1e-6, axis=2)
+        if not changed.any():
+            continue
+        erased += 1
+        rows, cols = np.where(changed)
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert changed.sum() > 0.95 * box                     # one rectangle of noise
+        assert 0.01 * SIZE * SIZE <= box <= 0.45 * SIZE * SIZE
+        assert -1.0 <= o.min() and o.max() <= 1.0
+    assert 8 <= erased <= 32                                  # about half of the images
+
+
 def test_single_image_groups(pictures):
     out, labels = _run(pictures[:5], 0, group=1, threads=2, batch=2)
     assert sorted(labels) == list(range(5))

@@ -13,7 +13,7 @@ from PIL import Image
 
 import make_record
 import train_softmax
-from facenet_tf import input_pipeline, model_io, softmax_training, training
+from facenet_tf import embedding, input_pipeline, model_io, softmax_training, training
 from facenet_tf.cli import UserError
 from training_faces import event_tags, make_faces, run_training
 
@@ -125,6 +125,45 @@ def test_margin_loss_runs(faces, tmp_path, capsys, loss, source):
     assert np.all(np.isfinite(stat['loss'])) and np.all(stat['xent_loss'] > 0)
     shapes = tf.train.load_checkpoint(training.checkpoint_prefix(model_dir)).get_variable_to_shape_map()
     assert shapes['Logits/weights'] == [16, 6] and 'Logits/biases' not in shapes
+
+
+def test_lfw_check_on_moving_averages(faces, tmp_path):
+    lfw_dir, pairs = str(faces / 'lfw'), str(faces / 'pairs.txt')
+    code, model_dir, log_dir = _train(faces / 'train', tmp_path, [
+        '--max_nrof_epochs', '1', '--epoch_size', '3', '--optimizer', 'ADAM', '--learning_rate', '0.01',
+        '--random_crop', '--random_erase', '--use_fixed_image_standardization', '--lfw_dir', lfw_dir,
+        '--lfw_pairs', pairs, '--lfw_nrof_folds', '2', '--lfw_use_moving_averages'])
+    assert code == 0
+    reader = tf.train.load_checkpoint(training.checkpoint_prefix(model_dir))
+    average = reader.get_tensor('SmallCNN/Bottleneck/weights/ExponentialMovingAverage')
+    assert np.abs(reader.get_tensor('SmallCNN/Bottleneck/weights') - average).max() > 1e-5
+    # the averages loaded for inference give the accuracy the training run recorded
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        embedding.load_for_inference(model_dir, sess, use_moving_averages=True)
+        np.testing.assert_array_equal(sess.run('SmallCNN/Bottleneck/weights:0'), average)
+        check = training.LfwCheck(lfw_dir, pairs, 2)
+        accuracy, _ = check.run(lambda paths: embedding.embed(sess, paths, image_size=SIZE,
+                                                              fixed_standardization=True), 0)
+    recorded = float(open(os.path.join(log_dir, 'lfw_result.txt')).read().split()[1])
+    assert accuracy == pytest.approx(recorded, abs=1e-5)
+
+
+def test_moving_average_swap_puts_the_trained_values_back():
+    with tf.Graph().as_default(), tf1.Session() as sess:
+        var = tf1.get_variable('w', initializer=np.float32([1.0, 2.0]))
+        ema = tf.train.ExponentialMovingAverage(0.5)
+        update = ema.apply([var])
+        swap = training.MovingAverageSwap({ema.average(var): var})
+        sess.run(tf1.global_variables_initializer())
+        sess.run(var.assign([5.0, 6.0]))
+        sess.run(update)                                   # average: (1, 2) halfway to (5, 6)
+        with swap(sess):
+            np.testing.assert_allclose(sess.run(var), [3.0, 4.0])
+        np.testing.assert_allclose(sess.run(var), [5.0, 6.0])
+        with pytest.raises(RuntimeError):
+            with swap(sess):
+                raise RuntimeError('evaluation failed')
+        np.testing.assert_allclose(sess.run(var), [5.0, 6.0])
 
 
 def test_restart_with_other_class_count_skips_logits(first_run, faces, tmp_path, capsys):

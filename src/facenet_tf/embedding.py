@@ -130,20 +130,24 @@ def _has_phase_train(model):
     raise UserError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
 
 
-def load_for_inference(model, session):
+def load_for_inference(model, session, use_moving_averages=False):
     """Load a .pb or checkpoint folder into session.graph (the default graph) with `phase_train`
-    bound to a constant False: the optimiser then drops the training branches of batch norm."""
+    bound to a constant False: the optimiser then drops the training branches of batch norm.
+    use_moving_averages: a checkpoint's moving averages instead of its variables."""
     model = os.path.expanduser(model)
     has_phase_train, graph_def = _has_phase_train(model)
     input_map = {'phase_train:0': tf.constant(False)} if has_phase_train else None
     if graph_def is not None:
+        if use_moving_averages:
+            raise model_io.frozen_graph_averages_error(model)
         try:
             tf1.import_graph_def(graph_def, input_map=input_map, name='')
         except ValueError as e:
             raise UserError('cannot import %s: %s' % (model, str(e).strip().splitlines()[0]))
         model_io.check_tensors(session.graph, model)
     else:
-        model_io.load_model(model, input_map=input_map, session=session)
+        model_io.load_model(model, input_map=input_map, session=session,
+                            use_moving_averages=use_moving_averages)
 
 
 def model_tensors(graph):

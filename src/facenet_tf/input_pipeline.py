@@ -9,7 +9,8 @@ so callers put an index there when they need to put results back in order (the e
 
 Control bits (the classic values): RANDOM_ROTATE (uniform +-10 degrees, in-graph projective
 transform), RANDOM_CROP (random image_size crop; otherwise a central crop), RANDOM_FLIP,
-FIXED_STANDARDIZATION ((x - 127.5) / 128; otherwise per-image standardisation), FLIP (always flip).
+FIXED_STANDARDIZATION ((x - 127.5) / 128; otherwise per-image standardisation), FLIP (always flip),
+and beyond the classic ones RANDOM_ERASE (half of the images get a random rectangle of noise).
 Images of another size than image_size are cropped around the centre or zero-padded, never resized:
 align the faces at image_size, or larger (e.g. 182 for 160) with random crops.
 
@@ -34,8 +35,12 @@ RANDOM_CROP = 2
 RANDOM_FLIP = 4
 FIXED_STANDARDIZATION = 8
 FLIP = 16
+RANDOM_ERASE = 32
 
 MAX_ROTATION_DEGREES = 10.0
+ERASE_PROBABILITY = 0.5
+ERASE_AREA = (0.02, 0.4)        # share of the image a rectangle covers
+ERASE_ASPECT = (0.3, 1 / 0.3)   # its height / width
 
 RECORD_PREFIX = 'record:'
 
@@ -44,11 +49,11 @@ InputQueue = collections.namedtuple(
 
 
 def control_flags(random_crop=False, random_flip=False, random_rotate=False, fixed_standardization=False,
-                  flip=False):
+                  flip=False, random_erase=False):
     """The control word for a set of preprocessing options."""
     return ((RANDOM_ROTATE if random_rotate else 0) | (RANDOM_CROP if random_crop else 0)
             | (RANDOM_FLIP if random_flip else 0) | (FIXED_STANDARDIZATION if fixed_standardization else 0)
-            | (FLIP if flip else 0))
+            | (FLIP if flip else 0) | (RANDOM_ERASE if random_erase else 0))
 
 
 def make_input_queue(group_size, capacity=100000):
@@ -103,6 +108,26 @@ def random_crop_or_pad(image, image_size):
     return tf1.random_crop(image, [image_size, image_size, 3])
 
 
+def random_erase(image, probability=ERASE_PROBABILITY, area=ERASE_AREA, aspect=ERASE_ASPECT):
+    """Random erasing of a float HxWxC image: with `probability`, a rectangle covering a uniform share
+    `area` of the image, of log-uniform height/width ratio `aspect`, at a uniform position, is filled
+    with uniform noise in [0, 255]. Hides part of the face so that the network learns from all of it
+    (regularises training sets with few images per person)."""
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    size = tf1.random_uniform([], *area) * tf.cast(height * width, tf.float32)
+    ratio = tf.exp(tf1.random_uniform([], math.log(aspect[0]), math.log(aspect[1])))
+    erase_h = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(size * ratio)), tf.int32), 1, height)
+    erase_w = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(size / ratio)), tf.int32), 1, width)
+    top = tf1.random_uniform([], 0, height - erase_h + 1, dtype=tf.int32)
+    left = tf1.random_uniform([], 0, width - erase_w + 1, dtype=tf.int32)
+    rows = tf.range(height)[:, None, None]
+    cols = tf.range(width)[None, :, None]
+    inside = (rows >= top) & (rows < top + erase_h) & (cols >= left) & (cols < left + erase_w)
+    inside &= tf1.random_uniform([]) < probability
+    return tf.where(inside, tf1.random_uniform(tf.shape(image), 0.0, 255.0), image)
+
+
 def preprocess(file_contents, control, image_size):
     """Decode one encoded image (JPEG, PNG, BMP, GIF) to RGB and preprocess it as `control` says:
     returns a float32 [image_size, image_size, 3] image."""
@@ -114,6 +139,7 @@ def preprocess(file_contents, control, image_size):
     image = tf.cond(get_control_flag(control, RANDOM_FLIP), lambda: tf.image.random_flip_left_right(image),
                     lambda: tf.identity(image))
     image = tf.cast(image, tf.float32)
+    image = tf.cond(get_control_flag(control, RANDOM_ERASE), lambda: random_erase(image), lambda: tf.identity(image))
     image = tf.cond(get_control_flag(control, FIXED_STANDARDIZATION), lambda: (image - 127.5) / 128.0,
                     lambda: tf.image.per_image_standardization(image))
     image = tf.cond(get_control_flag(control, FLIP), lambda: tf.image.flip_left_right(image),

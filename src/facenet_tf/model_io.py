@@ -49,11 +49,17 @@ def _checkpoint_exists(prefix):
     return os.path.exists(prefix + '.index') or os.path.exists(prefix)
 
 
-def load_model(model, input_map=None, session=None):
+AVERAGE_SUFFIX = '/ExponentialMovingAverage'
+
+
+def load_model(model, input_map=None, session=None, use_moving_averages=False):
     """Load a frozen `.pb` (into the default graph) or a checkpoint folder (restored into `session`,
-    by default the default session), as the classic facenet.load_model."""
+    by default the default session), as the classic facenet.load_model. With use_moving_averages each
+    variable of a checkpoint gets its moving average (as the training scripts keep them) instead."""
     model_exp = os.path.expanduser(model)
     if os.path.isfile(model_exp):
+        if use_moving_averages:
+            raise frozen_graph_averages_error(model)
         graph_def = read_graph_def(model_exp)
         tf1.import_graph_def(graph_def, input_map=input_map, name='')
     elif os.path.isdir(model_exp):
@@ -64,6 +70,8 @@ def load_model(model, input_map=None, session=None):
         try:
             saver = tf1.train.import_meta_graph(os.path.join(model_exp, meta_file), input_map=input_map,
                                                 clear_devices=True)
+            if use_moving_averages:
+                saver = averages_saver(os.path.join(model_exp, ckpt_file), model)
             saver.restore(sess, os.path.join(model_exp, ckpt_file))
         except (tf.errors.OpError, ValueError, KeyError) as e:
             raise UserError('cannot restore %s from %s: %s'
@@ -71,6 +79,31 @@ def load_model(model, input_map=None, session=None):
     else:
         raise UserError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
     check_tensors(tf1.get_default_graph(), model)
+
+
+def frozen_graph_averages_error(model):
+    """The error for moving averages asked of a frozen graph."""
+    return UserError('%s is a frozen graph: it holds one set of weights (freeze the checkpoint folder '
+                     'with --use_moving_averages instead)' % model)
+
+
+def averages_saver(checkpoint, model):
+    """A Saver restoring each variable of the default graph from its moving average in `checkpoint`
+    (from itself when it has none, as the batch-norm statistics of published checkpoints). Variables
+    the checkpoint lacks (optimizer slots) and the averages' own variables are not restored."""
+    names = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+    var_list = {}
+    for var in tf1.global_variables():
+        name = var.op.name
+        if name.endswith(AVERAGE_SUFFIX):
+            continue
+        if name + AVERAGE_SUFFIX in names:
+            var_list[name + AVERAGE_SUFFIX] = var
+        elif name in names:
+            var_list[name] = var
+    if not any(key.endswith(AVERAGE_SUFFIX) for key in var_list):
+        raise UserError('%s holds no moving averages of its variables' % model)
+    return tf1.train.Saver(var_list)
 
 
 def read_graph_def(path):
@@ -276,11 +309,12 @@ def freeze_session(sess, output_names=FROZEN_OUTPUTS):
     return frozen
 
 
-def freeze_model(model_dir, output_file):
-    """Freeze a checkpoint folder into `output_file`; returns the number of nodes written."""
+def freeze_model(model_dir, output_file, use_moving_averages=False):
+    """Freeze a checkpoint folder (its variables, or their moving averages) into `output_file`;
+    returns the number of nodes written."""
     with tf1.Graph().as_default() as graph:
         with tf1.Session(graph=graph) as sess:
-            load_model(model_dir, session=sess)
+            load_model(model_dir, session=sess, use_moving_averages=use_moving_averages)
             frozen = freeze_session(sess)
     out_dir = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(out_dir, exist_ok=True)

@@ -150,6 +150,44 @@ def build_train_op(total_loss, global_step, optimizer_name, learning_rate, movin
     return train_op, saved, averages
 
 
+class MovingAverageSwap(object):
+    """Puts the moving averages ({average: variable}, as build_train_op returns them) in place of
+    their variables for an evaluation, and the trained values back after it:
+
+        swap = MovingAverageSwap(averages)          # while building the graph
+        with swap(sess):                            # while training
+            evaluate()
+    """
+
+    def __init__(self, averages):
+        pairs = sorted(averages.items(), key=lambda pair: pair[1].op.name)
+        self.variables = [var for _, var in pairs]
+        self.values = [tf1.placeholder(var.dtype.base_dtype, var.shape) for var in self.variables]
+        self.put_averages = tf.group(*[var.assign(average) for average, var in pairs])
+        self.put_values = tf.group(*[var.assign(value) for var, value in zip(self.variables, self.values)])
+
+    @contextlib.contextmanager
+    def __call__(self, sess):
+        values = sess.run(self.variables)
+        sess.run(self.put_averages)
+        try:
+            yield
+        finally:
+            sess.run(self.put_values, dict(zip(self.values, values)))
+
+
+def train_control(args):
+    """The pipeline control word of training images from the augmentation flags."""
+    return input_pipeline.control_flags(args.random_crop, args.random_flip, args.random_rotate,
+                                        args.use_fixed_image_standardization, random_erase=args.random_erase)
+
+
+def lfw_weights(args, sess, g):
+    """The context of an LFW check: the moving averages swapped in with --lfw_use_moving_averages
+    (g['average_swap'], built with the graph), the trained weights otherwise."""
+    return g['average_swap'](sess) if args.lfw_use_moving_averages else contextlib.nullcontext()
+
+
 # ---------------------------------------------------------------- run folders and records
 
 def create_run_dirs(logs_base_dir, models_base_dir, subdir=None):
@@ -419,6 +457,8 @@ def add_common_arguments(parser, max_nrof_epochs, batch_size_extra=''):
     parser.add_argument('--random_flip', action='store_true', help='Random horizontal flips of training images.')
     parser.add_argument('--random_rotate', action='store_true',
                         help='Random rotations (+-10 degrees) of training images.')
+    parser.add_argument('--random_erase', action='store_true',
+                        help='Random erasing: half of the training images get a random rectangle of noise.')
     parser.add_argument('--use_fixed_image_standardization', action='store_true',
                         help='(x - 127.5) / 128 instead of per-image standardization.')
     parser.add_argument('--keep_probability', type=float, default=1.0,
@@ -441,6 +481,9 @@ def add_common_arguments(parser, max_nrof_epochs, batch_size_extra=''):
                         help='The LFW pairs file (View 2 pairs.txt or View 1 pairsDevTest.txt).')
     parser.add_argument('--lfw_dir', type=str, default='', help='Path to the aligned LFW face patches.')
     parser.add_argument('--lfw_nrof_folds', type=int, default=10, help='Number of folds for the LFW check.')
+    parser.add_argument('--lfw_use_moving_averages', action='store_true',
+                        help='Run the LFW check with the moving averages of the weights (--moving_average_decay) '
+                        'instead of their current values.')
     return parser
 
 
