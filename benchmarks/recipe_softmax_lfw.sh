@@ -13,8 +13,10 @@
 #   EPOCHS (60), DECAY_EPOCHS (20: the learning rate is multiplied by 0.3 this often), EPOCH_SIZE (100
 #   steps of 90 images), LOSS (cosface), FLIPPED (1: each face's embedding is concatenated with its
 #   mirror image's; 0: not), CLASSIC_METRIC (1: cosine distance of mean-subtracted embeddings, the
-#   classic validation flags --distance_metric 1 --subtract_mean; 0: Euclidean distance), WORKERS (2:
-#   alignment processes).
+#   classic validation flags --distance_metric 1 --subtract_mean; 0: Euclidean distance), AVERAGES (1:
+#   evaluate the moving averages of the weights, --lfw_use_moving_averages / --use_moving_averages; 0:
+#   the weights), ERASE (0; 1: --random_erase), MODEL (models.small_cnn_flat), WORKERS (2: alignment
+#   processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +29,10 @@ EPOCH_SIZE=${EPOCH_SIZE:-100}
 LOSS=${LOSS:-cosface}
 FLIPPED=${FLIPPED:-1}
 CLASSIC_METRIC=${CLASSIC_METRIC:-1}
+AVERAGES=${AVERAGES:-1}
+ERASE=${ERASE:-0}
 WORKERS=${WORKERS:-2}
+MODEL=${MODEL:-models.small_cnn_flat}
 ALIGN_SIZE=110      # as benchmarks/prepare_lfw_view1.sh aligns
 PROTOCOL=$SHARED/data/lfw_protocol
 TRAIN=$CACHE/devtrain_$ALIGN_SIZE
@@ -47,7 +52,15 @@ if [ "$CLASSIC_METRIC" = 1 ]; then    # as the classic validation command of the
     EVAL+=(--distance_metric 1 --subtract_mean)
     CHECK+=(--lfw_distance_metric 1 --lfw_subtract_mean)
 fi
-COMMON=(--data_dir "$TRAIN" --model_def models.small_cnn --image_size 96 --embedding_size 128
+if [ "$AVERAGES" = 1 ]; then    # the moving averages of the weights (--moving_average_decay 0.9999)
+    EVAL+=(--use_moving_averages)
+    CHECK+=(--lfw_use_moving_averages)
+fi
+AUGMENT=(--random_crop --random_flip)
+if [ "$ERASE" = 1 ]; then
+    AUGMENT+=(--random_erase)
+fi
+COMMON=(--data_dir "$TRAIN" --model_def "$MODEL" --image_size 96 --embedding_size 128
         --batch_size 90 --nrof_preprocess_threads 4 --use_fixed_image_standardization
         --loss "$LOSS" --margin_s 30 --optimizer ADAM --weight_decay 5e-4 --keep_probability 0.8)
 
@@ -56,12 +69,13 @@ python src/train_softmax.py "${COMMON[@]}" --logs_base_dir "$RUNS/untrained_logs
     --models_base_dir "$RUNS/untrained" --max_nrof_epochs 1 --epoch_size 1 --learning_rate 1e-12
 python src/validate_on_lfw.py "$TEST" "$(ls -td "$RUNS"/untrained/*/ | head -1)" "${EVAL[@]}"
 
-# 3. Training: the small CNN at 96 px (random crops of the 110 px faces, random flips), CosFace
+# 3. Training: the small CNN with a flattening head at 96 px (random crops of the 110 px faces, random
+#    flips), CosFace
 #    (s = 30, m = 0.35), Adam at 0.05 multiplied by 0.3 every DECAY_EPOCHS epochs, the DevTest check after every
 #    epoch. Wall time is printed at the end; the curve is lfw/accuracy in TensorBoard.
 START=$(date +%s)
 python src/train_softmax.py "${COMMON[@]}" --logs_base_dir "$RUNS/logs" --models_base_dir "$RUNS/models" \
-    --max_nrof_epochs "$EPOCHS" --epoch_size "$EPOCH_SIZE" --random_crop --random_flip \
+    --max_nrof_epochs "$EPOCHS" --epoch_size "$EPOCH_SIZE" "${AUGMENT[@]}" \
     --learning_rate 0.05 --learning_rate_decay_epochs "$DECAY_EPOCHS" --learning_rate_decay_factor 0.3 \
     --lfw_dir "$TEST" --lfw_pairs "$PROTOCOL/pairsDevTest.txt" --lfw_batch_size 100 "${CHECK[@]}"
 echo "training wall time: $(( ($(date +%s) - START) / 60 )) min (including the per-epoch DevTest checks)"

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from facenet_tf.precision import PRECISIONS, add_precision_argument, bf16_warning, session_config
-from models import inception_resnet_v1, inception_resnet_v2, layers, small_cnn
+from models import inception_resnet_v1, inception_resnet_v2, layers, small_cnn, small_cnn_flat
 
 tf1 = tf.compat.v1
 
@@ -51,7 +51,7 @@ def test_batch_norm_with_update_ops_collection():
             np.testing.assert_allclose(sess.run(mean), 0.1 * data.mean(0), rtol=1e-5)
 
 
-@pytest.mark.parametrize('network', [small_cnn, inception_resnet_v1])
+@pytest.mark.parametrize('network', [small_cnn, small_cnn_flat, inception_resnet_v1])
 def test_reuse_creates_no_new_variables_and_shares_outputs(network):
     with tf.Graph().as_default():
         x = tf1.placeholder(tf.float32, [None, 96, 96, 3])
@@ -81,6 +81,21 @@ def test_small_cnn_sizes_and_parameters(size, grid):
         assert 1.5e6 < _count(learnable) < 3e6
         names = [v.op.name for v in tf1.global_variables()]
         assert 'SmallCNN/Bottleneck/weights' in names and 'SmallCNN/Bottleneck/BatchNorm/moving_variance' in names
+
+
+@pytest.mark.parametrize('size,grid', [(96, 3), (112, 4)])
+def test_small_cnn_flat_keeps_the_positions(size, grid):
+    shapes = {}
+    for network in (small_cnn, small_cnn_flat):
+        with tf.Graph().as_default():
+            x = tf1.placeholder(tf.float32, [None, size, size, 3])
+            prelogits, _ = network.inference(x, 0.8, phase_train=False, bottleneck_layer_size=128)
+            assert prelogits.shape.as_list() == [None, 128]
+            shapes[network] = {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
+    flat_weights = shapes[small_cnn_flat].pop('SmallCNN/Bottleneck/weights')
+    assert flat_weights == [grid * grid * small_cnn.HEAD_CHANNELS, 128]
+    assert shapes[small_cnn].pop('SmallCNN/Bottleneck/weights') == [small_cnn.HEAD_CHANNELS, 128]
+    assert shapes[small_cnn_flat] == shapes[small_cnn]       # same body, same names
 
 
 def test_small_cnn_learns_a_fixed_batch():

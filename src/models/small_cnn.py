@@ -41,6 +41,13 @@ def residual_unit(net, scope):
 def inference(images, keep_probability, phase_train=True, bottleneck_layer_size=128, weight_decay=0.0,
               reuse=None):
     """Build the network on NHWC float `images`; returns (prelogits [N, bottleneck], end_points)."""
+    return build(images, keep_probability, phase_train, bottleneck_layer_size, weight_decay, reuse)
+
+
+def build(images, keep_probability, phase_train=True, bottleneck_layer_size=128, weight_decay=0.0, reuse=None,
+          flatten=False):
+    """The network; the head averages the last feature map over its positions, or with `flatten`
+    keeps them all (a static image size is then needed: the Bottleneck weights depend on it)."""
     end_points = {}
     with layers.arg_scope([layers.conv2d, layers.fully_connected],
                           weights_initializer=tf1.variance_scaling_initializer(
@@ -60,7 +67,10 @@ def inference(images, keep_probability, phase_train=True, bottleneck_layer_size=
                                                                   scope='Conv2d_5b_1x1')
                 with tf1.variable_scope('Logits'):
                     end_points['PrePool'] = net
-                    net = tf.reduce_mean(net, [1, 2], name='AvgPool')
+                    if flatten:
+                        net = tf.reshape(net, [-1, net.shape[1:].num_elements()], name='Flatten')
+                    else:
+                        net = tf.reduce_mean(net, [1, 2], name='AvgPool')
                     net = layers.dropout(net, keep_probability, scope='Dropout')
                     end_points['PreLogitsFlatten'] = net
                 net = layers.fully_connected(net, bottleneck_layer_size, activation_fn=None,
