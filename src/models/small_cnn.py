@@ -3,8 +3,9 @@ per 96x96 image, ~14x fewer than Inception-ResNet-v1 at 160x160).
 
 Five stride-2 3x3 convolutions take the image down 32x (96 -> 3, 112 -> 4, 160 -> 5); a residual unit
 of two 3x3 convolutions follows each of the middle three. Batch norm + ReLU everywhere, global average
-pooling, dropout, and the same `Bottleneck` layer (fully connected + batch norm, no activation) as the
-Inception-ResNet networks, so it drops into the same training and evaluation scripts:
+pooling (flattening in `small_cnn_flat`), dropout, and the same `Bottleneck` layer (fully connected +
+batch norm, no activation) as the Inception-ResNet networks, so it drops into the same training and
+evaluation scripts:
 
     prelogits, end_points = inference(images, keep_probability, phase_train=True,
                                       bottleneck_layer_size=128, weight_decay=5e-4)
@@ -68,7 +69,7 @@ def build(images, keep_probability, phase_train=True, bottleneck_layer_size=128,
                 with tf1.variable_scope('Logits'):
                     end_points['PrePool'] = net
                     if flatten:
-                        net = tf.reshape(net, [-1, net.shape[1:].num_elements()], name='Flatten')
+                        net = layers.flatten(net)
                     else:
                         net = tf.reduce_mean(net, [1, 2], name='AvgPool')
                     net = layers.dropout(net, keep_probability, scope='Dropout')
