@@ -11,7 +11,8 @@
 #   mined inside each batch; rounds: the classic embed-select-train rounds of 30 people x 10 images),
 #   IMAGES_PER_PERSON (6), SELECTION (semihard),
 #   LR (0.1), DECAY_EPOCHS (20: the learning rate is multiplied by 0.3 this often), MIN_IMAGES (2:
-#   people with fewer training images are left out), WORKERS (2: alignment processes).
+#   people with fewer training images are left out), MODEL (models.small_cnn), WORKERS (2: alignment
+#   processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,7 @@ LR=${LR:-0.1}
 DECAY_EPOCHS=${DECAY_EPOCHS:-20}
 MIN_IMAGES=${MIN_IMAGES:-2}
 WORKERS=${WORKERS:-2}
+MODEL=${MODEL:-models.small_cnn}
 ALIGN_SIZE=110      # as benchmarks/prepare_lfw_view1.sh aligns
 PROTOCOL=$SHARED/data/lfw_protocol
 TRAIN=$CACHE/devtrain_$ALIGN_SIZE
@@ -37,7 +39,7 @@ mkdir -p "$RUNS"
 SHARED="$SHARED" CACHE="$CACHE" MIN_IMAGES="$MIN_IMAGES" WORKERS="$WORKERS" bash benchmarks/prepare_lfw_view1.sh
 
 EVAL=(--lfw_pairs "$PROTOCOL/pairsDevTest.txt" --image_size 96 --use_fixed_image_standardization)
-COMMON=(--data_dir "$TRAIN" --model_def models.small_cnn --image_size 96 --embedding_size 128
+COMMON=(--data_dir "$TRAIN" --model_def "$MODEL" --image_size 96 --embedding_size 128
         --batch_size 90 --people_per_batch 30 --images_per_person "$IMAGES_PER_PERSON" --use_fixed_image_standardization
         --triplet_mining "$MINING" --triplet_selection "$SELECTION" --alpha 0.2 --optimizer ADAM --weight_decay 1e-4 --keep_probability 1.0)
 
