@@ -42,20 +42,7 @@ TEST=$CACHE/devtest_$ALIGN_SIZE
 mkdir -p "$RUNS"
 SHARED="$SHARED" CACHE="$CACHE" WORKERS="$WORKERS" bash benchmarks/prepare_lfw_view1.sh
 
-EVAL=(--lfw_pairs "$PROTOCOL/pairsDevTest.txt" --image_size 96 --use_fixed_image_standardization)
-CHECK=()
-if [ "$FLIPPED" = 1 ]; then    # each image's embedding concatenated with its mirror image's
-    EVAL+=(--use_flipped_images)
-    CHECK=(--lfw_use_flipped_images)
-fi
-if [ "$CLASSIC_METRIC" = 1 ]; then    # as the classic validation command of the published models
-    EVAL+=(--distance_metric 1 --subtract_mean)
-    CHECK+=(--lfw_distance_metric 1 --lfw_subtract_mean)
-fi
-if [ "$AVERAGES" = 1 ]; then    # the moving averages of the weights (--moving_average_decay 0.9999)
-    EVAL+=(--use_moving_averages)
-    CHECK+=(--lfw_use_moving_averages)
-fi
+source benchmarks/lfw_evaluation.sh    # EVAL and CHECK from FLIPPED, CLASSIC_METRIC, AVERAGES
 AUGMENT=(--random_crop --random_flip)
 if [ "$ERASE" = 1 ]; then
     AUGMENT+=(--random_erase)

@@ -11,8 +11,9 @@
 #   mined inside each batch; rounds: the classic embed-select-train rounds of 30 people x 10 images),
 #   IMAGES_PER_PERSON (6), SELECTION (semihard),
 #   LR (0.1), DECAY_EPOCHS (20: the learning rate is multiplied by 0.3 this often), MIN_IMAGES (2:
-#   people with fewer training images are left out), MODEL (models.small_cnn), WORKERS (2: alignment
-#   processes).
+#   people with fewer training images are left out), MODEL (models.small_cnn), FLIPPED, CLASSIC_METRIC,
+#   AVERAGES (0: plain embeddings, Euclidean distance, the weights; 1 each as recipe_softmax_lfw.sh),
+#   WORKERS (2: alignment processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,9 @@ DECAY_EPOCHS=${DECAY_EPOCHS:-20}
 MIN_IMAGES=${MIN_IMAGES:-2}
 WORKERS=${WORKERS:-2}
 MODEL=${MODEL:-models.small_cnn}
+FLIPPED=${FLIPPED:-0}
+CLASSIC_METRIC=${CLASSIC_METRIC:-0}
+AVERAGES=${AVERAGES:-0}
 ALIGN_SIZE=110      # as benchmarks/prepare_lfw_view1.sh aligns
 PROTOCOL=$SHARED/data/lfw_protocol
 TRAIN=$CACHE/devtrain_$ALIGN_SIZE
@@ -38,7 +42,7 @@ TEST=$CACHE/devtest_$ALIGN_SIZE
 mkdir -p "$RUNS"
 SHARED="$SHARED" CACHE="$CACHE" MIN_IMAGES="$MIN_IMAGES" WORKERS="$WORKERS" bash benchmarks/prepare_lfw_view1.sh
 
-EVAL=(--lfw_pairs "$PROTOCOL/pairsDevTest.txt" --image_size 96 --use_fixed_image_standardization)
+source benchmarks/lfw_evaluation.sh    # EVAL and CHECK from FLIPPED, CLASSIC_METRIC, AVERAGES
 COMMON=(--data_dir "$TRAIN" --model_def "$MODEL" --image_size 96 --embedding_size 128
         --batch_size 90 --people_per_batch 30 --images_per_person "$IMAGES_PER_PERSON" --use_fixed_image_standardization
         --triplet_mining "$MINING" --triplet_selection "$SELECTION" --alpha 0.2 --optimizer ADAM --weight_decay 1e-4 --keep_probability 1.0)
@@ -57,7 +61,7 @@ START=$(date +%s)
 python src/train_tripletloss.py "${COMMON[@]}" --logs_base_dir "$RUNS/logs" --models_base_dir "$RUNS/models" \
     --max_nrof_epochs "$EPOCHS" --epoch_size "$EPOCH_SIZE" --random_crop --random_flip \
     --learning_rate "$LR" --learning_rate_decay_epochs "$DECAY_EPOCHS" --learning_rate_decay_factor 0.3 \
-    --lfw_dir "$TEST" --lfw_pairs "$PROTOCOL/pairsDevTest.txt"
+    --lfw_dir "$TEST" --lfw_pairs "$PROTOCOL/pairsDevTest.txt" "${CHECK[@]}"
 echo "training wall time: $(( ($(date +%s) - START) / 60 )) min (including the per-epoch DevTest checks)"
 
 # 4. DevTest accuracy of the last checkpoint with the classic validation script.

@@ -115,19 +115,6 @@ def validate(args, sess, g, epoch, image_list, label_list, stat, summary_writer,
           % (epoch, done, time.time() - start, loss, xent, accuracy))
 
 
-def embed_lfw(args, sess, g, paths):
-    """LFW embeddings through the pipeline; with --lfw_use_flipped_images the embeddings of each
-    image and of its mirror image side by side."""
-    control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
-    flips = [False, True] if args.lfw_use_flipped_images else [False]
-    parts = [training.embed_through_pipeline(
-        sess, g['queue'], g['embeddings'], g['label_batch'], paths, args.lfw_batch_size,
-        control | (input_pipeline.FLIP if flip else 0), {g['phase_train_placeholder']: False},
-        g['batch_size_placeholder'], log_label='LFW embeddings' + (' (flipped)' if flip else ''))
-        for flip in flips]
-    return np.concatenate(parts, axis=1)
-
-
 def _check_args(args):
     if args.batch_size <= 0 or args.epoch_size <= 0 or args.max_nrof_epochs <= 0:
         raise UserError('--batch_size, --epoch_size and --max_nrof_epochs must be positive')
@@ -176,10 +163,7 @@ def main(args):
     schedule = training.schedule_from_args(args)
     np.random.seed(seed=args.seed)
     train_set, val_set, records = load_sets(args)
-    lfw_check = None
-    if args.lfw_dir:
-        lfw_check = training.LfwCheck(args.lfw_dir, args.lfw_pairs, args.lfw_nrof_folds,
-                                      args.lfw_distance_metric, args.lfw_subtract_mean)
+    lfw_check = training.lfw_check_from_args(args)
     if args.pretrained_model:
         training.checkpoint_prefix(args.pretrained_model)
 
@@ -232,7 +216,7 @@ def _train(args, sess, g, r, coord):
             t = time.time()
             if r['lfw_check'] is not None:
                 with training.lfw_weights(args, sess, g):
-                    accuracy, val = r['lfw_check'].run(lambda paths: embed_lfw(args, sess, g, paths), step,
+                    accuracy, val = r['lfw_check'].run(lambda paths: training.embed_lfw(args, sess, g, paths, args.lfw_batch_size), step,
                                                        writer, r['log_dir'])
                 stat['lfw_accuracy'][epoch - 1] = accuracy
                 stat['lfw_valrate'][epoch - 1] = val
@@ -290,12 +274,6 @@ def parse_arguments(argv):
                         help='Classes with fewer training images than this after the split are left out.')
     parser.add_argument('--lfw_batch_size', type=int, default=100,
                         help='Images per batch for LFW and validation embeddings.')
-    parser.add_argument('--lfw_distance_metric', type=int, default=0, choices=[0, 1],
-                        help='LFW distance: 0 squared Euclidean, 1 cosine (angular).')
-    parser.add_argument('--lfw_use_flipped_images', action='store_true',
-                        help='Concatenate the embeddings of each LFW image and of its mirror image.')
-    parser.add_argument('--lfw_subtract_mean', action='store_true',
-                        help='Subtract the feature mean before computing LFW distances.')
     return parser.parse_args(argv)
 
 

@@ -160,9 +160,7 @@ def main(args):
         if records is not None:
             records.close()
         raise UserError('the training set %s needs at least 2 people and one with 2+ images' % args.data_dir)
-    lfw_check = None
-    if args.lfw_dir:
-        lfw_check = training.LfwCheck(args.lfw_dir, args.lfw_pairs, args.lfw_nrof_folds)
+    lfw_check = training.lfw_check_from_args(args)
     if args.pretrained_model:
         training.checkpoint_prefix(args.pretrained_model)
 
@@ -195,7 +193,8 @@ def _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir
             g['last_checkpoint'] = training.save_checkpoint(sess, g['saver'], summary_writer, model_dir, subdir, step)
             if lfw_check is not None:
                 with training.lfw_weights(args, sess, g):
-                    lfw_check.run(lambda paths: _embed_eval(args, sess, g, paths), step, summary_writer, log_dir)
+                    lfw_check.run(lambda paths: training.embed_lfw(args, sess, g, paths, args.batch_size), step,
+                                  summary_writer, log_dir)
             if step < (epoch + 1) * args.epoch_size:
                 print('Training stopped: no more triplets to train on')
                 break
@@ -212,13 +211,6 @@ def _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir
         raise training.input_error(coord, e)
     print('Training done: %d steps, %.1f min; model saved in %s' % (step, (time.time() - start) / 60.0, model_dir))
     return 0
-
-
-def _embed_eval(args, sess, g, paths):
-    control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
-    return training.embed_through_pipeline(
-        sess, g['queue'], g['embeddings'], g['label_batch'], paths, args.batch_size, control,
-        {g['phase_train_placeholder']: False}, g['batch_size_placeholder'], log_label='LFW embeddings')
 
 
 def parse_arguments(argv):

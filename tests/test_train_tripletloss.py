@@ -37,7 +37,8 @@ def first_run(faces, tmp_path_factory):
     code, model_dir, log_dir = _train(faces, tmp, [
         '--max_nrof_epochs', '2', '--random_crop', '--random_flip', '--random_rotate',
         '--triplet_selection', 'semihard', '--lfw_dir', str(faces / 'lfw'),
-        '--lfw_pairs', str(faces / 'pairs.txt'), '--lfw_nrof_folds', '2'])
+        '--lfw_pairs', str(faces / 'pairs.txt'), '--lfw_nrof_folds', '2', '--lfw_distance_metric', '1',
+        '--lfw_use_flipped_images', '--lfw_subtract_mean', '--lfw_use_moving_averages'])
     return code, model_dir, log_dir
 
 

@@ -405,6 +405,27 @@ class LfwCheck(object):
         return float(np.mean(accuracy)), float(val)
 
 
+def lfw_check_from_args(args):
+    """The per-epoch LFW check the --lfw_* flags ask for, or None without --lfw_dir."""
+    if not args.lfw_dir:
+        return None
+    return LfwCheck(args.lfw_dir, args.lfw_pairs, args.lfw_nrof_folds, args.lfw_distance_metric,
+                    args.lfw_subtract_mean)
+
+
+def embed_lfw(args, sess, g, paths, batch_size):
+    """LFW embeddings through the training pipeline; with --lfw_use_flipped_images the embeddings of
+    each image and of its mirror image side by side."""
+    control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
+    flips = [False, True] if args.lfw_use_flipped_images else [False]
+    parts = [embed_through_pipeline(
+        sess, g['queue'], g['embeddings'], g['label_batch'], paths, batch_size,
+        control | (input_pipeline.FLIP if flip else 0), {g['phase_train_placeholder']: False},
+        g['batch_size_placeholder'], log_label='LFW embeddings' + (' (flipped)' if flip else ''))
+        for flip in flips]
+    return np.concatenate(parts, axis=1)
+
+
 def embed_through_pipeline(sess, input_queue, embeddings, label_batch, paths, batch_size, control,
                            feed_dict, batch_size_placeholder, log_label=None):
     """Embeddings of `paths` (in order) computed through the training input pipeline: the paths are
@@ -481,6 +502,12 @@ def add_common_arguments(parser, max_nrof_epochs, batch_size_extra=''):
                         help='The LFW pairs file (View 2 pairs.txt or View 1 pairsDevTest.txt).')
     parser.add_argument('--lfw_dir', type=str, default='', help='Path to the aligned LFW face patches.')
     parser.add_argument('--lfw_nrof_folds', type=int, default=10, help='Number of folds for the LFW check.')
+    parser.add_argument('--lfw_distance_metric', type=int, default=0, choices=[0, 1],
+                        help='LFW distance: 0 squared Euclidean, 1 cosine (angular).')
+    parser.add_argument('--lfw_use_flipped_images', action='store_true',
+                        help='Concatenate the embeddings of each LFW image and of its mirror image.')
+    parser.add_argument('--lfw_subtract_mean', action='store_true',
+                        help='Subtract the feature mean before computing LFW distances.')
     parser.add_argument('--lfw_use_moving_averages', action='store_true',
                         help='Run the LFW check with the moving averages of the weights (--moving_average_decay) '
                         'instead of their current values.')
