@@ -52,11 +52,7 @@ def build_graph(args, network, nrof_classes, records):
     g['train_op'], g['saved'], g['averages'] = training.build_train_op(
         g['loss'], g['global_step'], args.optimizer, g['learning_rate'], args.moving_average_decay,
         tf1.global_variables(), args.log_histograms)
-    if args.lfw_use_moving_averages:
-        g['average_swap'] = training.MovingAverageSwap(g['averages'])
-    g['saver'] = tf1.train.Saver(g['saved'], max_to_keep=3)
-    g['summary_op'] = tf1.summary.merge_all()
-    g['close_queue'] = g['queue'].queue.close(cancel_pending_enqueues=True)
+    training.add_run_ops(args, g)
     return g
 
 
@@ -215,8 +211,7 @@ def _train(args, sess, g, r, coord):
                                                             r['subdir'], epoch)
             t = time.time()
             if r['lfw_check'] is not None:
-                with training.lfw_weights(args, sess, g):
-                    accuracy, val = r['lfw_check'].run(lambda paths: training.embed_lfw(args, sess, g, paths, args.lfw_batch_size), step,
+                accuracy, val = training.run_lfw_check(args, sess, g, r['lfw_check'], args.lfw_batch_size, step,
                                                        writer, r['log_dir'])
                 stat['lfw_accuracy'][epoch - 1] = accuracy
                 stat['lfw_valrate'][epoch - 1] = val

@@ -39,11 +39,7 @@ def build_graph(args, network, records=None):
     g['train_op'], g['saved'], g['averages'] = training.build_train_op(
         g['loss'], g['global_step'], args.optimizer, g['learning_rate'], args.moving_average_decay,
         tf1.global_variables())
-    if args.lfw_use_moving_averages:
-        g['average_swap'] = training.MovingAverageSwap(g['averages'])
-    g['saver'] = tf1.train.Saver(g['saved'], max_to_keep=3)
-    g['summary_op'] = tf1.summary.merge_all()
-    g['close_queue'] = g['queue'].queue.close(cancel_pending_enqueues=True)
+    training.add_run_ops(args, g)
     return g
 
 
@@ -192,9 +188,7 @@ def _train(args, sess, g, train_set, schedule, lfw_check, summary_writer, subdir
             step = run_epoch(args, sess, g, train_set, epoch, lr, summary_writer)
             g['last_checkpoint'] = training.save_checkpoint(sess, g['saver'], summary_writer, model_dir, subdir, step)
             if lfw_check is not None:
-                with training.lfw_weights(args, sess, g):
-                    lfw_check.run(lambda paths: training.embed_lfw(args, sess, g, paths, args.batch_size), step,
-                                  summary_writer, log_dir)
+                training.run_lfw_check(args, sess, g, lfw_check, args.batch_size, step, summary_writer, log_dir)
             if step < (epoch + 1) * args.epoch_size:
                 print('Training stopped: no more triplets to train on')
                 break

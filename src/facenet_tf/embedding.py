@@ -138,12 +138,7 @@ def load_for_inference(model, session, use_moving_averages=False):
     has_phase_train, graph_def = _has_phase_train(model)
     input_map = {'phase_train:0': tf.constant(False)} if has_phase_train else None
     if graph_def is not None:
-        if use_moving_averages:
-            raise model_io.frozen_graph_averages_error(model)
-        try:
-            tf1.import_graph_def(graph_def, input_map=input_map, name='')
-        except ValueError as e:
-            raise UserError('cannot import %s: %s' % (model, str(e).strip().splitlines()[0]))
+        model_io.import_frozen_graph(graph_def, model, input_map, use_moving_averages)
         model_io.check_tensors(session.graph, model)
     else:
         model_io.load_model(model, input_map=input_map, session=session,

@@ -58,10 +58,7 @@ def load_model(model, input_map=None, session=None, use_moving_averages=False):
     variable of a checkpoint gets its moving average (as the training scripts keep them) instead."""
     model_exp = os.path.expanduser(model)
     if os.path.isfile(model_exp):
-        if use_moving_averages:
-            raise frozen_graph_averages_error(model)
-        graph_def = read_graph_def(model_exp)
-        tf1.import_graph_def(graph_def, input_map=input_map, name='')
+        import_frozen_graph(read_graph_def(model_exp), model, input_map, use_moving_averages)
     elif os.path.isdir(model_exp):
         meta_file, ckpt_file = get_model_filenames(model_exp)
         sess = session or tf1.get_default_session()
@@ -81,10 +78,16 @@ def load_model(model, input_map=None, session=None, use_moving_averages=False):
     check_tensors(tf1.get_default_graph(), model)
 
 
-def frozen_graph_averages_error(model):
-    """The error for moving averages asked of a frozen graph."""
-    return UserError('%s is a frozen graph: it holds one set of weights (freeze the checkpoint folder '
-                     'with --use_moving_averages instead)' % model)
+def import_frozen_graph(graph_def, model, input_map=None, use_moving_averages=False):
+    """Import the parsed frozen graph of file `model` into the default graph. It holds one set of
+    weights: asking it for moving averages is an error."""
+    if use_moving_averages:
+        raise UserError('%s is a frozen graph: it holds one set of weights (freeze the checkpoint folder '
+                        'with --use_moving_averages instead)' % model)
+    try:
+        tf1.import_graph_def(graph_def, input_map=input_map, name='')
+    except ValueError as e:
+        raise UserError('cannot import %s: %s' % (model, str(e).strip().splitlines()[0]))
 
 
 def averages_saver(checkpoint, model):

@@ -150,6 +150,17 @@ def build_train_op(total_loss, global_step, optimizer_name, learning_rate, movin
     return train_op, saved, averages
 
 
+def add_run_ops(args, g):
+    """What both training graphs add after the train op: the Saver of g['saved'] (the last 3
+    checkpoints kept), the merged summaries, the op closing the input queue and, with
+    --lfw_use_moving_averages, the MovingAverageSwap of g['averages']."""
+    g['saver'] = tf1.train.Saver(g['saved'], max_to_keep=3)
+    g['summary_op'] = tf1.summary.merge_all()
+    g['close_queue'] = g['queue'].queue.close(cancel_pending_enqueues=True)
+    if args.lfw_use_moving_averages:
+        g['average_swap'] = MovingAverageSwap(g['averages'])
+
+
 class MovingAverageSwap(object):
     """Puts the moving averages ({average: variable}, as build_train_op returns them) in place of
     their variables for an evaluation, and the trained values back after it:
@@ -180,12 +191,6 @@ def train_control(args):
     """The pipeline control word of training images from the augmentation flags."""
     return input_pipeline.control_flags(args.random_crop, args.random_flip, args.random_rotate,
                                         args.use_fixed_image_standardization, random_erase=args.random_erase)
-
-
-def lfw_weights(args, sess, g):
-    """The context of an LFW check: the moving averages swapped in with --lfw_use_moving_averages
-    (g['average_swap'], built with the graph), the trained weights otherwise."""
-    return g['average_swap'](sess) if args.lfw_use_moving_averages else contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------- run folders and records
@@ -411,6 +416,15 @@ def lfw_check_from_args(args):
         return None
     return LfwCheck(args.lfw_dir, args.lfw_pairs, args.lfw_nrof_folds, args.lfw_distance_metric,
                     args.lfw_subtract_mean)
+
+
+def run_lfw_check(args, sess, g, lfw_check, batch_size, step, summary_writer, log_dir):
+    """The per-epoch LFW check through the training pipeline, on the moving averages of the weights
+    with --lfw_use_moving_averages (g['average_swap']). Returns (accuracy, validation rate)."""
+    weights = g['average_swap'](sess) if args.lfw_use_moving_averages else contextlib.nullcontext()
+    with weights:
+        return lfw_check.run(lambda paths: embed_lfw(args, sess, g, paths, batch_size), step, summary_writer,
+                             log_dir)
 
 
 def embed_lfw(args, sess, g, paths, batch_size):
