@@ -319,13 +319,18 @@ def freeze_model(model_dir, output_file, use_moving_averages=False):
         with tf1.Session(graph=graph) as sess:
             load_model(model_dir, session=sess, use_moving_averages=use_moving_averages)
             frozen = freeze_session(sess)
+    write_graph_def(frozen, output_file)
+    return len(frozen.node)
+
+
+def write_graph_def(graph_def, output_file):
+    """Write a GraphDef as a binary .pb, under a temporary name renamed into place."""
     out_dir = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(out_dir, exist_ok=True)
     tmp = output_file + '.tmp'
     with tf.io.gfile.GFile(tmp, 'wb') as f:
-        f.write(frozen.SerializeToString())
+        f.write(graph_def.SerializeToString())
     os.replace(tmp, output_file)
-    return len(frozen.node)
 
 
 def export_tflite(model, output_file, image_size=160):
