@@ -1,6 +1,6 @@
 """Detect and align a face in each image, embed them, and print the distance matrix.
 
-Usage: python src/compare.py model image_files... [--image_size 160] [--margin 44]
+Usage: python src/compare.py model image_files... [--image_size 160] [--margin 44] [--max_detect_side N]
 """
 import argparse
 import sys
@@ -19,9 +19,10 @@ from facenet_tf.precision import add_precision_argument, session_config
 tf1 = tf.compat.v1
 
 
-def load_and_align_data(image_paths, image_size, margin, standardize):
+def load_and_align_data(image_paths, image_size, margin, standardize, max_detect_side=0):
     """(kept paths, [N, size, size, 3] float images): the first detected face of each image, cropped
-    with margin/2 per side and resized with PIL's bilinear filter; unusable images are named and left out."""
+    with margin/2 per side and resized with PIL's bilinear filter; unusable images are named and left out.
+    Detection runs on the full image unless max_detect_side > 0 (then on a copy reduced to that side)."""
     kept, faces = [], []
     with MTCNN() as detector:
         for path in image_paths:
@@ -30,7 +31,7 @@ def load_and_align_data(image_paths, image_size, margin, standardize):
             except image_lib.ImageReadError as e:
                 print('cannot read %s (%s): left out' % (path, e))
                 continue
-            boxes, _ = aligner.detect_faces(detector, [img])[0]
+            boxes, _ = aligner.detect_faces(detector, [img], max_detect_side)[0]
             if boxes.shape[0] < 1:
                 print("can't detect face in %s: left out" % path)
                 continue
@@ -75,7 +76,8 @@ def print_matrix(paths, dist):
 
 def main(args):
     standardize = image_lib.fixed_standardize if args.use_fixed_image_standardization else image_lib.prewhiten
-    paths, faces = load_and_align_data(args.image_files, args.image_size, args.margin, standardize)
+    paths, faces = load_and_align_data(args.image_files, args.image_size, args.margin, standardize,
+                                       args.max_detect_side)
     if len(paths) < 2:
         raise UserError('need at least two images with a detectable face, got %d' % len(paths))
     emb = embed(args.model, faces, args.precision)
@@ -96,6 +98,7 @@ def parse_arguments(argv):
                         default=1.0)
     parser.add_argument('--use_fixed_image_standardization', action='store_true',
                         help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of prewhitening.')
+    aligner.add_max_detect_side_argument(parser)
     add_precision_argument(parser)
     return parser.parse_args(argv)
 

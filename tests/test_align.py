@@ -131,3 +131,46 @@ def test_crop_face_grows_clips_and_resizes_like_pil():
     np.testing.assert_array_equal(face, expected)
     face, bb = aligner.crop_face(img, np.array([130.0, 10, 150, 30]), 40, 0)
     assert face is None
+
+
+def _iou(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+    return w * h / (area(a) + area(b) - w * h)
+
+
+def test_detection_is_on_the_full_image_unless_max_detect_side(data_dir):
+    """A 1638x2048 photo: by default the detector sees the full image (as the classic tools); with
+    max_side 1000 it sees a reduced copy and the box, mapped back, moves a little (same face)."""
+    from align.detect_face import MTCNN
+    from facenet_tf.images import read_rgb
+    img = read_rgb(os.path.join(data_dir, 'misc_faces', 'facenet_pytorch', 'test_images', 'paul_rudd', '1.jpg'))
+    assert img.shape[:2] == (2048, 1638)
+    same, back = aligner.detection_copy(img)
+    assert same is img and back is None
+    with MTCNN() as detector:
+        assert aligner.prepare(detector, img)[1] is None  # what align_dataset_mtcnn detects on
+        full_boxes, full_points = detector.detect(img)
+        boxes, points = aligner.detect_faces(detector, [img])[0]
+        reduced_boxes, reduced_points = aligner.detect_faces(detector, [img], max_side=1000)[0]
+    assert full_boxes.shape[0] == boxes.shape[0] == reduced_boxes.shape[0] == 1
+    np.testing.assert_allclose(boxes, full_boxes, atol=1e-4)
+    np.testing.assert_allclose(points, full_points, atol=1e-4)
+    assert np.abs(reduced_boxes[0, :4] - full_boxes[0, :4]).max() > 1.0
+    assert _iou(reduced_boxes[0], full_boxes[0]) > 0.8
+    assert np.abs(reduced_points - full_points).max() < 40.0  # landmarks of the same face
+
+
+def test_max_detect_side_flag(tmp_path, capsys):
+    from align.dataset_alignment import Options
+    args = script.parse_arguments([str(tmp_path), str(tmp_path / 'out')])
+    assert args.max_detect_side == 0 and Options(160, 32, False, False).max_detect_side == 0
+    assert script.parse_arguments([str(tmp_path), 'o', '--max_detect_side', '1500']).max_detect_side == 1500
+    for bad, message in (('-5', 'must be 0 (off) or a positive number of pixels, got -5'),
+                         ('big', "expected an integer, got 'big'")):
+        with pytest.raises(SystemExit) as e:
+            script.parse_arguments([str(tmp_path), 'o', '--max_detect_side', bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].endswith(': error: argument --max_detect_side: ' + message)

@@ -68,7 +68,8 @@ def test_bad_and_odd_inputs_never_stop_a_run(face_path, tmp_path, capsys):
     face.resize((4000, 4000), Image.BILINEAR).save(str(d / 'huge.jpg'), quality=90)
     Image.new('RGB', (300, 200), (90, 120, 200)).save(str(d / 'noface.png'))
     out = str(tmp_path / 'out')
-    code, captured = _run([str(tmp_path / 'in'), out, '--image_size', '96', '--margin', '16'], capsys)
+    code, captured = _run([str(tmp_path / 'in'), out, '--image_size', '96', '--margin', '16',
+                           '--max_detect_side', '2000'], capsys)
     assert code == 0
     assert ('Total number of images: 12, successfully aligned: 7 (7 faces written), no face: 2, '
             'unreadable: 3') in captured.out
@@ -83,7 +84,8 @@ def test_bad_and_odd_inputs_never_stop_a_run(face_path, tmp_path, capsys):
     ref = np.array(boxes['gray.png'], dtype=np.float64)
     # the EXIF-rotated file is aligned upright: same box as the plain image
     np.testing.assert_allclose(boxes['exif_rotated.png'], ref, atol=3)
-    # the huge image is detected on a reduced copy; its box maps back to full resolution (16x)
+    # with --max_detect_side 2000 the huge image is detected on a reduced copy; its box maps back to
+    # full resolution (16x)
     assert _iou(np.array(boxes['huge.png']) / 16.0, ref) > 0.75  # a blurry 16x upscale: not the same pixels
     assert boxes['noface.png'] == [] and boxes['tiny.png'] == []
     for name in written:

@@ -70,3 +70,70 @@ def test_compare_needs_two_faces(frozen_model, tmp_path, data_dir):
     assert r.returncode != 0
     assert r.stderr.strip().splitlines() == ['compare.py: error: need at least two images with a detectable '
                                              'face, got 1']
+
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    """A small frozen model (one fixed random convolution, pooled, L2-normalised; the classic tensor
+    names) that loads and runs in a fraction of a second, for tests of what compare.py feeds it."""
+    import tensorflow as tf
+    tf1 = tf.compat.v1
+    path = str(tmp_path_factory.mktemp('tiny') / 'tiny.pb')
+    kernel = np.random.default_rng(0).normal(0.0, 0.1, (5, 5, 3, 8)).astype(np.float32)
+    with tf1.Graph().as_default() as graph:
+        images = tf1.placeholder(tf.float32, [None, 160, 160, 3], name='input')
+        tf1.placeholder_with_default(False, [], name='phase_train')
+        features = tf.nn.relu(tf.nn.conv2d(images, tf.constant(kernel), 4, 'VALID'))
+        pooled = tf.reshape(tf.nn.avg_pool2d(features, 4, 4, 'VALID'), [-1, 9 * 9 * 8])
+        tf.nn.l2_normalize(pooled, 1, 1e-10, name='embeddings')
+        with open(path, 'wb') as f:
+            f.write(graph.as_graph_def().SerializeToString())
+    return path
+
+
+def _test_image(data_dir, person):
+    return os.path.join(data_dir, 'misc_faces', 'facenet_pytorch', 'test_images', person, '1.jpg')
+
+
+def test_compare_detects_on_the_full_image_by_default(tiny_model, data_dir, capsys, monkeypatch):
+    """paul_rudd/1.jpg is 1638x2048: compare.py embeds crops of full-image detections, as the classic
+    compare.py, and prints their distances; --max_detect_side 1000 (a reduced copy) gives other crops."""
+    import compare
+    from align import aligner
+    from align.detect_face import MTCNN
+    from facenet_tf import images as image_lib
+    paths = [_test_image(data_dir, 'paul_rudd'), os.path.join(data_dir, 'lfw_deepfunneled', 'Ai_Sugiyama',
+                                                              'Ai_Sugiyama_0001.jpg')]
+    with MTCNN() as detector:
+        expected = []
+        for path in paths:
+            img = image_lib.read_rgb(path)
+            boxes, _ = detector.detect(img)
+            expected.append(image_lib.prewhiten(aligner.crop_face(img, boxes[0, 0:4], 160, 44)[0]))
+    fed, real_embed = [], compare.embed
+
+    def recording_embed(model, faces, precision):
+        fed.append(faces)
+        return real_embed(model, faces, precision)
+    monkeypatch.setattr(compare, 'embed', recording_embed)
+    default = _matrix(_run_in_process(capsys, tiny_model, *paths))
+    np.testing.assert_allclose(fed[0], np.stack(expected), atol=1e-5)
+    want = compare.distance_matrix(real_embed(tiny_model, np.stack(expected), 'fp32'))
+    assert default.shape == (2, 2) and want[0, 1] > 0.01
+    np.testing.assert_allclose(default, want, atol=1.5e-4)  # printed with 4 decimals
+    reduced = _matrix(_run_in_process(capsys, tiny_model, *paths, '--max_detect_side', '1000'))
+    assert np.abs(fed[1][0] - fed[0][0]).max() > 0.1  # paul_rudd: another crop
+    np.testing.assert_allclose(fed[1][1], fed[0][1], atol=1e-5)  # the 250x250 image: not reduced
+    assert abs(reduced[0, 1] - default[0, 1]) > 1e-3
+
+
+def test_compare_max_detect_side_must_not_be_negative(capsys):
+    import compare
+    assert compare.parse_arguments(['m.pb', 'a.jpg', 'b.jpg', '--max_detect_side', '900']).max_detect_side == 900
+    assert compare.parse_arguments(['m.pb', 'a.jpg', 'b.jpg']).max_detect_side == 0
+    with pytest.raises(SystemExit) as e:
+        compare.parse_arguments(['m.pb', 'a.jpg', 'b.jpg', '--max_detect_side', '-1'])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        ': error: argument --max_detect_side: must be 0 (off) or a positive number of pixels, got -1')

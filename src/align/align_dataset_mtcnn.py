@@ -9,6 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from align.aligner import add_max_detect_side_argument  # noqa: E402
 from facenet_tf.cli import UserError, run  # noqa: E402
 
 
@@ -32,7 +33,8 @@ def main(args):
     if not os.path.isdir(os.path.expanduser(args.input_dir)):
         raise UserError('input folder not found: %s' % args.input_dir)
     from align.dataset_alignment import Options, align_dataset, summary_line
-    opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment)
+    opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment,
+                   args.max_detect_side)
     counts = align_dataset(args.input_dir, args.output_dir, opts, random_order=args.random_order,
                            num_workers=args.num_workers, arg_string=' '.join(sys.argv))
     print(summary_line(counts))
@@ -61,6 +63,7 @@ def parse_arguments(argv):
                              'instead of cropping its box with the margin.')
     parser.add_argument('--num_workers', type=int, default=1,
                         help='Processes that detect and write in parallel.')
+    add_max_detect_side_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -32,7 +32,9 @@ PNG_COMPRESSION = 1  # zlib level: 4x faster to write than the default 6, files 
 _TMP_RE = re.compile(r'^\..+\.(\d+)\.tmp$')
 
 Job = namedtuple('Job', 'src base')  # input image path; output path without '.png'
-Options = namedtuple('Options', 'image_size margin detect_multiple_faces landmark_alignment')
+# max_detect_side: 0 = detect on the full image (classic), N > 0 = on a copy reduced to N px
+Options = namedtuple('Options', 'image_size margin detect_multiple_faces landmark_alignment max_detect_side',
+                     defaults=(0,))
 Result = namedtuple('Result', 'status lines message')  # status: aligned / noface / unreadable
 
 
@@ -186,7 +188,7 @@ class BatchAligner(object):
             img = read_rgb(job.src)
         except ImageReadError as e:
             return None, None, str(e)
-        return img, aligner.prepare(self.detector, img), None
+        return img, aligner.prepare(self.detector, img, self.opts.max_detect_side), None
 
     def read(self, jobs):
         """Futures of the decoded images of `jobs`."""
