@@ -137,3 +137,32 @@ def test_compare_max_detect_side_must_not_be_negative(capsys):
     assert e.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         ': error: argument --max_detect_side: must be 0 (off) or a positive number of pixels, got -1')
+
+
+def _native_bf16_cpu():
+    from facenet_tf.precision import NATIVE_BF16_FLAGS
+    with open('/proc/cpuinfo') as f:
+        text = f.read()
+    return any(flag in text.split() for flag in NATIVE_BF16_FLAGS)
+
+
+def test_compare_bf16_warns_once_on_a_cpu_without_native_bf16(tiny_model, data_dir, capsys, monkeypatch):
+    """compare.py's main with --precision bf16 on this machine's real CPU flags, run twice in one
+    process (two sessions): one warning line on stderr in all."""
+    if not os.path.exists('/proc/cpuinfo'):
+        pytest.skip('no /proc/cpuinfo to read the CPU flags from')
+    if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0':
+        pytest.skip('oneDNN is off: bf16 warns that it has no effect instead')
+    if _native_bf16_cpu():
+        pytest.skip('this CPU computes bf16 natively (avx512_bf16/amx_bf16): no warning expected')
+    from facenet_tf import precision
+    monkeypatch.setattr(precision, '_warned', False)  # as in a fresh process
+    import compare
+    lfw = os.path.join(data_dir, 'lfw_deepfunneled')
+    faces = [os.path.join(lfw, 'Ai_Sugiyama', 'Ai_Sugiyama_000%d.jpg' % i) for i in (1, 2)]
+    for _ in range(2):
+        compare.main(compare.parse_arguments([tiny_model, faces[0], faces[1], '--precision', 'bf16']))
+    captured = capsys.readouterr()
+    assert _matrix(captured.out).shape == (4, 2)  # two reports
+    warnings = [line for line in captured.err.splitlines() if line.startswith('warning: ')]
+    assert warnings == ['warning: bf16 is emulated on this CPU (no avx512_bf16/amx_bf16) and slower than fp32']

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facenet_tf.precision import PRECISIONS, add_precision_argument, bf16_warning, session_config
+from facenet_tf.precision import PRECISIONS, add_precision_argument, session_config
 from models import inception_resnet_v1, inception_resnet_v2, layers, small_cnn, small_cnn_flat
 
 tf1 = tf.compat.v1
@@ -159,16 +159,3 @@ def test_session_config_precisions():
     assert parser.parse_args(['--precision', 'bf16']).precision == 'bf16'
     assert parser.parse_args([]).precision == 'fp32'
     assert PRECISIONS == ('fp32', 'bf16')
-
-
-def test_bf16_warning_matches_this_machine():
-    from tensorflow.python.util import _pywrap_util_port
-    with open('/proc/cpuinfo') as f:
-        avx512 = 'avx512f' in f.read()
-    message = bf16_warning()
-    if not _pywrap_util_port.IsMklEnabled():
-        assert 'oneDNN is off' in message
-    elif not avx512:
-        assert 'no AVX-512' in message
-    else:
-        assert message is None

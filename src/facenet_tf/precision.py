@@ -3,14 +3,20 @@
 'bf16' turns on the grappler rewrite that runs convolutions and matrix products in bfloat16 on
 CPUs with oneDNN (variables and the fed/fetched tensors stay float32). Embeddings stay within
 cosine 0.9999 of fp32. It needs oneDNN (TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads) and is
-faster than fp32 only on CPUs with AVX-512 (native bf16 with AVX512_BF16 / AMX); `bf16_warning()`
-says when it will not help here.
+native only on CPUs with the avx512_bf16 or amx_bf16 instructions; elsewhere it is emulated and
+slower than fp32 (more CPU time per image on an AVX2 CPU). `session_config('bf16')` prints one
+warning line on stderr, once per process, when that is the case (`bf16_warning()` gives the reason).
 """
+import sys
+
 import tensorflow as tf
 from tensorflow.python.util import _pywrap_util_port
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 PRECISIONS = ('fp32', 'bf16')
+NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')  # /proc/cpuinfo flags of CPUs that compute in bf16
+
+_warned = False  # the bf16 warning is printed once per process
 
 
 def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0):
@@ -21,6 +27,7 @@ def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0):
                                       inter_op_parallelism_threads=inter_op_threads,
                                       allow_soft_placement=True)
     if precision == 'bf16':
+        warn_precision(precision)
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
             rewriter_config_pb2.RewriterConfig.ON
     return config
@@ -29,12 +36,14 @@ def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0):
 def add_precision_argument(parser):
     """Add the scripts' `--precision {fp32,bf16}` option to an argparse parser."""
     parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
-                        help='Arithmetic of the network: fp32 (exact) or bf16 (faster on CPUs with '
-                             'bfloat16 support, embeddings within cosine 0.9999 of fp32).')
+                        help='Arithmetic of the network: fp32 (exact) or bf16 (embeddings within cosine '
+                             '0.9999 of fp32; faster only on CPUs with avx512_bf16/amx_bf16, elsewhere '
+                             'emulated, slower, and a warning is printed).')
     return parser
 
 
 def _cpu_flags():
+    """The CPU's flags from /proc/cpuinfo (a set), or None when they cannot be read."""
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
@@ -45,11 +54,40 @@ def _cpu_flags():
     return None
 
 
-def bf16_warning():
-    """One line saying why bf16 will not speed this machine up, or None when it should."""
-    if not _pywrap_util_port.IsMklEnabled():
-        return ('bf16 has no effect: oneDNN is off (set TF_ENABLE_ONEDNN_OPTS=1 before starting)')
-    flags = _cpu_flags()
-    if flags is not None and 'avx512f' not in flags:
-        return 'this CPU has no AVX-512: bf16 runs on a slow generic path, fp32 is faster here'
+def _onednn_enabled():
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def bf16_warning(flags=None, onednn=None):
+    """One line saying why bf16 will not help on this machine, or None when it runs natively.
+
+    flags: the CPU flags (a set of /proc/cpuinfo names; None = this machine's, and no warning when
+    they cannot be read); onednn: whether oneDNN is on (None = ask TensorFlow).
+    """
+    if onednn is None:
+        onednn = _onednn_enabled()
+    if not onednn:
+        return 'bf16 has no effect: oneDNN is off (set TF_ENABLE_ONEDNN_OPTS=1 before starting)'
+    if flags is None:
+        flags = _cpu_flags()
+        if flags is None:
+            return None
+    if not any(flag in flags for flag in NATIVE_BF16_FLAGS):
+        return 'bf16 is emulated on this CPU (no avx512_bf16/amx_bf16) and slower than fp32'
     return None
+
+
+def warn_precision(precision, stream=None):
+    """For precision 'bf16', print 'warning: <bf16_warning()>' on stderr once per process; returns
+    whether it printed. Called by session_config, so every script run with --precision bf16 warns."""
+    global _warned
+    if precision != 'bf16' or _warned:
+        return False
+    message = bf16_warning()
+    if message is None:
+        return False
+    _warned = True
+    stream = stream or sys.stderr
+    stream.write('warning: %s\n' % message)
+    stream.flush()
+    return True
