@@ -11,6 +11,17 @@ the network's own seeded random initialisation; bf16 rows print the worst cosine
 embeddings and the fp32 ones. --train_step times one triplet-loss Adagrad step per batch instead
 (phase_train True, weight decay 5e-4, as train_tripletloss). oneDNN must be chosen before TensorFlow
 loads, hence --onednn (default: on).
+
+--images LIST_OR_FOLDER times `facenet_tf.embedding.embed` (decode + preprocess + network, as
+validate_on_lfw.py) against the bare forward pass of the same network on the same batches, already
+decoded in memory, alternately for --rounds rounds, and prints each pair and the ratio embed/forward
+(close to 1 when decoding costs the network nothing). The model is --model (.pb or checkpoint folder,
+e.g. the reference-weights one of tests/lfw_refmodel.py) or --model_def with its random initialisation.
+Measured on the 2-core AMD EPYC (AVX2, TensorFlow 2.21, oneDNN on) with 1,714 aligned LFW crops
+(every 7th file of lfw_mtcnnpy_160, sorted) and the reference-weights InceptionResnetV1 .pb:
+
+    python benchmarks/bench_embed.py --images /tmp/list1714.txt --model /tmp/ref.pb \
+        --batch_size 100 --max_images 600 --rounds 3 [--use_fixed_image_standardization]
 """
 import argparse
 import importlib
@@ -99,7 +110,94 @@ def _split(text, allowed, flag):
     return items
 
 
+def _image_files(source, max_images):
+    """Paths of a list file (one path a line) or of the images under a folder (sorted), at most
+    max_images (0: all)."""
+    source = os.path.expanduser(source)
+    if os.path.isdir(source):
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(source) for f in names
+                       if f.lower().endswith(('.png', '.jpg', '.jpeg')))
+    elif os.path.isfile(source):
+        with open(source) as f:
+            files = [line.strip() for line in f if line.strip()]
+    else:
+        raise UserError('--images: no such list file or folder: %s' % source)
+    if not files:
+        raise UserError('--images: no images in %s' % source)
+    return files[:max_images] if max_images > 0 else files
+
+
+def _pipeline(args):
+    """Embed rate (files through embedding.embed) against the bare forward rate, alternately."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+    from facenet_tf import embedding
+    from facenet_tf.precision import session_config
+    tf1 = tf.compat.v1
+
+    files = _image_files(args.images, args.max_images)
+    n = len(files)
+    print('embed vs forward: %d images of %s, batch %d, %dx%d, %s standardisation, model %s, oneDNN %s, '
+          '%d CPUs, TF %s' % (n, args.images, args.batch_size, args.image_size, args.image_size,
+                              'fixed' if args.use_fixed_image_standardization else 'per-image',
+                              args.model or args.model_def + ' (random init)',
+                              'on' if _pywrap_util_port.IsMklEnabled() else 'off', os.cpu_count(), tf.__version__))
+    sys.stdout.flush()
+    # Full priority here: this measures what decoding costs, not how it yields to the network.
+    reader = embedding.ImageBatches(args.image_size, args.batch_size, args.use_fixed_image_standardization, nice=0)
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        batches = list(reader(files))
+    finally:
+        reader.close()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print('decode only (%d helper threads + caller): %.1f img/s, %.2f ms of CPU an image'
+          % (embedding.DECODE_THREADS, n / wall, 1000 * cpu / n))
+    sys.stdout.flush()
+    with tf.Graph().as_default():
+        config = session_config('fp32', args.intra_op_threads, args.inter_op_threads)
+        with tf1.Session(config=config) as sess:
+            if args.model:
+                embedding.load_for_inference(args.model, sess)
+            else:
+                _build(tf, _network(args.model_def), 'constant', args.image_size, False)
+                sess.run(tf1.global_variables_initializer())
+            images, phase_train, embeddings = embedding.model_tensors(sess.graph)
+            extra = {} if phase_train is None else {phase_train: False}
+
+            def forward():
+                return np.concatenate([sess.run(embeddings, {**extra, images: b}) for b in batches])
+
+            def embed():
+                return embedding.embed(sess, files, args.image_size, args.batch_size,
+                                       args.use_fixed_image_standardization, label='  embed')
+
+            sess.run(embeddings, {**extra, images: batches[0][:8]})
+            rows = []
+            for r in range(args.rounds):
+                rates = []
+                for name, fn in (('forward', forward), ('embed', embed)):
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    out = fn()
+                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    rates.append((n / wall, 1000 * cpu / n, out))
+                    print('round %d %-7s %6.1f img/s  %5.1f ms CPU/img  load %.1f'
+                          % (r + 1, name, n / wall, 1000 * cpu / n, os.getloadavg()[0]))
+                    sys.stdout.flush()
+                diff = float(np.abs(rates[0][2] - rates[1][2]).max())
+                rows.append((rates[0][0], rates[1][0], rates[1][0] / rates[0][0], diff))
+    print('\n%-6s %12s %12s %8s %10s' % ('round', 'forward/s', 'embed/s', 'ratio', 'max |diff|'))
+    for r, (fwd, emb, ratio, diff) in enumerate(rows):
+        print('%-6d %12.1f %12.1f %8.3f %10.1e' % (r + 1, fwd, emb, ratio, diff))
+    print('median ratio embed/forward: %.3f' % float(np.median([row[2] for row in rows])))
+
+
 def main(args):
+    if args.images:
+        if args.batch_size < 1 or args.rounds < 1:
+            raise UserError('need --batch_size >= 1 and --rounds >= 1')
+        return _pipeline(args)
     import numpy as np
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port
@@ -165,6 +263,16 @@ def parse_arguments(argv):
                         help='Time a triplet-loss Adagrad training step instead of the forward pass.')
     parser.add_argument('--intra_op_threads', type=int, default=0, help='0 = TensorFlow default.')
     parser.add_argument('--inter_op_threads', type=int, default=0, help='0 = TensorFlow default.')
+    parser.add_argument('--images', default='',
+                        help='Time embedding.embed on these images (a list file, one path a line, or a '
+                             'folder) against the bare forward pass, alternately.')
+    parser.add_argument('--model', default='', help='With --images: a .pb or checkpoint folder '
+                        '(default: --model_def with random initialisation).')
+    parser.add_argument('--max_images', type=int, default=1200, help='With --images: at most this many '
+                        '(0: all).')
+    parser.add_argument('--rounds', type=int, default=3, help='With --images: forward/embed pairs.')
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='With --images: (x - 127.5) / 128 instead of per-image standardisation.')
     parser.add_argument('--onednn', choices=ONEDNN_CHOICES, default='on',
                         help='Set TF_ENABLE_ONEDNN_OPTS before TensorFlow loads.')
     return parser.parse_args(argv)
