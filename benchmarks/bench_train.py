@@ -93,16 +93,16 @@ def bench_training(args):
                     paths.append((a, p, rng.choice(dataset[j].image_paths)))
                 paths = np.array(paths, dtype=object)
                 labels = np.arange(paths.size).reshape(-1, 3)
-                sess.run(g['queue'].enqueue_op, {g['queue'].image_paths_placeholder: paths,
-                                                 g['queue'].labels_placeholder: labels,
-                                                 g['queue'].control_placeholder: np.full(labels.shape, control)})
+                sess.run(g.queue.enqueue_op, {g.queue.image_paths_placeholder: paths,
+                                              g.queue.labels_placeholder: labels,
+                                              g.queue.control_placeholder: np.full(labels.shape, control)})
                 start = time.perf_counter()
-                sess.run([g['loss'], g['train_op']], {g['batch_size_placeholder']: args.batch_size,
-                                                      g['learning_rate_placeholder']: 0.01,
-                                                      g['phase_train_placeholder']: True})
+                sess.run([g.loss, g.train_op], {g.batch_size_placeholder: args.batch_size,
+                                                g.learning_rate_placeholder: 0.01,
+                                                g.phase_train_placeholder: True})
                 if step > 0:
                     times.append(time.perf_counter() - start)
-            training.stop_queue_runners(sess, coord, threads, [g['close_queue']])
+            training.stop_queue_runners(sess, coord, threads, [g.close_queue])
     per_step = float(np.median(times))
     print('training step %s %dpx batch %d (%s, Adagrad, %d threads): %.3f s per step, %.1f images/s (median of %d)'
           % (args.model_def, args.image_size, args.batch_size, targs.optimizer, args.threads, per_step,

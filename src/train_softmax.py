@@ -11,104 +11,169 @@ images, a checkpoint `model-<subdir>.ckpt-<epoch>` in the classic layout, summar
 and with --lfw_dir an LFW check.
 """
 import argparse
+import dataclasses
 import os
 import sys
 import time
+from typing import Any
 
 from facenet_tf import dataset as dataset_io
 from facenet_tf import input_pipeline, losses, softmax_training, training
 from facenet_tf.cli import UserError, run
+from facenet_tf.model_io import save_variables_and_metagraph  # noqa: F401 (classic name)
+from facenet_tf.softmax_training import find_threshold  # noqa: F401 (classic name)
+from facenet_tf.training import get_learning_rate_from_file  # noqa: F401 (classic name)
 
 import numpy as np  # noqa: E402 (facenet_tf first: it sets TensorFlow's logging and TF1 semantics)
 import tensorflow as tf  # noqa: E402
 
 tf1 = tf.compat.v1
 
+STEP_FETCHES = ('loss', 'train_op', 'global_step', 'reg_loss', 'prelogits', 'xent_loss', 'learning_rate',
+                'prelogits_norm', 'accuracy', 'center_loss')
+
+
+@dataclasses.dataclass(eq=False)
+class SoftmaxGraph(training.TrainingGraph):
+    """The training graph with the classifier's losses and accuracy."""
+    xent_loss: Any = None
+    accuracy: Any = None
+    prelogits_norm: Any = None
+    center_loss: Any = None
+    reg_losses: Any = None
+    reg_loss: Any = None
+
 
 def build_graph(args, network, nrof_classes, records):
-    """The training graph; returns a dict of its tensors and ops."""
+    """The training graph (a SoftmaxGraph)."""
     g = training.build_network_graph(args, network, 1, queue_capacity=2000000,
-                                     read_file=input_pipeline.record_file_reader(records))
-    prelogits, label_batch = g['prelogits'], g['label_batch']
+                                     read_file=input_pipeline.record_file_reader(records), graph_class=SoftmaxGraph)
     if args.loss == 'softmax':
-        logits = accuracy_logits = losses.softmax_logits(prelogits, nrof_classes, args.weight_decay)
+        logits = accuracy_logits = losses.softmax_logits(g.prelogits, nrof_classes, args.weight_decay)
     else:
-        logits, accuracy_logits = losses.margin_logits(prelogits, label_batch, nrof_classes, args.margin_s,
+        logits, accuracy_logits = losses.margin_logits(g.prelogits, g.label_batch, nrof_classes, args.margin_s,
                                                        *args.margins, weight_decay=args.weight_decay)
 
-    g['prelogits_norm'] = losses.prelogits_norm(prelogits, args.prelogits_norm_p)
+    g.prelogits_norm = losses.prelogits_norm(g.prelogits, args.prelogits_norm_p)
     if args.prelogits_norm_loss_factor > 0.0:
-        tf1.add_to_collection(tf1.GraphKeys.REGULARIZATION_LOSSES,
-                              g['prelogits_norm'] * args.prelogits_norm_loss_factor)
-    g['center_loss'], _ = losses.center_loss(prelogits, label_batch, args.center_loss_alfa, nrof_classes)
+        tf1.add_to_collection(tf1.GraphKeys.REGULARIZATION_LOSSES, g.prelogits_norm * args.prelogits_norm_loss_factor)
+    g.center_loss, _ = losses.center_loss(g.prelogits, g.label_batch, args.center_loss_alfa, nrof_classes)
     if args.center_loss_factor > 0.0:
-        tf1.add_to_collection(tf1.GraphKeys.REGULARIZATION_LOSSES, g['center_loss'] * args.center_loss_factor)
+        tf1.add_to_collection(tf1.GraphKeys.REGULARIZATION_LOSSES, g.center_loss * args.center_loss_factor)
 
-    g['xent_loss'] = losses.cross_entropy(logits, label_batch)
-    g['accuracy'] = losses.accuracy(accuracy_logits, label_batch)
-    g['reg_losses'] = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
-    g['reg_loss'] = tf.add_n(g['reg_losses']) if g['reg_losses'] else tf.constant(0.0)
-    g['loss'] = tf.add_n([g['xent_loss']] + g['reg_losses'], name='total_loss')
-    g['train_op'], g['saved'], g['averages'] = training.build_train_op(
-        g['loss'], g['global_step'], args.optimizer, g['learning_rate'], args.moving_average_decay,
-        tf1.global_variables(), args.log_histograms)
-    training.add_run_ops(args, g)
-    return g
+    g.xent_loss = losses.cross_entropy(logits, g.label_batch)
+    g.accuracy = losses.accuracy(accuracy_logits, g.label_batch)
+    g.reg_losses = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
+    g.reg_loss = tf.add_n(g.reg_losses) if g.reg_losses else tf.constant(0.0)
+    loss = tf.add_n([g.xent_loss] + g.reg_losses, name='total_loss')
+    return training.finish_graph(args, g, loss, args.log_histograms)
 
 
-def train_epoch(args, sess, g, epoch, lr, image_list, label_list, sampler, stat, summary_writer):
-    """One epoch of epoch_size steps (epoch counts from 1); returns the step reached."""
-    index = sampler.take(args.epoch_size * args.batch_size)
-    control = training.train_control(args)
-    input_pipeline.enqueue(sess, g['queue'], image_list[index], label_list[index], control)
-    log = training.StepLog(epoch, args.epoch_size)
-    feed = {g['learning_rate_placeholder']: lr, g['phase_train_placeholder']: True,
-            g['batch_size_placeholder']: args.batch_size}
-    names = ('loss', 'train_op', 'global_step', 'reg_loss', 'prelogits', 'xent_loss', 'learning_rate',
-             'prelogits_norm', 'accuracy', 'center_loss')
-    train_time = 0.0
-    step = sess.run(g['global_step'])
-    for batch_number in range(args.epoch_size):
+class SoftmaxEpochs(training.EpochStrategy):
+    """Classifier epochs for the epoch loop: epochs numbered from 1 (checkpoints too), epoch_size
+    steps over a shuffled stream of the training images, the validation set every
+    validate_every_n_epochs epochs and at the last one, and the statistics in <log_dir>/stat.h5."""
+    stops_at_zero_rate = True
+
+    def __init__(self, args, train, val, log_dir):
+        self.args = args
+        self.lfw_batch_size = args.lfw_batch_size
+        self.image_list = np.array(train[0], dtype=object)
+        self.label_list = np.array(train[1], np.int64)
+        self.val_image_list, self.val_label_list = val
+        self.stat = softmax_training.new_statistics(args.max_nrof_epochs, args.epoch_size,
+                                                    args.validate_every_n_epochs)
+        self.stat_file = os.path.join(log_dir, 'stat.h5')
+        self.sampler = softmax_training.ShuffledIndices(len(self.label_list))
+
+    def epochs(self, args, step):
+        return range(1, args.max_nrof_epochs + 1)
+
+    def checkpoint_number(self, epoch, step):
+        return epoch
+
+    def train_epoch(self, run, epoch, lr):
+        args = self.args
+        t = time.time()
+        step = self.train_steps(run, epoch, lr)
+        self.stat['time_train'][epoch - 1] = time.time() - t
+        t = time.time()
+        if self.val_label_list and ((epoch - 1) % args.validate_every_n_epochs == args.validate_every_n_epochs - 1
+                                    or epoch == args.max_nrof_epochs):
+            self.validate(run, epoch, step)
+        self.stat['time_validate'][epoch - 1] = time.time() - t
+        return step
+
+    def train_steps(self, run, epoch, lr):
+        """One epoch of epoch_size steps (epoch counts from 1); returns the step reached."""
+        args, g, stat = self.args, run.graph, self.stat
+        index = self.sampler.take(args.epoch_size * args.batch_size)
+        input_pipeline.enqueue(run.sess, g.queue, self.image_list[index], self.label_list[index],
+                               training.train_control(args))
+        progress = training.EpochProgress(epoch, args.epoch_size)
+        feed = {g.learning_rate_placeholder: lr, g.phase_train_placeholder: True,
+                g.batch_size_placeholder: args.batch_size}
+        train_time = 0.0
+        step = run.global_step()
+        for batch_number in range(args.epoch_size):
+            start = time.time()
+            v = run.train_step(STEP_FETCHES, feed, epoch,
+                               batch_number % 100 == 0 or batch_number + 1 == args.epoch_size)
+            step = v['global_step']
+            if step - 1 < stat['loss'].size:
+                for key in softmax_training.STEP_KEYS:
+                    stat[key][step - 1] = v[key]
+            stat['learning_rate'][epoch - 1] = v['learning_rate']
+            stat['prelogits_hist'][epoch - 1, :] += softmax_training.prelogits_histogram(v['prelogits'],
+                                                                                         args.prelogits_hist_max)
+            train_time += time.time() - start
+            progress.update(step, args.batch_size, v['loss'], v['learning_rate'])
+        print('%s; last batch: xent %.3f, reg loss %.3f, accuracy %.3f, center loss %.3f'
+              % (progress.summary(), v['xent_loss'], v['reg_loss'], v['accuracy'], v['center_loss']))
+        training.add_summary(run.summary_writer, step, time__total=train_time, learning_rate=v['learning_rate'])
+        return step
+
+    def validate(self, run, epoch, step):
+        """Loss, cross-entropy and accuracy over the validation images (no augmentation)."""
+        args, g = self.args, run.graph
         start = time.time()
-        v = training.run_train_step(sess, g, names, feed, epoch, summary_writer,
-                                    batch_number % 100 == 0 or batch_number + 1 == args.epoch_size)
-        step = v['global_step']
-        i = step - 1
-        if i < stat['loss'].size:
-            for key in ('loss', 'center_loss', 'reg_loss', 'xent_loss', 'prelogits_norm', 'accuracy'):
-                stat[key][i] = v[key]
-        stat['learning_rate'][epoch - 1] = v['learning_rate']
-        stat['prelogits_hist'][epoch - 1, :] += softmax_training.prelogits_histogram(v['prelogits'],
-                                                                                     args.prelogits_hist_max)
-        train_time += time.time() - start
-        log.update(step, batch_number + 1, args.batch_size, v['loss'], v['learning_rate'])
-    print('%s; last batch: xent %.3f, reg loss %.3f, accuracy %.3f, center loss %.3f'
-          % (log.summary(), v['xent_loss'], v['reg_loss'], v['accuracy'], v['center_loss']))
-    training.add_summary(summary_writer, step, time__total=train_time, learning_rate=v['learning_rate'])
-    return step
+        control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
+        input_pipeline.enqueue(run.sess, g.queue, self.val_image_list, self.val_label_list, control)
+        sums = np.zeros(3)
+        done = 0
+        while done < len(self.val_label_list):
+            size = min(args.lfw_batch_size, len(self.val_label_list) - done)
+            out = run.sess.run([g.loss, g.xent_loss, g.accuracy],
+                               {g.phase_train_placeholder: False, g.batch_size_placeholder: size})
+            sums += np.array(out) * size
+            done += size
+        loss, xent, accuracy = sums / done
+        val_index = (epoch - 1) // args.validate_every_n_epochs
+        for key, value in zip(softmax_training.VALIDATION_KEYS, (loss, xent, accuracy)):
+            self.stat[key][val_index] = value
+        training.add_summary(run.summary_writer, step, val__loss=loss, val__xent_loss=xent, val__accuracy=accuracy)
+        print('Validation epoch %d: %d images, %.1f s, loss %.3f, xent %.3f, accuracy %.3f'
+              % (epoch, done, time.time() - start, loss, xent, accuracy))
+
+    def after_epoch(self, run, epoch, step, lfw_result, lfw_seconds):
+        if lfw_result is not None:
+            self.stat['lfw_accuracy'][epoch - 1], self.stat['lfw_valrate'][epoch - 1] = lfw_result
+        self.stat['time_evaluate'][epoch - 1] = lfw_seconds
+        softmax_training.save_statistics(self.stat, self.stat_file)
+        return True
+
+    def on_abort(self, run):
+        softmax_training.save_statistics(self.stat, self.stat_file)
+
+    def done_line(self, run, epoch, step, minutes):
+        return ('Training done: %d epochs, %.1f min; model saved in %s; statistics in %s'
+                % (epoch, minutes, run.folders.model_dir, self.stat_file))
 
 
-def validate(args, sess, g, epoch, image_list, label_list, stat, summary_writer, step):
-    """Loss, cross-entropy and accuracy over the validation images (no augmentation)."""
-    start = time.time()
-    control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
-    input_pipeline.enqueue(sess, g['queue'], image_list, label_list, control)
-    sums = np.zeros(3)
-    done = 0
-    while done < len(label_list):
-        size = min(args.lfw_batch_size, len(label_list) - done)
-        out = sess.run([g['loss'], g['xent_loss'], g['accuracy']],
-                       {g['phase_train_placeholder']: False, g['batch_size_placeholder']: size})
-        sums += np.array(out) * size
-        done += size
-    loss, xent, accuracy = sums / done
-    val_index = (epoch - 1) // args.validate_every_n_epochs
-    stat['val_loss'][val_index] = loss
-    stat['val_xent_loss'][val_index] = xent
-    stat['val_accuracy'][val_index] = accuracy
-    training.add_summary(summary_writer, step, val__loss=loss, val__xent_loss=xent, val__accuracy=accuracy)
-    print('Validation epoch %d: %d images, %.1f s, loss %.3f, xent %.3f, accuracy %.3f'
-          % (epoch, done, time.time() - start, loss, xent, accuracy))
+def filter_dataset(dataset, data_filename, percentile, min_nrof_images_per_class):
+    """Classic name and contract: the dataset without the images at or above the `percentile` of
+    distance_to_center and the classes left with too few images (softmax_training.filter_dataset)."""
+    return softmax_training.filter_dataset(dataset, data_filename, percentile, min_nrof_images_per_class)[0]
 
 
 def _check_args(args):
@@ -155,82 +220,17 @@ def load_sets(args):
 
 def main(args):
     _check_args(args)
-    network = training.import_network(args.model_def)
-    schedule = training.schedule_from_args(args)
-    np.random.seed(seed=args.seed)
+    network, schedule = training.begin(args)
     train_set, val_set, records = load_sets(args)
-    lfw_check = training.lfw_check_from_args(args)
-    if args.pretrained_model:
-        training.checkpoint_prefix(args.pretrained_model)
-
-    subdir, log_dir, model_dir = training.start_run(args, __file__)
+    lfw_check, folders = training.open_run(args, __file__)
     image_list, label_list = dataset_io.get_image_paths_and_labels(train_set)
     val_image_list, val_label_list = dataset_io.get_image_paths_and_labels(val_set)
     print('Training set: %d classes, %d images; validation set: %d images; loss: %s%s'
           % (len(train_set), len(image_list), len(val_image_list), args.loss,
              '' if args.margins is None else ' (s=%g, m1=%g, m2=%g, m3=%g)' % ((args.margin_s,) + args.margins)))
-
-    with tf.Graph().as_default():
-        g = build_graph(args, network, len(train_set), records)
-        try:
-            with training.training_session(args, g, log_dir) as (sess, summary_writer, coord):
-                run_state = dict(subdir=subdir, model_dir=model_dir, log_dir=log_dir, schedule=schedule,
-                                 lfw_check=lfw_check, summary_writer=summary_writer,
-                                 train=(np.array(image_list, dtype=object), np.array(label_list, np.int64)),
-                                 val=(val_image_list, val_label_list))
-                return _train(args, sess, g, run_state, coord)
-        finally:
-            if records is not None:
-                records.close()
-
-
-def _train(args, sess, g, r, coord):
-    stat = softmax_training.new_statistics(args.max_nrof_epochs, args.epoch_size, args.validate_every_n_epochs)
-    stat_file = os.path.join(r['log_dir'], 'stat.h5')
-    sampler = softmax_training.ShuffledIndices(len(r['train'][1]))
-    writer = r['summary_writer']
-    start = time.time()
-    epoch = 0
-    try:
-        for epoch in range(1, args.max_nrof_epochs + 1):
-            lr = args.learning_rate if args.learning_rate > 0.0 else \
-                training.learning_rate_for_epoch(r['schedule'], epoch)
-            if lr <= 0:
-                print('Learning rate schedule %s ends training at epoch %d'
-                      % (args.learning_rate_schedule_file, epoch))
-                break
-            t = time.time()
-            step = train_epoch(args, sess, g, epoch, lr, r['train'][0], r['train'][1], sampler, stat, writer)
-            stat['time_train'][epoch - 1] = time.time() - t
-            t = time.time()
-            if r['val'][1] and ((epoch - 1) % args.validate_every_n_epochs == args.validate_every_n_epochs - 1
-                                or epoch == args.max_nrof_epochs):
-                validate(args, sess, g, epoch, r['val'][0], r['val'][1], stat, writer, step)
-            stat['time_validate'][epoch - 1] = time.time() - t
-            g['last_checkpoint'] = training.save_checkpoint(sess, g['saver'], writer, r['model_dir'],
-                                                            r['subdir'], epoch)
-            t = time.time()
-            if r['lfw_check'] is not None:
-                accuracy, val = training.run_lfw_check(args, sess, g, r['lfw_check'], args.lfw_batch_size, step,
-                                                       writer, r['log_dir'])
-                stat['lfw_accuracy'][epoch - 1] = accuracy
-                stat['lfw_valrate'][epoch - 1] = val
-            stat['time_evaluate'][epoch - 1] = time.time() - t
-            softmax_training.save_statistics(stat, stat_file)
-    except KeyboardInterrupt:
-        path = training.save_checkpoint(sess, g['saver'], writer, r['model_dir'], r['subdir'], epoch)
-        softmax_training.save_statistics(stat, stat_file)
-        sys.stderr.write('interrupted: checkpoint saved to %s\n' % path)
-        return 130
-    except training.TrainingDiverged as e:
-        softmax_training.save_statistics(stat, stat_file)
-        sys.stderr.write('error: %s\n' % e)
-        return 1
-    except (tf.errors.OutOfRangeError, tf.errors.CancelledError) as e:
-        raise training.input_error(coord, e)
-    print('Training done: %d epochs, %.1f min; model saved in %s; statistics in %s'
-          % (epoch, (time.time() - start) / 60.0, r['model_dir'], stat_file))
-    return 0
+    strategy = SoftmaxEpochs(args, (image_list, label_list), (val_image_list, val_label_list), folders.log_dir)
+    return training.train_in_new_graph(args, lambda: build_graph(args, network, len(train_set), records), strategy,
+                                       folders, schedule, lfw_check, records)
 
 
 def parse_arguments(argv):
@@ -269,8 +269,8 @@ def parse_arguments(argv):
                         help='Classes with fewer training images than this after the split are left out.')
     parser.add_argument('--lfw_batch_size', type=int, default=100,
                         help='Images per batch for LFW and validation embeddings.')
-    return parser.parse_args(argv)
+    return training.parse_with_config(parser, argv)
 
 
 if __name__ == '__main__':
-    sys.exit(run(main, parse_arguments(sys.argv[1:])))
+    sys.exit(run(lambda argv: main(parse_arguments(argv)), sys.argv[1:]))

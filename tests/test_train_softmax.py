@@ -72,6 +72,13 @@ def test_classic_recipe_writes_layout_stat_h5_and_summaries(first_run):
     assert 'loss: softmax\n' in args and 'embedding_size: 512\n' in args
     lfw_lines = open(os.path.join(log_dir, 'lfw_result.txt')).read().splitlines()
     assert [int(line.split('\t')[0]) for line in lfw_lines] == [3, 6]
+    # the best-checking epoch's checkpoint (numbered by epoch) is kept in best/
+    accuracies = [float(line.split('\t')[1]) for line in lfw_lines]
+    best_epoch = 1 + int(np.argmax(accuracies))
+    best = open(os.path.join(model_dir, 'best', 'best.txt')).read().split('\t')
+    assert int(best[0]) == best_epoch and float(best[1]) == max(accuracies)
+    assert model_io.get_model_filenames(os.path.join(model_dir, 'best')) == (
+        'model-%s.meta' % subdir, 'model-%s.ckpt-%d' % (subdir, best_epoch))
 
     stat = _stat(log_dir)
     assert set(stat) == {'loss', 'center_loss', 'reg_loss', 'xent_loss', 'prelogits_norm', 'accuracy',

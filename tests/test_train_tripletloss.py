@@ -58,6 +58,12 @@ def test_run_writes_classic_layout_and_summaries(first_run):
     lfw_lines = open(os.path.join(log_dir, 'lfw_result.txt')).read().splitlines()
     assert [int(line.split('\t')[0]) for line in lfw_lines] == [2, 4]
     assert all(0.0 <= float(line.split('\t')[1]) <= 1.0 for line in lfw_lines)
+    # the best-checking epoch's checkpoint (numbered by step) is kept in best/, which loads as a model
+    accuracies = [float(line.split('\t')[1]) for line in lfw_lines]
+    best_step = [2, 4][int(np.argmax(accuracies))]
+    assert open(os.path.join(model_dir, 'best', 'best.txt')).read().startswith('%d\t' % best_step)
+    assert model_io.get_model_filenames(os.path.join(model_dir, 'best')) == (
+        'model-%s.meta' % subdir, 'model-%s.ckpt-%d' % (subdir, best_step))
     tags = event_tags(log_dir)
     assert {'loss', 'learning_rate', 'time/selection', 'lfw/accuracy', 'lfw/val_rate'} <= tags
     reader = tf.train.load_checkpoint(os.path.join(model_dir, 'model-%s.ckpt-4' % subdir))
@@ -154,7 +160,7 @@ def test_nan_loss_stops_with_message(faces, tmp_path, capsys):
 def test_ctrl_c_saves_a_checkpoint(faces, tmp_path, monkeypatch, capsys):
     def interrupt(self, step, *args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(training.StepLog, 'update', interrupt)
+    monkeypatch.setattr(training.EpochProgress, 'update', interrupt)
     code, model_dir, _ = _train(faces, tmp_path, ['--max_nrof_epochs', '3'])
     assert code == 130
     assert 'interrupted: checkpoint saved to' in capsys.readouterr().err

@@ -1,0 +1,186 @@
+"""The flags both training scripts share, recipe files (`--config`), and starting a run: the network
+module, the learning-rate schedule, the run folders and the records of how the run was started.
+
+A recipe file is TOML whose keys are flag names without the dashes (`max_nrof_epochs = 60`,
+`random_flip = true`); it is read with tomllib and its values go in front of the command line, so a
+flag given on the command line wins. A key that is no flag of the script is an error."""
+import importlib
+import os
+import sys
+import tomllib
+from datetime import datetime
+from typing import NamedTuple
+
+from facenet_tf import run_info
+from facenet_tf.cli import UserError
+from facenet_tf.training.optimizers import OPTIMIZERS
+from facenet_tf.training.schedule import read_learning_rate_schedule
+
+
+class RunFolders(NamedTuple):
+    subdir: str         # the run's name, a %Y%m%d-%H%M%S timestamp
+    log_dir: str        # <logs_base_dir>/<subdir>
+    model_dir: str      # <models_base_dir>/<subdir>
+
+
+def add_common_arguments(parser, max_nrof_epochs, batch_size_extra=''):
+    """The flags both training scripts share, with the classic names, order and defaults."""
+    _add_run_arguments(parser)
+    _add_image_arguments(parser, max_nrof_epochs, batch_size_extra)
+    _add_optimizer_arguments(parser)
+    _add_lfw_arguments(parser)
+    return parser
+
+
+def _add_run_arguments(parser):
+    parser.add_argument('--logs_base_dir', type=str, default='~/logs/facenet',
+                        help='Directory where to write event logs.')
+    parser.add_argument('--models_base_dir', type=str, default='~/models/facenet',
+                        help='Directory where to write trained models and checkpoints.')
+    parser.add_argument('--gpu_memory_fraction', type=float, default=1.0,
+                        help='Upper bound on the amount of GPU memory used by the process (no effect on CPU).')
+    parser.add_argument('--pretrained_model', type=str,
+                        help='Model folder or checkpoint prefix to start from (Logits* and mismatched shapes skipped).')
+    parser.add_argument('--data_dir', type=str, default='~/datasets/casia/casia_maxpy_mtcnnalign_182_160',
+                        help='Path to the data directory with aligned face patches (several joined by ":"), '
+                        'or a folder holding train.rec + train.idx.')
+    parser.add_argument('--model_def', type=str, default='models.inception_resnet_v1',
+                        help='Model definition module (e.g. models.inception_resnet_v1).')
+
+
+def _add_image_arguments(parser, max_nrof_epochs, batch_size_extra):
+    parser.add_argument('--max_nrof_epochs', type=int, default=max_nrof_epochs, help='Number of epochs to run.')
+    parser.add_argument('--batch_size', type=int, default=90, help='Images per batch%s.' % batch_size_extra)
+    parser.add_argument('--image_size', type=int, default=160, help='Image size (height, width) in pixels.')
+    parser.add_argument('--epoch_size', type=int, default=1000, help='Training steps per epoch.')
+    parser.add_argument('--embedding_size', type=int, default=128, help='Dimensionality of the embedding.')
+    parser.add_argument('--random_crop', action='store_true',
+                        help='Random crops of image_size from larger training images (else a central crop/pad).')
+    parser.add_argument('--random_flip', action='store_true', help='Random horizontal flips of training images.')
+    parser.add_argument('--random_rotate', action='store_true',
+                        help='Random rotations (+-10 degrees) of training images.')
+    parser.add_argument('--random_erase', action='store_true',
+                        help='Random erasing: half of the training images get a random rectangle of noise.')
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='(x - 127.5) / 128 instead of per-image standardization.')
+
+
+def _add_optimizer_arguments(parser):
+    parser.add_argument('--keep_probability', type=float, default=1.0,
+                        help='Keep probability of dropout for the fully connected layer(s).')
+    parser.add_argument('--weight_decay', type=float, default=0.0, help='L2 weight regularization.')
+    parser.add_argument('--optimizer', type=str, choices=list(OPTIMIZERS), default='ADAGRAD',
+                        help='The optimization algorithm to use.')
+    parser.add_argument('--learning_rate', type=float, default=0.1,
+                        help='Initial learning rate; <= 0 reads --learning_rate_schedule_file.')
+    parser.add_argument('--learning_rate_decay_epochs', type=int, default=100,
+                        help='Number of epochs between learning rate decays.')
+    parser.add_argument('--learning_rate_decay_factor', type=float, default=1.0, help='Learning rate decay factor.')
+    parser.add_argument('--moving_average_decay', type=float, default=0.9999,
+                        help='Exponential decay for tracking of training parameters.')
+    parser.add_argument('--seed', type=int, default=666, help='Random seed.')
+    parser.add_argument('--nrof_preprocess_threads', type=int, default=4, help='Image preprocessing threads.')
+    parser.add_argument('--learning_rate_schedule_file', type=str, default='data/learning_rate_schedule.txt',
+                        help='File of "epoch: learning_rate" lines, used when --learning_rate <= 0.')
+
+
+def _add_lfw_arguments(parser):
+    parser.add_argument('--lfw_pairs', type=str, default='data/pairs.txt',
+                        help='The LFW pairs file (View 2 pairs.txt or View 1 pairsDevTest.txt).')
+    parser.add_argument('--lfw_dir', type=str, default='', help='Path to the aligned LFW face patches.')
+    parser.add_argument('--lfw_nrof_folds', type=int, default=10, help='Number of folds for the LFW check.')
+    parser.add_argument('--lfw_distance_metric', type=int, default=0, choices=[0, 1],
+                        help='LFW distance: 0 squared Euclidean, 1 cosine (angular).')
+    parser.add_argument('--lfw_use_flipped_images', action='store_true',
+                        help='Concatenate the embeddings of each LFW image and of its mirror image.')
+    parser.add_argument('--lfw_subtract_mean', action='store_true',
+                        help='Subtract the feature mean before computing LFW distances.')
+    parser.add_argument('--lfw_use_moving_averages', action='store_true',
+                        help='Run the LFW check with the moving averages of the weights (--moving_average_decay) '
+                        'instead of their current values.')
+
+
+# ---------------------------------------------------------------- recipe files
+
+def read_config(filename):
+    """The {key: value} table of a TOML recipe file."""
+    path = os.path.expanduser(filename)
+    try:
+        with open(path, 'rb') as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError('config file not found: %s' % filename)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError('config file %s: %s' % (filename, e))
+
+
+def config_argv(parser, filename):
+    """The command-line tokens equivalent to a recipe file, checked against the parser's flags."""
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ('help', 'config')}
+    argv = []
+    for key, value in read_config(filename).items():
+        action = actions.get(key)
+        if action is None:
+            raise UserError('config file %s: unknown key %r (not a flag of this script)' % (filename, key))
+        if action.nargs == 0:                              # store_true
+            if not isinstance(value, bool):
+                raise UserError('config file %s: %s must be true or false' % (filename, key))
+            argv += [action.option_strings[0]] if value else []
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            argv += [action.option_strings[0], str(value)]
+        else:
+            raise UserError('config file %s: %s must be a number or a string' % (filename, key))
+    return argv
+
+
+def parse_with_config(parser, argv):
+    """Add --config (the last flag) to the script's parser, then parser.parse_args(argv) with the
+    values of the recipe file (if given) in front of argv."""
+    parser.add_argument('--config', type=str, default=None,
+                        help='TOML recipe file of flag values (keys are flag names without the dashes); flags on '
+                        'the command line override it.')
+    args = parser.parse_args(argv)
+    if args.config:
+        args = parser.parse_args(config_argv(parser, args.config) + list(argv))
+    return args
+
+
+# ---------------------------------------------------------------- starting a run
+
+def import_network(model_def):
+    """The network module named by --model_def (e.g. models.inception_resnet_v1)."""
+    try:
+        return importlib.import_module(model_def)
+    except ImportError as e:
+        raise UserError('cannot import the model definition %s: %s' % (model_def, e))
+
+
+def schedule_from_args(args):
+    """The learning-rate schedule when --learning_rate <= 0 asks for the schedule file, else None."""
+    if args.learning_rate <= 0.0:
+        return read_learning_rate_schedule(args.learning_rate_schedule_file)
+    return None
+
+
+def create_run_dirs(logs_base_dir, models_base_dir, subdir=None):
+    """(subdir, log_dir, model_dir), both folders created; subdir defaults to a timestamp."""
+    subdir = subdir or datetime.strftime(datetime.now(), '%Y%m%d-%H%M%S')
+    log_dir = os.path.join(os.path.expanduser(logs_base_dir), subdir)
+    model_dir = os.path.join(os.path.expanduser(models_base_dir), subdir)
+    for folder in (log_dir, model_dir):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise UserError('cannot create folder %s: %s' % (folder, e.strerror or e))
+    return RunFolders(subdir, log_dir, model_dir)
+
+
+def start_run(args, script_file):
+    """Create the run's log and model folders, print them, and record how the run was started.
+    Returns RunFolders (subdir, log_dir, model_dir)."""
+    folders = create_run_dirs(args.logs_base_dir, args.models_base_dir)
+    print('Model directory: %s' % folders.model_dir)
+    print('Log directory: %s' % folders.log_dir)
+    run_info.store_revision_info(os.path.dirname(os.path.abspath(script_file)), folders.log_dir, ' '.join(sys.argv))
+    run_info.write_arguments_to_file(args, os.path.join(folders.log_dir, 'arguments.txt'))
+    return folders

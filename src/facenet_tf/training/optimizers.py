@@ -1,0 +1,101 @@
+"""The classic optimizers, loss averages, the train op with the moving averages of the weights, and
+the swap that evaluates on those averages."""
+import contextlib
+
+import tensorflow as tf
+
+from facenet_tf.cli import UserError
+
+tf1 = tf.compat.v1
+
+OPTIMIZERS = ('ADAGRAD', 'ADADELTA', 'ADAM', 'RMSPROP', 'MOM')
+
+
+def make_optimizer(name, learning_rate):
+    """The classic optimizers with their classic hyper-parameters."""
+    if name == 'ADAGRAD':
+        return tf1.train.AdagradOptimizer(learning_rate)
+    if name == 'ADADELTA':
+        return tf1.train.AdadeltaOptimizer(learning_rate, rho=0.9, epsilon=1e-6)
+    if name == 'ADAM':
+        return tf1.train.AdamOptimizer(learning_rate, beta1=0.9, beta2=0.999, epsilon=0.1)
+    if name == 'RMSPROP':
+        return tf1.train.RMSPropOptimizer(learning_rate, decay=0.9, momentum=0.9, epsilon=1.0)
+    if name == 'MOM':
+        return tf1.train.MomentumOptimizer(learning_rate, 0.9, use_nesterov=True)
+    raise UserError('invalid optimizer %r (choose from %s)' % (name, ', '.join(OPTIMIZERS)))
+
+
+def add_loss_summaries(total_loss):
+    """Moving averages (0.9) of every loss in the LOSSES collection and of the total, with summaries.
+    Returns (update op, the averages' variables)."""
+    loss_averages = tf.train.ExponentialMovingAverage(0.9, name='avg')
+    losses = tf1.get_collection('losses')
+    loss_averages_op = loss_averages.apply(losses + [total_loss])
+    for loss in losses + [total_loss]:
+        name = loss.op.name
+        tf1.summary.scalar(name + ' (raw)', loss)
+        tf1.summary.scalar(name, loss_averages.average(loss))
+    return loss_averages_op, [loss_averages.average(loss) for loss in losses + [total_loss]]
+
+
+def _add_histograms(grads):
+    for var in tf1.trainable_variables():
+        tf1.summary.histogram(var.op.name, var)
+    for grad, var in grads:
+        if grad is not None:
+            tf1.summary.histogram(var.op.name + '/gradients', grad)
+
+
+def build_train_op(total_loss, global_step, optimizer_name, learning_rate, moving_average_decay,
+                   update_gradient_vars, log_histograms=True):
+    """Classic train op: gradients after the loss averages and the batch-norm UPDATE_OPS, then the
+    exponential moving averages of the trainable variables.
+
+    Returns (train_op, saved, averages): the variables a checkpoint holds (weights, batch-norm
+    statistics and their moving averages: every global variable but the optimizer's slots, the step
+    counter and the loss averages) and {moving average: variable}."""
+    loss_averages_op, loss_average_vars = add_loss_summaries(total_loss)
+    update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    variables = [v for v in update_gradient_vars if v.dtype.base_dtype.is_floating]
+    with tf.control_dependencies([loss_averages_op] + update_ops):
+        opt = make_optimizer(optimizer_name, learning_rate)
+        grads = opt.compute_gradients(total_loss, variables)
+    apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
+    if log_histograms:
+        _add_histograms(grads)
+    ema = tf.train.ExponentialMovingAverage(moving_average_decay, global_step)
+    with tf.control_dependencies([apply_gradient_op]):
+        variables_averages_op = ema.apply(tf1.trainable_variables())
+    with tf.control_dependencies([apply_gradient_op, variables_averages_op]):
+        train_op = tf.no_op(name='train')
+    skip = {v.ref() for v in opt.variables() + loss_average_vars + [global_step]}
+    saved = [v for v in tf1.global_variables() if v.ref() not in skip]
+    averages = {ema.average(var): var for var in tf1.trainable_variables() if ema.average(var) is not None}
+    return train_op, saved, averages
+
+
+class MovingAverageSwap(object):
+    """Puts the moving averages ({average: variable}, as build_train_op returns them) in place of
+    their variables for an evaluation, and the trained values back after it:
+
+        swap = MovingAverageSwap(averages)          # while building the graph
+        with swap(sess):                            # while training
+            evaluate()
+    """
+
+    def __init__(self, averages):
+        pairs = sorted(averages.items(), key=lambda pair: pair[1].op.name)
+        self.variables = [var for _, var in pairs]
+        self.values = [tf1.placeholder(var.dtype.base_dtype, var.shape) for var in self.variables]
+        self.put_averages = tf.group(*[var.assign(average) for average, var in pairs])
+        self.put_values = tf.group(*[var.assign(value) for var, value in zip(self.variables, self.values)])
+
+    @contextlib.contextmanager
+    def __call__(self, sess):
+        values = sess.run(self.variables)
+        sess.run(self.put_averages)
+        try:
+            yield
+        finally:
+            sess.run(self.put_values, dict(zip(self.values, values)))

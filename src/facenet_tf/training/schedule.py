@@ -1,0 +1,68 @@
+"""Learning rates: schedule files (`epoch: rate` lines), the rate of an epoch, and the classic
+staircase decay of the fed rate inside the graph."""
+import os
+
+import tensorflow as tf
+
+from facenet_tf.cli import UserError
+
+tf1 = tf.compat.v1
+
+
+def read_learning_rate_schedule(filename):
+    """[(epoch, learning_rate), ...] from a schedule file: `epoch: lr` lines, '#' comments, a
+    negative rate (e.g. -1) ends training at that epoch."""
+    path = os.path.expanduser(filename)
+    if not os.path.isfile(path):
+        raise UserError('learning rate schedule file not found: %s' % filename)
+    schedule = []
+    with open(path, 'r') as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.split('#', 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split(':')
+            try:
+                if len(parts) != 2:
+                    raise ValueError
+                epoch = int(parts[0])
+                rate = -1.0 if parts[1].strip() == '-' else float(parts[1])
+            except ValueError:
+                raise UserError('%s line %d: expected "epoch: learning_rate", found "%s"'
+                                % (filename, lineno, raw.strip()))
+            if schedule and epoch <= schedule[-1][0]:
+                raise UserError('%s line %d: epochs must increase (%d after %d)'
+                                % (filename, lineno, epoch, schedule[-1][0]))
+            schedule.append((epoch, rate))
+    if not schedule:
+        raise UserError('learning rate schedule file %s holds no "epoch: learning_rate" line' % filename)
+    if schedule[0][0] > 0:
+        raise UserError('learning rate schedule file %s must start at epoch 0' % filename)
+    return schedule
+
+
+def learning_rate_for_epoch(schedule, epoch):
+    """The rate of the last schedule entry whose epoch is <= epoch (negative: stop training)."""
+    rate = schedule[0][1]
+    for start, value in schedule:
+        if start <= epoch:
+            rate = value
+        else:
+            break
+    return rate
+
+
+def get_learning_rate_from_file(filename, epoch):
+    """Classic name: the learning rate for `epoch` from a schedule file."""
+    return learning_rate_for_epoch(read_learning_rate_schedule(filename), epoch)
+
+
+def rate_for_epoch(args, schedule, epoch):
+    """The rate fed in `epoch`: --learning_rate when positive, else the schedule's entry."""
+    return args.learning_rate if args.learning_rate > 0.0 else learning_rate_for_epoch(schedule, epoch)
+
+
+def learning_rate_tensor(learning_rate_placeholder, global_step, decay_epochs, epoch_size, decay_factor):
+    """Staircase exponential decay of the fed rate every decay_epochs * epoch_size steps (classic)."""
+    return tf1.train.exponential_decay(learning_rate_placeholder, global_step, decay_epochs * epoch_size,
+                                       decay_factor, staircase=True)

@@ -1,0 +1,111 @@
+"""Running a training graph: the session with its queue runners, one training step with the
+divergence check, scalar summaries, and the one-line error of a failed input pipeline."""
+import contextlib
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from facenet_tf.cli import UserError
+from facenet_tf.training.checkpoints import restore_pretrained
+
+tf1 = tf.compat.v1
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the message says where and which checkpoint is the last good one."""
+
+
+def start_queue_runners(sess):
+    """Start the input pipeline's threads; returns (coord, threads)."""
+    coord = tf.train.Coordinator()
+    threads = tf1.train.start_queue_runners(coord=coord, sess=sess)
+    return coord, threads
+
+
+def stop_queue_runners(sess, coord, threads, close_ops=()):
+    """Stop the pipeline threads: close the queues (cancelling pending enqueues) and join briefly."""
+    coord.request_stop()
+    for op in close_ops:
+        try:
+            sess.run(op)
+        except tf.errors.OpError:
+            pass
+    try:
+        coord.join(threads, stop_grace_period_secs=5)
+    except (RuntimeError, tf.errors.OpError):
+        pass
+
+
+@contextlib.contextmanager
+def training_session(args, graph, log_dir):
+    """A session with the variables initialised (or restored from --pretrained_model), a summary
+    writer and the queue runners started; everything is stopped and closed on exit.
+    Yields (sess, summary_writer, coord)."""
+    config = tf1.ConfigProto(gpu_options=tf1.GPUOptions(per_process_gpu_memory_fraction=args.gpu_memory_fraction))
+    with tf1.Session(config=config) as sess:
+        sess.run(tf1.global_variables_initializer())
+        sess.run(tf1.local_variables_initializer())
+        if args.pretrained_model:
+            restore_pretrained(sess, args.pretrained_model, graph.saved, graph.averages)
+        summary_writer = tf1.summary.FileWriter(log_dir, sess.graph)
+        coord, threads = start_queue_runners(sess)
+        try:
+            yield sess, summary_writer, coord
+        finally:
+            summary_writer.close()
+            stop_queue_runners(sess, coord, threads, [graph.close_queue])
+
+
+def input_error(coord, error):
+    """A one-line UserError for a failed pipeline run (an unreadable image, usually)."""
+    cause = error
+    if coord is not None and coord.should_stop():
+        try:
+            coord.raise_requested_exception()
+        except Exception as e:  # the thread's own error says which op failed
+            cause = e
+    message = getattr(cause, 'message', None) or str(cause)
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and not line.startswith('Graph execution error')]
+    return UserError('input pipeline failed: %s' % (lines[0] if lines else type(cause).__name__))
+
+
+def add_summary(summary_writer, step, **values):
+    """Scalar summaries from keyword arguments (tag = name with '__' read as '/')."""
+    summary = tf1.Summary()
+    for tag, value in values.items():
+        summary.value.add(tag=tag.replace('__', '/'), simple_value=float(value))
+    summary_writer.add_summary(summary, step)
+
+
+def is_non_finite_summary_error(error):
+    """True for the error a histogram summary raises on NaN or infinite values (a diverged run)."""
+    return re.search(r'(nan|infinity) in (summary )?histogram', str(error), re.IGNORECASE) is not None
+
+
+def check_loss(value, epoch, step, last_checkpoint):
+    """Raise TrainingDiverged when the loss is NaN or infinite."""
+    if not np.isfinite(value):
+        raise TrainingDiverged('the loss became %s at epoch %d, step %d: training stopped (try a lower '
+                               'learning rate); the last good checkpoint is %s'
+                               % (value, epoch, step, last_checkpoint or 'none (no epoch completed)'))
+
+
+def run_train_step(sess, graph, names, feed, epoch, summary_writer, with_summary, last_checkpoint=None):
+    """One training step: fetches the graph's attribute of each of `names` (which hold 'loss' and
+    'global_step') and, when asked, the merged summary, written to summary_writer. A NaN or infinite
+    loss, also when it makes a histogram summary fail first, raises TrainingDiverged.
+    Returns {name: value}."""
+    fetches = [getattr(graph, n) for n in names] + ([graph.summary_op] if with_summary else [])
+    try:
+        out = sess.run(fetches, feed_dict=feed)
+    except tf.errors.InvalidArgumentError as e:
+        if not is_non_finite_summary_error(e):
+            raise
+        check_loss(float('nan'), epoch, sess.run(graph.global_step), last_checkpoint)
+    values = dict(zip(names, out))
+    check_loss(values['loss'], epoch, values['global_step'], last_checkpoint)
+    if with_summary:
+        summary_writer.add_summary(out[-1], values['global_step'])
+    return values
