@@ -1,19 +1,20 @@
-# Sourced by the LFW View 1 recipes: the DevTest evaluation flags from the settings FLIPPED (each
-# face's embedding concatenated with its mirror image's), CLASSIC_METRIC (cosine distance of
-# mean-subtracted embeddings, as the classic validation command of the published models) and
-# AVERAGES (the moving averages of the weights), each 0 or 1. Sets EVAL (validate_on_lfw.py) and CHECK
-# (the training scripts' per-epoch check); needs PROTOCOL.
-EVAL=(--lfw_pairs "$PROTOCOL/pairsDevTest.txt" --image_size 96 --use_fixed_image_standardization)
-CHECK=()
-if [ "$FLIPPED" = 1 ]; then
-    EVAL+=(--use_flipped_images)
-    CHECK+=(--lfw_use_flipped_images)
-fi
-if [ "$CLASSIC_METRIC" = 1 ]; then
-    EVAL+=(--distance_metric 1 --subtract_mean)
-    CHECK+=(--lfw_distance_metric 1 --lfw_subtract_mean)
-fi
-if [ "$AVERAGES" = 1 ]; then
-    EVAL+=(--use_moving_averages)
-    CHECK+=(--lfw_use_moving_averages)
-fi
+# Sourced by the LFW View 1 recipes: EVAL, the validate_on_lfw.py flags that evaluate DevTest as the
+# recipe file's per-epoch check does (image size, standardisation, mirrored embeddings, distance,
+# mean subtraction, moving averages: the recipe's image_size, use_fixed_image_standardization and
+# lfw_* keys). Needs CONFIG (the recipe file) and PROTOCOL.
+mapfile -t EVAL < <(python - "$CONFIG" "$PROTOCOL/pairsDevTest.txt" <<'PY'
+import sys
+import tomllib
+with open(sys.argv[1], 'rb') as f:
+    recipe = tomllib.load(f)
+flags = ['--lfw_pairs', sys.argv[2], '--image_size', str(recipe.get('image_size', 160))]
+for key, flag in (('use_fixed_image_standardization', '--use_fixed_image_standardization'),
+                  ('lfw_use_flipped_images', '--use_flipped_images'), ('lfw_subtract_mean', '--subtract_mean'),
+                  ('lfw_use_moving_averages', '--use_moving_averages')):
+    if recipe.get(key):
+        flags.append(flag)
+if recipe.get('lfw_distance_metric'):
+    flags += ['--distance_metric', str(recipe['lfw_distance_metric'])]
+print('\n'.join(flags))
+PY
+)
