@@ -1,0 +1,181 @@
+"""The imported published model (facenet_keras.h5, 20170512-110547) in every tool, on real faces:
+validate_on_lfw on LFW View 1 DevTest, compare.py, classifier.py on ORL, freeze_graph.py,
+export_tflite.py, and fine-tuning with both training scripts."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import classifier
+import compare
+import export_tflite
+import freeze_graph
+import train_softmax
+import train_tripletloss
+import validate_on_lfw
+from facenet_tf import embedding, images, training
+from facenet_tf.cli import run
+from models import inception_resnet_v1
+
+tf1 = tf.compat.v1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALIGN = os.path.join(ROOT, 'src', 'align', 'align_dataset_mtcnn.py')
+
+
+def _pair_images(pairs_file):
+    names = set()
+    with open(pairs_file) as f:
+        for line in f.read().splitlines()[1:]:
+            p = line.split()
+            if len(p) == 3:
+                names |= {(p[0], int(p[1])), (p[0], int(p[2]))}
+            elif len(p) == 4:
+                names |= {(p[0], int(p[1])), (p[2], int(p[3]))}
+    return sorted(names)
+
+
+def _align(raw, out):
+    subprocess.run([sys.executable, ALIGN, str(raw), str(out), '--image_size', '160', '--margin', '32',
+                    '--num_workers', '2'], check=True, capture_output=True, cwd=ROOT)
+    return out
+
+
+@pytest.fixture(scope='module')
+def devtest(data_dir, tmp_path_factory):
+    """(aligned folder, pairs file): the images of LFW View 1 DevTest (about 1,550) aligned at 160/32."""
+    base = tmp_path_factory.mktemp('devtest')
+    pairs = os.path.join(data_dir, 'lfw_protocol', 'pairsDevTest.txt')
+    for name, i in _pair_images(pairs):
+        (base / 'raw' / name).mkdir(parents=True, exist_ok=True)
+        fname = '%s_%04d.jpg' % (name, i)
+        os.symlink(os.path.join(data_dir, 'lfw_deepfunneled', name, fname), str(base / 'raw' / name / fname))
+    return _align(base / 'raw', base / 'aligned'), pairs
+
+
+@pytest.fixture(scope='module')
+def orl(data_dir, tmp_path_factory):
+    """ORL people s1..s15 (10 images each) aligned at 160/32."""
+    base = tmp_path_factory.mktemp('orl')
+    for k in range(1, 16):
+        os.symlink(os.path.join(data_dir, 'orl_faces', 's%d' % k), str(base / ('s%d' % k)))
+    return _align(base, base.parent / 'orl_aligned')
+
+
+def _run(module, capsys, argv, prog):
+    code = run(module.main, module.parse_arguments([str(a) for a in argv]), prog)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_validate_on_lfw_devtest(published_model, devtest, capsys):
+    folder, pb = published_model
+    aligned, pairs = devtest
+    code, out, _ = _run(validate_on_lfw, capsys, [aligned, folder, '--lfw_pairs', pairs, '--lfw_batch_size', 100],
+                        'validate_on_lfw.py')
+    assert code == 0
+    accuracy = float(re.search(r'Accuracy: (\d\.\d+)\+-', out).group(1))
+    auc = float(re.search(r'Area Under Curve \(AUC\): (\d\.\d+)', out).group(1))
+    assert accuracy >= 0.98 and auc >= 0.99, out
+
+
+def test_compare_same_and_different_people(published_model, data_dir, capsys):
+    _, pb = published_model
+    lfw = os.path.join(data_dir, 'lfw_deepfunneled')
+    photos = [os.path.join(lfw, 'Colin_Powell', 'Colin_Powell_%04d.jpg' % i) for i in (1, 2)] + \
+             [os.path.join(lfw, 'George_W_Bush', 'George_W_Bush_%04d.jpg' % i) for i in (1, 2)]
+    code, out, _ = _run(compare, capsys, [pb] + photos, 'compare.py')
+    assert code == 0
+    rows = [line for line in out.splitlines() if re.match(r'^\d  ', line)]
+    dist = np.array([[float(x) for x in row.split()[1:]] for row in rows])
+    assert dist.shape == (4, 4)
+    same = [dist[0, 1], dist[2, 3]]
+    different = dist[:2, 2:].ravel()
+    assert max(same) < 1.0 < min(different), out
+
+
+def test_classifier_on_orl(published_model, orl, tmp_path, capsys):
+    folder, _ = published_model
+    pkl = tmp_path / 'orl.pkl'
+    split = ['--use_split_dataset', '--min_nrof_images_per_class', 10, '--nrof_train_images_per_class', 7]
+    code, _, _ = _run(classifier, capsys, ['TRAIN', orl, folder, pkl] + split, 'classifier.py')
+    assert code == 0 and pkl.is_file()
+    code, out, _ = _run(classifier, capsys, ['CLASSIFY', orl, folder, pkl] + split, 'classifier.py')
+    assert code == 0
+    accuracy = float(re.search(r'Accuracy: (\d\.\d+)', out).group(1))
+    assert accuracy >= 0.95, out
+
+
+def _embed(model, faces):
+    with tf1.Graph().as_default():
+        with tf1.Session() as sess:
+            embedding.load_for_inference(model, sess)
+            x, phase_train, emb = embedding.model_tensors(sess.graph)
+            return sess.run(emb, {x: faces, phase_train: False})
+
+
+def _orl_faces(orl, n=2):
+    paths = [os.path.join(orl, 's%d' % k, '1.png') for k in range(1, n + 1)]
+    return np.stack([images.prewhiten(images.read_rgb(p)) for p in paths]).astype(np.float32)
+
+
+def test_freeze_graph_and_tflite(published_model, orl, tmp_path, capsys):
+    folder, pb = published_model
+    frozen = tmp_path / 'frozen.pb'
+    code, _, _ = _run(freeze_graph, capsys, [folder, frozen], 'freeze_graph.py')
+    assert code == 0
+    faces = _orl_faces(orl)
+    expected = _embed(pb, faces)
+    np.testing.assert_allclose(_embed(str(frozen), faces), expected, atol=1e-5)
+    lite = tmp_path / 'model.tflite'
+    code, _, _ = _run(export_tflite, capsys, [pb, lite], 'export_tflite.py')
+    assert code == 0
+    interpreter = tf.lite.Interpreter(model_path=str(lite))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    for face, want in zip(faces, expected):
+        interpreter.set_tensor(inp['index'], face[None])
+        interpreter.invoke()
+        np.testing.assert_allclose(interpreter.get_tensor(out['index'])[0], want, atol=1e-4)
+
+
+FINE_TUNE = ['--model_def', 'models.inception_resnet_v1', '--embedding_size', 128, '--image_size', 160,
+             '--nrof_preprocess_threads', 1, '--max_nrof_epochs', 1, '--epoch_size', 2, '--seed', 1]
+
+
+def test_train_softmax_restores_everything_but_logits(published_model, orl, tmp_path, capsys):
+    """Before the first step every network variable holds the imported value, every moving average
+    starts from its variable, and only the classifier layer is new."""
+    folder, _ = published_model
+    argv = FINE_TUNE + ['--data_dir', orl, '--pretrained_model', folder, '--batch_size', 6,
+                        '--optimizer', 'ADAM', '--learning_rate', 0.0001,
+                        '--logs_base_dir', tmp_path / 'logs', '--models_base_dir', tmp_path / 'models']
+    args = train_softmax.parse_arguments([str(a) for a in argv])
+    imported = tf.train.load_checkpoint(training.checkpoint_prefix(folder))
+    with tf1.Graph().as_default():
+        g = train_softmax.build_graph(args, inception_resnet_v1, 15, None)
+        with training.training_session(args, g, str(tmp_path / 'session')) as (sess, _, _):
+            values = sess.run({v.op.name: v for v in g.saved})
+    suffix = '/ExponentialMovingAverage'
+    network = {n: v for n, v in values.items() if n.startswith('InceptionResnetV1/') and not n.endswith(suffix)}
+    assert len(network) == 490
+    for name, value in network.items():
+        assert np.array_equal(value, imported.get_tensor(name)), name
+    averages = [n for n in values if n.endswith(suffix) and not n.startswith('Logits')]
+    assert averages and all(np.array_equal(values[n], values[n[:-len(suffix)]]) for n in averages)
+    assert sorted(n for n in values if n.startswith('Logits') and not n.endswith(suffix)) == \
+        ['Logits/biases', 'Logits/weights']
+    assert 'pretrained model: restored 490 variables' in capsys.readouterr().out
+
+
+def test_train_tripletloss_fine_tunes(published_model, orl, tmp_path, capsys):
+    folder, _ = published_model
+    code, out, _ = _run(train_tripletloss, capsys, FINE_TUNE + [
+        '--data_dir', orl, '--pretrained_model', folder, '--people_per_batch', 3, '--images_per_person', 4,
+        '--batch_size', 6, '--optimizer', 'ADAM', '--learning_rate', 0.0001,
+        '--logs_base_dir', tmp_path / 'logs', '--models_base_dir', tmp_path / 'models'], 'train_tripletloss.py')
+    assert code == 0
+    assert 'pretrained model: restored 490 variables' in out and '(0 not in it' in out
