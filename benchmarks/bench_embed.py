@@ -46,14 +46,15 @@ def _onednn_from_argv(argv):
 if __name__ == '__main__':
     _onednn_from_argv(sys.argv[1:])
 
-from facenet_tf.cli import UserError, run  # noqa: E402
+from facenet_tf.cli import run  # noqa: E402
+from facenet_tf.errors import FaceNetError  # noqa: E402
 
 
 def _network(model_def):
     try:
         return importlib.import_module(model_def)
     except ImportError as e:
-        raise UserError('cannot import --model_def %s (%s)' % (model_def, e))
+        raise FaceNetError('cannot import --model_def %s (%s)' % (model_def, e))
 
 
 def _build(tf, network, graph_kind, image_size, train_step):
@@ -104,9 +105,9 @@ def _split(text, allowed, flag):
     items = [item for item in text.split(',') if item]
     for item in items:
         if item not in allowed:
-            raise UserError('unknown %s value %r (choose from %s)' % (flag, item, ', '.join(allowed)))
+            raise FaceNetError('unknown %s value %r (choose from %s)' % (flag, item, ', '.join(allowed)))
     if not items:
-        raise UserError('%s is empty' % flag)
+        raise FaceNetError('%s is empty' % flag)
     return items
 
 
@@ -121,9 +122,9 @@ def _image_files(source, max_images):
         with open(source) as f:
             files = [line.strip() for line in f if line.strip()]
     else:
-        raise UserError('--images: no such list file or folder: %s' % source)
+        raise FaceNetError('--images: no such list file or folder: %s' % source)
     if not files:
-        raise UserError('--images: no images in %s' % source)
+        raise FaceNetError('--images: no images in %s' % source)
     return files[:max_images] if max_images > 0 else files
 
 
@@ -196,7 +197,7 @@ def _pipeline(args):
 def main(args):
     if args.images:
         if args.batch_size < 1 or args.rounds < 1:
-            raise UserError('need --batch_size >= 1 and --rounds >= 1')
+            raise FaceNetError('need --batch_size >= 1 and --rounds >= 1')
         return _pipeline(args)
     import numpy as np
     import tensorflow as tf
@@ -207,9 +208,9 @@ def main(args):
     precisions = _split(args.precisions, PRECISIONS, '--precisions')
     graphs = ['train'] if args.train_step else _split(args.graphs, ('constant', 'placeholder'), '--graphs')
     if args.batch_size < 1 or args.batches < 1 or args.warmup < 0 or args.image_size < 32:
-        raise UserError('need --batch_size >= 1, --batches >= 1, --warmup >= 0 and --image_size >= 32')
+        raise FaceNetError('need --batch_size >= 1, --batches >= 1, --warmup >= 0 and --image_size >= 32')
     if args.train_step and args.batch_size % 3:
-        raise UserError('--train_step needs a --batch_size divisible by 3 (triplets)')
+        raise FaceNetError('--train_step needs a --batch_size divisible by 3 (triplets)')
     network = _network(args.model_def)
 
     data = np.random.RandomState(0).standard_normal(

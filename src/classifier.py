@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from facenet_tf import classify, embedding, model_io
-from facenet_tf.cli import UserError, run
+from facenet_tf.cli import run
+from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import get_dataset, get_image_paths_and_labels
 from facenet_tf.precision import add_precision_argument, session_config
 
@@ -34,7 +35,7 @@ def load_dataset(data_dir, args, mode, split):
                                                      args.nrof_train_images_per_class)
         dataset = train_set if mode == 'TRAIN' else test_set
         if not dataset:
-            raise UserError('no class of %s has --min_nrof_images_per_class %d images'
+            raise FaceNetError('no class of %s has --min_nrof_images_per_class %d images'
                             % (data_dir, args.min_nrof_images_per_class))
     empty = [cls.name for cls in dataset if not cls.image_paths]
     if empty:
@@ -42,7 +43,7 @@ def load_dataset(data_dir, args, mode, split):
                                                            ', '.join(empty[:10])))
         dataset = [cls for cls in dataset if cls.image_paths]
     if not dataset:
-        raise UserError('no images in %s (expected one sub-folder of aligned images per person)' % data_dir)
+        raise FaceNetError('no images in %s (expected one sub-folder of aligned images per person)' % data_dir)
     return dataset
 
 
@@ -64,7 +65,7 @@ def load_images(args, data_dir, mode, split):
     """(dataset, paths, labels) of a folder, with the classic count lines."""
     dataset = load_dataset(data_dir, args, mode, split)
     if mode == 'TRAIN' and len(dataset) < 2:
-        raise UserError('training needs at least two classes with images, %s has %d'
+        raise FaceNetError('training needs at least two classes with images, %s has %d'
                         % (data_dir, len(dataset)))
     paths, labels = get_image_paths_and_labels(dataset)
     print('Number of classes: %d' % len(dataset))
@@ -91,7 +92,7 @@ def main(args):
     data_dir = os.path.expanduser(args.data_dir)
     classifier_file = os.path.expanduser(args.classifier_filename)
     if args.unknown_threshold is not None and args.unknown_threshold < 0:
-        raise UserError('--unknown_threshold is a distance and must be >= 0, got %g' % args.unknown_threshold)
+        raise FaceNetError('--unknown_threshold is a distance and must be >= 0, got %g' % args.unknown_threshold)
     np.random.seed(seed=args.seed)
     if args.mode == 'CLASSIFY':
         model, class_names = classify.load(classifier_file)
@@ -105,7 +106,7 @@ def main(args):
         return
     folder = os.path.dirname(os.path.abspath(classifier_file))
     if not os.path.isdir(folder):
-        raise UserError('folder of the classifier file not found: %s' % folder)
+        raise FaceNetError('folder of the classifier file not found: %s' % folder)
     dataset, paths, labels = load_images(args, data_dir, 'TRAIN', args.use_split_dataset)
     test = None
     if args.test_data_dir:

@@ -13,7 +13,8 @@ from align import aligner
 from align.detect_face import MTCNN
 from facenet_tf import images as image_lib
 from facenet_tf.embedding import load_for_inference, model_tensors
-from facenet_tf.cli import UserError, run
+from facenet_tf.cli import run
+from facenet_tf.errors import FaceNetError
 from facenet_tf.precision import add_precision_argument, session_config
 
 tf1 = tf.compat.v1
@@ -79,7 +80,7 @@ def main(args):
     paths, faces = load_and_align_data(args.image_files, args.image_size, args.margin, standardize,
                                        args.max_detect_side)
     if len(paths) < 2:
-        raise UserError('need at least two images with a detectable face, got %d' % len(paths))
+        raise FaceNetError('need at least two images with a detectable face, got %d' % len(paths))
     emb = embed(args.model, faces, args.precision)
     print_matrix(paths, distance_matrix(emb))
 

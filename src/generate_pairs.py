@@ -19,7 +19,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from facenet_tf.cli import UserError, run  # noqa: E402
+from facenet_tf.cli import run  # noqa: E402
+from facenet_tf.errors import FaceNetError  # noqa: E402
 
 MAX_ENUMERATED_PAIRS = 200000
 
@@ -98,7 +99,7 @@ def generate(people, nrof_folds, n, seed):
         same = same_pairs(people, names, n, rng)
         diff = different_pairs(people, names, n, rng)
         if len(same) < n or len(diff) < n:
-            raise UserError('fold %d (%d people) has only %d same-person and %d different-person pairs for '
+            raise FaceNetError('fold %d (%d people) has only %d same-person and %d different-person pairs for '
                             '--nrof_pairs %d: use fewer folds or pairs, or a larger dataset'
                             % (k + 1, len(names), len(same), len(diff), n))
         lines += ['%s\t%d\t%d' % p for p in same]
@@ -108,20 +109,20 @@ def generate(people, nrof_folds, n, seed):
 
 def main(args):
     if args.nrof_folds < 1:
-        raise UserError('--nrof_folds must be at least 1')
+        raise FaceNetError('--nrof_folds must be at least 1')
     if args.nrof_pairs < 1:
-        raise UserError('--nrof_pairs must be at least 1')
+        raise FaceNetError('--nrof_pairs must be at least 1')
     data_dir = os.path.expanduser(args.data_dir)
     if not os.path.isdir(data_dir):
-        raise UserError('dataset folder not found: %s' % args.data_dir)
+        raise FaceNetError('dataset folder not found: %s' % args.data_dir)
     people = person_images(data_dir)
     if len(people) < 2 * args.nrof_folds:
-        raise UserError('%s has %d people with images: need at least 2 per fold (%d folds)'
+        raise FaceNetError('%s has %d people with images: need at least 2 per fold (%d folds)'
                         % (args.data_dir, len(people), args.nrof_folds))
     lines = generate(people, args.nrof_folds, args.nrof_pairs, args.seed)
     out_dir = os.path.dirname(os.path.abspath(args.output_file))
     if not os.path.isdir(out_dir):
-        raise UserError('output folder does not exist: %s' % out_dir)
+        raise FaceNetError('output folder does not exist: %s' % out_dir)
     with open(args.output_file, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     print('Wrote %d folds x (%d same + %d different) pairs of %d people to %s'

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from facenet_tf import evaluation
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import IMAGE_EXTENSIONS
 from facenet_tf.evaluation import calculate_roc, calculate_val, calculate_val_far, distance  # noqa: F401
 
@@ -32,12 +32,12 @@ def evaluate(embeddings, actual_issame, nrof_folds=10, distance_metric=0, subtra
 def _read_lines(pairs_filename):
     path = os.path.expanduser(pairs_filename)
     if not os.path.isfile(path):
-        raise UserError('pairs file not found: %s (%s)' % (pairs_filename, PROTOCOL_HINT))
+        raise FaceNetError('pairs file not found: %s (%s)' % (pairs_filename, PROTOCOL_HINT))
     try:
         with open(path, 'r') as f:
             return [line.strip() for line in f]
     except (OSError, UnicodeDecodeError) as e:
-        raise UserError('cannot read pairs file %s: %s' % (pairs_filename, e))
+        raise FaceNetError('cannot read pairs file %s: %s' % (pairs_filename, e))
 
 
 def read_pairs_header(pairs_filename):
@@ -47,7 +47,7 @@ def read_pairs_header(pairs_filename):
     try:
         return [int(x) for x in fields]
     except ValueError:
-        raise UserError('%s: the first line must hold the pair counts (e.g. "10<TAB>300"), found "%s"'
+        raise FaceNetError('%s: the first line must hold the pair counts (e.g. "10<TAB>300"), found "%s"'
                         % (pairs_filename, lines[0]))
 
 
@@ -61,11 +61,11 @@ def read_pairs(pairs_filename):
             continue
         pair = line.split()
         if len(pair) not in (3, 4) or not pair[1].isdigit() or not pair[-1].isdigit():
-            raise UserError('%s line %d: expected "name i j" or "name1 i name2 j", found "%s"'
+            raise FaceNetError('%s line %d: expected "name i j" or "name1 i name2 j", found "%s"'
                             % (pairs_filename, lineno, line))
         pairs.append(pair)
     if not pairs:
-        raise UserError('%s holds no pairs' % pairs_filename)
+        raise FaceNetError('%s holds no pairs' % pairs_filename)
     result = np.empty(len(pairs), dtype=object)
     result[:] = pairs
     return result
@@ -132,7 +132,7 @@ def get_paths_and_skipped(lfw_dir, pairs):
     folder without any such name, its N-th image file in name order."""
     lfw_dir = os.path.expanduser(lfw_dir)
     if not os.path.isdir(lfw_dir):
-        raise UserError('LFW folder not found: %s' % lfw_dir)
+        raise FaceNetError('LFW folder not found: %s' % lfw_dir)
     find = _ImageFinder(lfw_dir)
     path_list, issame_list, skipped = [], [], []
     for pair in pairs:

@@ -14,7 +14,8 @@ from PIL import Image, UnidentifiedImageError
 
 import lfw
 from facenet_tf import recordio, verification_sets
-from facenet_tf.cli import UserError, run
+from facenet_tf.cli import run
+from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import get_dataset
 from facenet_tf.images import pil_to_rgb
 from facenet_tf.progress import Progress
@@ -54,7 +55,7 @@ class Encoder(object):
         if self.size is None:
             self.size, self.first_path = size, path
         elif size != self.size:
-            raise UserError('%s is %dx%d but %s is %dx%d: a dataset holds images of one size '
+            raise FaceNetError('%s is %dx%d but %s is %dx%d: a dataset holds images of one size '
                             '(align them with one --image_size)'
                             % (path, size[0], size[1], self.first_path, self.size[0], self.size[1]))
         return data
@@ -82,7 +83,7 @@ def pack_folder(input_dir, output_dir, jpeg_quality=None):
     dataset = [cls for cls in get_dataset(input_dir) if cls.image_paths]
     total = sum(len(cls) for cls in dataset)
     if not total:
-        raise UserError('no images in %s (expected one sub-folder of images per identity)' % input_dir)
+        raise FaceNetError('no images in %s (expected one sub-folder of images per identity)' % input_dir)
     os.makedirs(output_dir, exist_ok=True)
     names = ('train.rec', 'train.idx', 'property')
     finals = [os.path.join(output_dir, n) for n in names]
@@ -93,10 +94,10 @@ def pack_folder(input_dir, output_dir, jpeg_quality=None):
         counts = recordio.write_face_dataset(temps[0], temps[1], [cls.image_paths for cls in dataset],
                                              encoder, progress)
         if not sum(counts):
-            raise UserError('none of the %d files in %s could be read as an image' % (total, input_dir))
+            raise FaceNetError('none of the %d files in %s could be read as an image' % (total, input_dir))
         empty = [cls.name for cls, n in zip(dataset, counts) if n == 0]
         if empty:
-            raise UserError('no readable image for %d identit%s (%s): remove %s'
+            raise FaceNetError('no readable image for %d identit%s (%s): remove %s'
                             % (len(empty), 'y' if len(empty) == 1 else 'ies', ', '.join(empty[:5]),
                                'its folder' if len(empty) == 1 else 'their folders'))
         width, height = encoder.size
@@ -120,7 +121,7 @@ def write_pairs_bin(input_dir, pairs_file, output_file, jpeg_quality=None):
     for pair in missing:
         sys.stderr.write('skipped pair %s: image not found\n' % ' '.join(pair))
     if not issame:
-        raise UserError('none of the %d pairs of %s has both images in %s'
+        raise FaceNetError('none of the %d pairs of %s has both images in %s'
                         % (len(pairs), pairs_file, input_dir))
     encoder = Encoder(jpeg_quality)
     progress = Progress(len(paths), 'packing', 'img')
@@ -133,7 +134,7 @@ def write_pairs_bin(input_dir, pairs_file, output_file, jpeg_quality=None):
         bins += data
         kept.append(bool(same))
     if not kept:
-        raise UserError('no pair of %s has two readable images' % pairs_file)
+        raise FaceNetError('no pair of %s has two readable images' % pairs_file)
     folder = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(folder, exist_ok=True)
     tmp = output_file + '.tmp'
@@ -149,20 +150,20 @@ def write_pairs_bin(input_dir, pairs_file, output_file, jpeg_quality=None):
 
 def main(args):
     if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 100:
-        raise UserError('--jpeg_quality must be between 1 and 100, got %d' % args.jpeg_quality)
+        raise FaceNetError('--jpeg_quality must be between 1 and 100, got %d' % args.jpeg_quality)
     if not os.path.isdir(os.path.expanduser(args.input_dir)):
-        raise UserError('input folder not found: %s' % args.input_dir)
+        raise FaceNetError('input folder not found: %s' % args.input_dir)
     input_dir = os.path.expanduser(args.input_dir)
     output = os.path.expanduser(args.output)
     if args.pairs:
         if not output.endswith('.bin'):
-            raise UserError('with --pairs the output is a .bin file, got %s' % args.output)
+            raise FaceNetError('with --pairs the output is a .bin file, got %s' % args.output)
         written, left_out = write_pairs_bin(input_dir, args.pairs, output, args.jpeg_quality)
         print('Wrote %d pairs (%d images) to %s; %d pairs left out'
               % (written, 2 * written, output, left_out))
     else:
         if os.path.isfile(output):
-            raise UserError('output must be a folder (train.rec, train.idx and property are written '
+            raise FaceNetError('output must be a folder (train.rec, train.idx and property are written '
                             'in it), got the file %s' % args.output)
         nrof_classes, nrof_images, skipped = pack_folder(input_dir, output, args.jpeg_quality)
         print('Wrote %d images of %d identities to %s (train.rec, train.idx, property); %d files skipped'

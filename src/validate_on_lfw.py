@@ -16,7 +16,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from facenet_tf.cli import UserError, run  # noqa: E402
+from facenet_tf.cli import run  # noqa: E402
+from facenet_tf.errors import FaceNetError  # noqa: E402
 
 ALIGN_HINT = ('align LFW first: python src/align/align_dataset_mtcnn.py <lfw> <lfw_aligned> '
               '--image_size 160 --margin 32')
@@ -33,17 +34,17 @@ def load_pairs(args):
         items, where = unique_items(images)
         return items, where, issame, None, True, '%s: %d pairs' % (args.lfw_dir, issame.size)
     if not os.path.isdir(source):
-        raise UserError('LFW folder or .bin file not found: %s' % args.lfw_dir)
+        raise FaceNetError('LFW folder or .bin file not found: %s' % args.lfw_dir)
     pairs = lfw.read_pairs(args.lfw_pairs)
     paths, issame, skipped = lfw.get_paths_and_skipped(source, pairs)
     if skipped:
         print('Skipped %d image pairs' % len(skipped))
     if not issame:
-        raise UserError('none of the %d pairs of %s has both images in %s (expected <Name>/<Name>_NNNN.png '
+        raise FaceNetError('none of the %d pairs of %s has both images in %s (expected <Name>/<Name>_NNNN.png '
                         'or .jpg; %s)' % (len(pairs), args.lfw_pairs, args.lfw_dir, ALIGN_HINT))
     issame = np.asarray(issame, bool)
     if issame.size < args.lfw_nrof_folds:
-        raise UserError('%d pairs cannot be split into %d folds' % (issame.size, args.lfw_nrof_folds))
+        raise FaceNetError('%d pairs cannot be split into %d folds' % (issame.size, args.lfw_nrof_folds))
     folds = lfw.pair_folds(args.lfw_pairs, issame, args.lfw_nrof_folds)
     items, where = unique_items(paths)
     return items, where, issame, folds, False, '%s: %d pairs' % (args.lfw_pairs, issame.size)
@@ -84,13 +85,13 @@ def report(args, embeddings, issame, folds):
 
 def main(args):
     if args.lfw_batch_size < 1:
-        raise UserError('--lfw_batch_size must be at least 1')
+        raise FaceNetError('--lfw_batch_size must be at least 1')
     if args.image_size < 1:
-        raise UserError('--image_size must be at least 1')
+        raise FaceNetError('--image_size must be at least 1')
     if args.lfw_nrof_folds < 2:
-        raise UserError('--lfw_nrof_folds must be at least 2')
+        raise FaceNetError('--lfw_nrof_folds must be at least 2')
     if not os.path.exists(os.path.expanduser(args.model)):
-        raise UserError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % args.model)
+        raise FaceNetError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % args.model)
     items, where, issame, folds, encoded, description = load_pairs(args)
     print('Running forward pass on %d distinct images (%s)' % (len(items), description))
     sys.stdout.flush()

@@ -10,7 +10,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from align.aligner import add_max_detect_side_argument  # noqa: E402
-from facenet_tf.cli import UserError, run  # noqa: E402
+from facenet_tf.cli import run  # noqa: E402
+from facenet_tf.errors import FaceNetError  # noqa: E402
 
 
 def _flag(value):
@@ -25,13 +26,13 @@ def _flag(value):
 
 def main(args):
     if args.image_size < 1:
-        raise UserError('--image_size must be at least 1')
+        raise FaceNetError('--image_size must be at least 1')
     if args.margin < 0:
-        raise UserError('--margin must not be negative')
+        raise FaceNetError('--margin must not be negative')
     if args.num_workers < 1:
-        raise UserError('--num_workers must be at least 1')
+        raise FaceNetError('--num_workers must be at least 1')
     if not os.path.isdir(os.path.expanduser(args.input_dir)):
-        raise UserError('input folder not found: %s' % args.input_dir)
+        raise FaceNetError('input folder not found: %s' % args.input_dir)
     from align.dataset_alignment import Options, align_dataset, summary_line
     opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment,
                    args.max_detect_side)

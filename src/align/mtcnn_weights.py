@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 NETS = ('pnet', 'rnet', 'onet')
 CLASSIC_FILES = {'pnet': 'det1.npy', 'rnet': 'det2.npy', 'onet': 'det3.npy'}
@@ -43,7 +43,7 @@ def packaged_weights_dir():
     """Folder of the `mtcnn` wheel's weight files (found without importing that package)."""
     spec = importlib.util.find_spec('mtcnn')
     if spec is None or spec.origin is None:
-        raise UserError('the packaged MTCNN weights are missing: pip install mtcnn==1.0.0')
+        raise FaceNetError('the packaged MTCNN weights are missing: pip install mtcnn==1.0.0')
     return os.path.join(os.path.dirname(spec.origin), 'assets', 'weights')
 
 
@@ -51,7 +51,7 @@ def _from_packaged(net, arrays):
     """Flat packaged list -> classic dict (kernels' height/width swapped back, alphas flattened)."""
     order = _PACKAGED_ORDER[net]
     if len(arrays) != len(order):
-        raise UserError('%s weights: expected %d arrays, found %d' % (net, len(order), len(arrays)))
+        raise FaceNetError('%s weights: expected %d arrays, found %d' % (net, len(order), len(arrays)))
     layers = {}
     for (layer, param), arr in zip(order, arrays):
         arr = np.asarray(arr, dtype=np.float32)
@@ -71,7 +71,7 @@ def load_packaged(weights_dir=None):
     for net in NETS:
         path = os.path.join(weights_dir, net + '.lz4')
         if not os.path.isfile(path):
-            raise UserError('MTCNN weight file not found: %s' % path)
+            raise FaceNetError('MTCNN weight file not found: %s' % path)
         out[net] = _from_packaged(net, joblib.load(path))
     return out
 
@@ -82,16 +82,16 @@ def load_classic(model_dir):
     for net in NETS:
         path = os.path.join(model_dir, CLASSIC_FILES[net])
         if not os.path.isfile(path):
-            raise UserError('MTCNN weight file not found: %s' % path)
+            raise FaceNetError('MTCNN weight file not found: %s' % path)
         try:
             data = np.load(path, encoding='latin1', allow_pickle=True).item()
         except (OSError, ValueError, AttributeError) as e:
-            raise UserError('cannot read MTCNN weights %s: %s' % (path, e))
+            raise FaceNetError('cannot read MTCNN weights %s: %s' % (path, e))
         out[net] = {layer: {k: np.asarray(v, dtype=np.float32) for k, v in params.items()}
                     for layer, params in data.items()}
         missing = {layer for layer, _ in _PACKAGED_ORDER[net]} - set(out[net])
         if missing:
-            raise UserError('%s lacks layers: %s' % (path, ', '.join(sorted(missing))))
+            raise FaceNetError('%s lacks layers: %s' % (path, ', '.join(sorted(missing))))
     return out
 
 
@@ -101,12 +101,12 @@ def load_weights(model_path=None):
         return load_packaged()
     model_path = os.path.expanduser(model_path)
     if not os.path.isdir(model_path):
-        raise UserError('MTCNN model folder not found: %s' % model_path)
+        raise FaceNetError('MTCNN model folder not found: %s' % model_path)
     if os.path.isfile(os.path.join(model_path, CLASSIC_FILES['pnet'])):
         return load_classic(model_path)
     if os.path.isfile(os.path.join(model_path, 'pnet.lz4')):
         return load_packaged(model_path)
-    raise UserError('no det1.npy/det2.npy/det3.npy (or pnet/rnet/onet.lz4) in %s' % model_path)
+    raise FaceNetError('no det1.npy/det2.npy/det3.npy (or pnet/rnet/onet.lz4) in %s' % model_path)
 
 
 def save_classic(weights, model_dir):

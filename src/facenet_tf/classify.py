@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from sklearn.svm import SVC
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import ImageClass
 
 UNKNOWN = 'unknown'
@@ -46,7 +46,7 @@ def train(embeddings, labels):
     """Fit `SVC(kernel='linear', probability=True)` and keep the training embeddings on it."""
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
-        raise UserError('training needs at least two classes with images, got %d' % len(np.unique(labels)))
+        raise FaceNetError('training needs at least two classes with images, got %d' % len(np.unique(labels)))
     model = SVC(kernel='linear', probability=True)
     with warnings.catch_warnings():  # newer scikit-learn announces the end of `probability`
         warnings.filterwarnings('ignore', message='.*probability.*', category=FutureWarning)
@@ -60,7 +60,7 @@ def save(path, model, class_names):
     """Pickle (model, class_names) to `path`, through a temporary file."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise UserError('folder of the classifier file not found: %s' % folder)
+        raise FaceNetError('folder of the classifier file not found: %s' % folder)
     tmp = path + '.tmp'
     with open(tmp, 'wb') as f:
         pickle.dump((model, list(class_names)), f)
@@ -70,15 +70,15 @@ def save(path, model, class_names):
 def load(path):
     """(model, class_names) of a classifier file (classic or ours), with one-line errors."""
     if not os.path.isfile(path):
-        raise UserError('classifier file not found: %s (write one with mode TRAIN)' % path)
+        raise FaceNetError('classifier file not found: %s (write one with mode TRAIN)' % path)
     try:
         with open(path, 'rb') as f:
             content = pickle.load(f)
     except Exception as e:  # pickle raises many types on foreign or damaged files
-        raise UserError('%s is not a classifier file: %s' % (path, str(e).splitlines()[0] if str(e)
+        raise FaceNetError('%s is not a classifier file: %s' % (path, str(e).splitlines()[0] if str(e)
                                                               else type(e).__name__))
     if not (isinstance(content, tuple) and len(content) == 2 and hasattr(content[0], 'predict_proba')):
-        raise UserError('%s is not a classifier file (expected a pickle of (model, class_names))' % path)
+        raise FaceNetError('%s is not a classifier file (expected a pickle of (model, class_names))' % path)
     model, class_names = content
     return model, list(class_names)
 
@@ -87,7 +87,7 @@ def training_embeddings(model):
     """The training embeddings kept on the model, or a one-line error for a classic file."""
     train_emb = getattr(model, 'facenet_embeddings_', None)
     if train_emb is None:
-        raise UserError('this classifier file holds no training embeddings (written by the classic '
+        raise FaceNetError('this classifier file holds no training embeddings (written by the classic '
                         'tool): train it again to use --unknown_threshold')
     return train_emb
 

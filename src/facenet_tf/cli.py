@@ -1,21 +1,78 @@
-"""Running a script's main: bad input becomes one clear line on stderr, never a traceback."""
+"""Running a script's main: bad input becomes one clear line on stderr, never a traceback.
+
+Also the argparse validators the scripts use as `type=` for numeric flags (positive_int,
+non_negative_int, int_at_least, int_between, non_negative_float, fraction): a bad value is reported
+by argparse itself, as `<script>: error: argument --flag: <reason>` after the usage line, exit code 2.
+"""
+import argparse
 import os
 import sys
 
+from facenet_tf.errors import FaceNetError
 
-class UserError(Exception):
-    """An error caused by the user's input (paths, flags, files); printed as one line."""
+UserError = FaceNetError  # the name the scripts and tests have used; the same class
 
 
 def run(main, args, prog=None):
-    """Call main(args); turn UserError / KeyboardInterrupt into an exit code with a one-line message."""
+    """Call main(args); turn FaceNetError / KeyboardInterrupt into an exit code with a one-line message."""
     prog = prog or os.path.basename(sys.argv[0])
     try:
         code = main(args)
-    except UserError as e:
+    except FaceNetError as e:
         sys.stderr.write('%s: error: %s\n' % (prog, e))
         return 2
     except KeyboardInterrupt:
         sys.stderr.write('%s: interrupted\n' % prog)
         return 130
     return 0 if code is None else int(code)
+
+
+def _number(text, kind):
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError('invalid %s value: %r' % (kind.__name__, text))
+
+
+def int_at_least(minimum):
+    """An argparse type: an integer >= minimum."""
+    def parse(text):
+        value = _number(text, int)
+        if value < minimum:
+            raise argparse.ArgumentTypeError('must be at least %d, got %d' % (minimum, value))
+        return value
+    parse.__name__ = 'int_at_least_%d' % minimum
+    return parse
+
+
+def int_between(low, high):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text):
+        value = _number(text, int)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError('must be between %d and %d, got %d' % (low, high, value))
+        return value
+    parse.__name__ = 'int_between_%d_%d' % (low, high)
+    return parse
+
+
+positive_int = int_at_least(1)
+positive_int.__name__ = 'positive_int'
+non_negative_int = int_at_least(0)
+non_negative_int.__name__ = 'non_negative_int'
+
+
+def non_negative_float(text):
+    """An argparse type: a float >= 0."""
+    value = _number(text, float)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError('must be >= 0, got %g' % value)
+    return value
+
+
+def fraction(text):
+    """An argparse type: a float in [0, 1]."""
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError('must be between 0 and 1, got %g' % value)
+    return value

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 
@@ -36,7 +36,7 @@ def get_dataset(path, has_class_directories=True):
     for one in path.split(':'):
         path_exp = os.path.expanduser(one)
         if not os.path.isdir(path_exp):
-            raise UserError('dataset folder not found: %s' % one)
+            raise FaceNetError('dataset folder not found: %s' % one)
         classes = sorted(c for c in os.listdir(path_exp)
                          if os.path.isdir(os.path.join(path_exp, c)) and not c.startswith('.'))
         for class_name in classes:
@@ -77,5 +77,5 @@ def split_dataset(dataset, split_ratio, min_nrof_images_per_class, mode):
                 train_set.append(ImageClass(cls.name, paths[:split]))
                 test_set.append(ImageClass(cls.name, paths[split:]))
     else:
-        raise UserError('invalid train/test split mode "%s"' % mode)
+        raise FaceNetError('invalid train/test split mode "%s"' % mode)
     return train_set, test_set

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from facenet_tf import model_io
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.images import ImageReadError, read_rgb
 from facenet_tf.progress import Progress
 
@@ -104,7 +104,7 @@ class ImageBatches(object):
         try:
             return self.session.run(self._images, {self._items: np.array(items, dtype=object)})
         except tf.errors.InvalidArgumentError as e:
-            raise UserError(_bad_image_message(items, e))
+            raise FaceNetError(_bad_image_message(items, e))
 
     def __call__(self, items):
         """Yield float32 batches for `items` (paths, or encoded image bytes when encoded=True)."""
@@ -253,9 +253,9 @@ def _has_phase_train(model):
             with open(os.path.join(model, meta_file), 'rb') as f:
                 meta.ParseFromString(f.read())
         except Exception as e:  # protobuf raises its own DecodeError type
-            raise UserError('cannot read %s: %s' % (meta_file, type(e).__name__))
+            raise FaceNetError('cannot read %s: %s' % (meta_file, type(e).__name__))
         return any(n.name == 'phase_train' for n in meta.graph_def.node), None
-    raise UserError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
+    raise FaceNetError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
 
 
 def load_for_inference(model, session, use_moving_averages=False):
@@ -279,7 +279,7 @@ def model_tensors(graph):
         images = graph.get_tensor_by_name('input:0')
         embeddings = graph.get_tensor_by_name('embeddings:0')
     except KeyError as e:
-        raise UserError('the model has no tensor %s' % e)
+        raise FaceNetError('the model has no tensor %s' % e)
     try:
         phase_train = graph.get_tensor_by_name('phase_train:0')
     except KeyError:
@@ -293,7 +293,7 @@ def embed(sess, items, image_size=160, batch_size=100, fixed_standardization=Fal
     `sess`. With use_flipped_images a row is [embedding(original) | embedding(flipped)], as the classic
     validate_on_lfw. Prints a progress line (to stderr unless `stream` is given)."""
     if batch_size < 1:
-        raise UserError('the batch size must be positive, got %d' % batch_size)
+        raise FaceNetError('the batch size must be positive, got %d' % batch_size)
     images, phase_train, embeddings = model_tensors(sess.graph)
     nrof_flips = 2 if use_flipped_images else 1
     embedding_size = embeddings.shape.as_list()[-1] if embeddings.shape.rank else None

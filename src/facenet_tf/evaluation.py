@@ -12,7 +12,7 @@ from scipy import interpolate
 from scipy.optimize import brentq
 from sklearn import metrics
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 ROC_THRESHOLDS = np.arange(0, 4, 0.01)
 VAL_THRESHOLDS = np.arange(0, 4, 0.001)
@@ -28,15 +28,15 @@ def distance(embeddings1, embeddings2, distance_metric=0):
         dot = np.sum(np.multiply(embeddings1, embeddings2), axis=1)
         norm = np.linalg.norm(embeddings1, axis=1) * np.linalg.norm(embeddings2, axis=1)
         return np.arccos(dot / norm) / math.pi
-    raise UserError('undefined distance metric %r (0: squared Euclidean, 1: cosine)' % (distance_metric,))
+    raise FaceNetError('undefined distance metric %r (0: squared Euclidean, 1: cosine)' % (distance_metric,))
 
 
 def kfold_test_sets(nrof_pairs, nrof_folds):
     """Test index arrays of unshuffled K-fold (the first nrof_pairs % nrof_folds folds one longer)."""
     if nrof_folds < 2:
-        raise UserError('the number of folds must be at least 2, got %d' % nrof_folds)
+        raise FaceNetError('the number of folds must be at least 2, got %d' % nrof_folds)
     if nrof_pairs < nrof_folds:
-        raise UserError('cannot split %d pairs into %d folds' % (nrof_pairs, nrof_folds))
+        raise FaceNetError('cannot split %d pairs into %d folds' % (nrof_pairs, nrof_folds))
     return np.array_split(np.arange(nrof_pairs), nrof_folds)
 
 
@@ -95,7 +95,7 @@ def _fold_distance_list(embeddings1, embeddings2, splits, distance_metric, subtr
 
 def _prepare(embeddings1, embeddings2, actual_issame, nrof_folds, folds):
     if embeddings1.shape != embeddings2.shape:
-        raise UserError('the two sides of the pairs have different shapes: %s and %s'
+        raise FaceNetError('the two sides of the pairs have different shapes: %s and %s'
                         % (embeddings1.shape, embeddings2.shape))
     actual_issame = np.asarray(actual_issame, bool)
     nrof_pairs = min(len(actual_issame), embeddings1.shape[0])
@@ -127,7 +127,7 @@ def _check_fold_pairs(fold_idx, part, issame):
     n_same = int(np.sum(issame))
     if n_same == 0 or n_same == issame.size:
         missing = 'same-person' if n_same == 0 else 'different-person'
-        raise UserError('fold %d has no %s pair in its %s set: every fold needs both kinds of pairs '
+        raise FaceNetError('fold %d has no %s pair in its %s set: every fold needs both kinds of pairs '
                         '(use fewer folds, or a pairs file that mixes them in every fold)'
                         % (fold_idx + 1, missing, part))
 
@@ -165,7 +165,7 @@ def calculate_val_far(threshold, dist, actual_issame):
     n_same = int(np.sum(actual_issame))
     n_diff = actual_issame.size - n_same
     if n_same == 0 or n_diff == 0:
-        raise UserError('VAL/FAR need both same-person and different-person pairs')
+        raise FaceNetError('VAL/FAR need both same-person and different-person pairs')
     true_accept = int(np.sum(predict_issame & actual_issame))
     false_accept = int(np.sum(predict_issame & ~actual_issame))
     return float(true_accept) / float(n_same), float(false_accept) / float(n_diff)
@@ -203,7 +203,7 @@ def evaluate(embeddings, actual_issame, nrof_folds=10, distance_metric=0, subtra
     embeddings = np.asarray(embeddings)
     actual_issame = np.asarray(actual_issame, bool)
     if embeddings.shape[0] != 2 * actual_issame.size:
-        raise UserError('%d embeddings for %d pairs (need two per pair)' % (embeddings.shape[0],
+        raise FaceNetError('%d embeddings for %d pairs (need two per pair)' % (embeddings.shape[0],
                                                                            actual_issame.size))
     embeddings1 = embeddings[0::2]
     embeddings2 = embeddings[1::2]

@@ -13,7 +13,7 @@ import shutil
 
 import numpy as np
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 SCOPE = 'InceptionResnetV1'
 # Keras layer-name prefix -> classic scope; the final Block8 (scale 1, no ReLU) is not repeated.
@@ -66,25 +66,25 @@ def read_keras_weights(path):
     """{Keras weight name: float32 array} of a Keras HDF5 model or weights file, read with h5py."""
     import h5py
     if not os.path.isfile(path):
-        raise UserError('Keras model file not found: %s' % path)
+        raise FaceNetError('Keras model file not found: %s' % path)
     try:
         f = h5py.File(path, 'r')
     except OSError:
-        raise UserError('%s is not an HDF5 file (expected a Keras .h5 model such as facenet_keras.h5)' % path)
+        raise FaceNetError('%s is not an HDF5 file (expected a Keras .h5 model such as facenet_keras.h5)' % path)
     with f:
         root = f['model_weights'] if 'model_weights' in f else f
         if 'layer_names' not in root.attrs:
-            raise UserError('%s holds no Keras layer weights (no layer_names attribute)' % path)
+            raise FaceNetError('%s holds no Keras layer weights (no layer_names attribute)' % path)
         weights = {}
         for layer in root.attrs['layer_names']:
             group = root[_text(layer)]
             for name in group.attrs.get('weight_names', []):
                 name = _text(name)
                 if name in weights:
-                    raise UserError('%s: weight %s appears twice' % (path, name))
+                    raise FaceNetError('%s: weight %s appears twice' % (path, name))
                 weights[name] = np.asarray(group[name], dtype=np.float32)
     if not weights:
-        raise UserError('%s holds no weights' % path)
+        raise FaceNetError('%s holds no weights' % path)
     return weights
 
 
@@ -121,7 +121,7 @@ def classic_weights(keras_weights, path='the file'):
         else:
             mapped[target] = value
     if unknown:
-        raise UserError('%s is not a published FaceNet Keras model: %d weight%s with unknown layer names '
+        raise FaceNetError('%s is not a published FaceNet Keras model: %d weight%s with unknown layer names '
                         '(%s)' % (path, len(unknown), '' if len(unknown) == 1 else 's', _listed(unknown)))
     return mapped
 
@@ -130,7 +130,7 @@ def embedding_size(weights, path='the file'):
     """The bottleneck width (embedding size) of classic-named weights."""
     kernel = weights.get(SCOPE + '/Bottleneck/weights')
     if kernel is None or kernel.ndim != 2:
-        raise UserError('%s has no Bottleneck/kernel weight (the embedding layer)' % path)
+        raise FaceNetError('%s has no Bottleneck/kernel weight (the embedding layer)' % path)
     return int(kernel.shape[1])
 
 
@@ -140,16 +140,16 @@ def check_complete(weights, variables, path='the file'):
     shapes = {v.op.name: tuple(v.shape.as_list()) for v in variables}
     missing = sorted(set(shapes) - set(weights))
     if missing:
-        raise UserError('%s lacks %d of the network\'s %d weights (%s)'
+        raise FaceNetError('%s lacks %d of the network\'s %d weights (%s)'
                         % (path, len(missing), len(shapes), _listed(missing)))
     extra = sorted(set(weights) - set(shapes))
     if extra:
-        raise UserError('%s has %d weight%s the network does not have (%s)'
+        raise FaceNetError('%s has %d weight%s the network does not have (%s)'
                         % (path, len(extra), '' if len(extra) == 1 else 's', _listed(extra)))
     wrong = ['%s: %s in the file, %s in the network' % (name, tuple(weights[name].shape), shapes[name])
              for name in sorted(shapes) if tuple(weights[name].shape) != shapes[name]]
     if wrong:
-        raise UserError('%s: wrong shape for %d weight%s (%s)'
+        raise FaceNetError('%s: wrong shape for %d weight%s (%s)'
                         % (path, len(wrong), '' if len(wrong) == 1 else 's', _listed(wrong, 1)))
 
 
@@ -180,7 +180,7 @@ def _prepare_folder(model_dir):
     """A fresh temporary folder beside model_dir; model_dir itself must be absent or empty."""
     model_dir = os.path.abspath(os.path.expanduser(model_dir))
     if os.path.exists(model_dir) and (not os.path.isdir(model_dir) or os.listdir(model_dir)):
-        raise UserError('%s already exists and is not an empty folder (give a new model folder)' % model_dir)
+        raise FaceNetError('%s already exists and is not an empty folder (give a new model folder)' % model_dir)
     tmp = model_dir + '.importing'
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)

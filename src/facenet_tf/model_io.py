@@ -10,7 +10,7 @@ import time
 
 import tensorflow as tf
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 tf1 = tf.compat.v1
 
@@ -22,13 +22,13 @@ def get_model_filenames(model_dir):
     """(meta_file, ckpt_file) basenames of a checkpoint folder: the one `.meta`, and the checkpoint
     named by the `checkpoint` file, else the highest `model-*.ckpt-N`."""
     if not os.path.isdir(model_dir):
-        raise UserError('model folder not found: %s' % model_dir)
+        raise FaceNetError('model folder not found: %s' % model_dir)
     files = os.listdir(model_dir)
     meta_files = sorted(f for f in files if f.endswith('.meta'))
     if not meta_files:
-        raise UserError('no .meta file in the model folder %s' % model_dir)
+        raise FaceNetError('no .meta file in the model folder %s' % model_dir)
     if len(meta_files) > 1:
-        raise UserError('more than one .meta file in the model folder %s (%s)'
+        raise FaceNetError('more than one .meta file in the model folder %s (%s)'
                         % (model_dir, ', '.join(meta_files)))
     ckpt = tf1.train.get_checkpoint_state(model_dir)
     if ckpt and ckpt.model_checkpoint_path:
@@ -41,7 +41,7 @@ def get_model_filenames(model_dir):
         if m is not None and int(m.group(2)) > best_step:
             best_step, ckpt_file = int(m.group(2)), m.group(1)
     if ckpt_file is None:
-        raise UserError('no checkpoint (model-*.ckpt-N) in the model folder %s' % model_dir)
+        raise FaceNetError('no checkpoint (model-*.ckpt-N) in the model folder %s' % model_dir)
     return meta_files[0], ckpt_file
 
 
@@ -63,7 +63,7 @@ def load_model(model, input_map=None, session=None, use_moving_averages=False):
         meta_file, ckpt_file = get_model_filenames(model_exp)
         sess = session or tf1.get_default_session()
         if sess is None:
-            raise UserError('load_model needs a session to restore a checkpoint folder')
+            raise FaceNetError('load_model needs a session to restore a checkpoint folder')
         try:
             saver = tf1.train.import_meta_graph(os.path.join(model_exp, meta_file), input_map=input_map,
                                                 clear_devices=True)
@@ -71,10 +71,10 @@ def load_model(model, input_map=None, session=None, use_moving_averages=False):
                 saver = averages_saver(os.path.join(model_exp, ckpt_file), model)
             saver.restore(sess, os.path.join(model_exp, ckpt_file))
         except (tf.errors.OpError, ValueError, KeyError) as e:
-            raise UserError('cannot restore %s from %s: %s'
+            raise FaceNetError('cannot restore %s from %s: %s'
                             % (ckpt_file, model, str(e).strip().splitlines()[0]))
     else:
-        raise UserError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
+        raise FaceNetError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
     check_tensors(tf1.get_default_graph(), model)
 
 
@@ -82,12 +82,12 @@ def import_frozen_graph(graph_def, model, input_map=None, use_moving_averages=Fa
     """Import the parsed frozen graph of file `model` into the default graph. It holds one set of
     weights: asking it for moving averages is an error."""
     if use_moving_averages:
-        raise UserError('%s is a frozen graph: it holds one set of weights (freeze the checkpoint folder '
+        raise FaceNetError('%s is a frozen graph: it holds one set of weights (freeze the checkpoint folder '
                         'with --use_moving_averages instead)' % model)
     try:
         tf1.import_graph_def(graph_def, input_map=input_map, name='')
     except ValueError as e:
-        raise UserError('cannot import %s: %s' % (model, str(e).strip().splitlines()[0]))
+        raise FaceNetError('cannot import %s: %s' % (model, str(e).strip().splitlines()[0]))
 
 
 def averages_saver(checkpoint, model):
@@ -105,7 +105,7 @@ def averages_saver(checkpoint, model):
         elif name in names:
             var_list[name] = var
     if not any(key.endswith(AVERAGE_SUFFIX) for key in var_list):
-        raise UserError('%s holds no moving averages of its variables' % model)
+        raise FaceNetError('%s holds no moving averages of its variables' % model)
     return tf1.train.Saver(var_list)
 
 
@@ -116,12 +116,12 @@ def read_graph_def(path):
         with tf.io.gfile.GFile(path, 'rb') as f:
             graph_def.ParseFromString(f.read())
     except Exception as e:  # protobuf raises its own DecodeError type
-        raise UserError('%s is not a frozen TensorFlow graph (.pb): %s' % (path, type(e).__name__))
+        raise FaceNetError('%s is not a frozen TensorFlow graph (.pb): %s' % (path, type(e).__name__))
     return graph_def
 
 
 def check_tensors(graph, model, names=REQUIRED_TENSORS):
-    """Raise UserError naming any contract tensor the loaded model lacks."""
+    """Raise FaceNetError naming any contract tensor the loaded model lacks."""
     missing = []
     for name in names:
         try:
@@ -129,7 +129,7 @@ def check_tensors(graph, model, names=REQUIRED_TENSORS):
         except (KeyError, ValueError):
             missing.append(name)
     if missing:
-        raise UserError('model %s has no tensor %s' % (model, ', '.join(missing)))
+        raise FaceNetError('model %s has no tensor %s' % (model, ', '.join(missing)))
 
 
 def save_variables_and_metagraph(sess, saver, summary_writer, model_dir, model_name, step):
@@ -304,7 +304,7 @@ def freeze_session(sess, output_names=FROZEN_OUTPUTS):
     rewired.node.extend(nodes)
     outputs = [n for n in output_names if any(node.name == n for node in rewired.node)]
     if 'embeddings' not in outputs:
-        raise UserError('the model has no "embeddings" node to freeze')
+        raise FaceNetError('the model has no "embeddings" node to freeze')
     frozen = tf1.graph_util.convert_variables_to_constants(sess, rewired, outputs)
     frozen = tf1.graph_util.extract_sub_graph(fold_constant_switches(frozen), outputs)
     if phase is not None:
@@ -343,13 +343,13 @@ def export_tflite(model, output_file, image_size=160):
     elif os.path.isfile(model_exp):
         frozen_path = model_exp
     else:
-        raise UserError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
+        raise FaceNetError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
     try:
         converter = tf1.lite.TFLiteConverter.from_frozen_graph(
             frozen_path, ['input'], ['embeddings'], input_shapes={'input': [1, image_size, image_size, 3]})
         flatbuffer = converter.convert()
     except Exception as e:  # the converter raises several unrelated types
-        raise UserError('TensorFlow Lite conversion failed: %s' % str(e).strip().splitlines()[0])
+        raise FaceNetError('TensorFlow Lite conversion failed: %s' % str(e).strip().splitlines()[0])
     finally:
         if frozen_path != model_exp and os.path.exists(frozen_path):
             os.remove(frozen_path)

@@ -26,7 +26,7 @@ import struct
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import ImageClass
 from facenet_tf.images import ImageReadError, pil_to_rgb
 
@@ -38,7 +38,7 @@ IR_SIZE = _IR.size
 MAX_LENGTH = (1 << 29) - 1
 
 
-class RecordFormatError(UserError):
+class RecordFormatError(FaceNetError):
     """A `.rec` / `.idx` / `property` file is not in the expected format (one-line reason)."""
 
 
@@ -157,13 +157,13 @@ class RecordReader(object):
 
     def __init__(self, rec_path, idx_path=None):
         if not os.path.isfile(rec_path):
-            raise UserError('record file not found: %s' % rec_path)
+            raise FaceNetError('record file not found: %s' % rec_path)
         self.rec_path = rec_path
         self._fd = os.open(rec_path, os.O_RDONLY | getattr(os, 'O_BINARY', 0))
         self._size = os.fstat(self._fd).st_size
         if idx_path is not None:
             if not os.path.isfile(idx_path):
-                raise UserError('index file not found: %s' % idx_path)
+                raise FaceNetError('index file not found: %s' % idx_path)
             self.index = read_index(idx_path)
         else:
             self.index = self._scan()
@@ -287,10 +287,10 @@ class RecordDataset(object):
         elif path.endswith('.rec'):
             rec_path = path
         else:
-            raise UserError('record dataset not found: %s (give a folder holding %s.rec and %s.idx, '
+            raise FaceNetError('record dataset not found: %s (give a folder holding %s.rec and %s.idx, '
                             'or the .rec file)' % (path, prefix, prefix))
         if not os.path.isfile(rec_path):
-            raise UserError('record file not found: %s' % rec_path)
+            raise FaceNetError('record file not found: %s' % rec_path)
         folder = os.path.dirname(rec_path)
         self.rec_path = rec_path
         idx_path = rec_path[:-4] + '.idx'
@@ -303,7 +303,7 @@ class RecordDataset(object):
 
     def _load_labels(self):
         if not len(self.reader):
-            raise UserError('%s holds no records' % self.rec_path)
+            raise FaceNetError('%s holds no records' % self.rec_path)
         head, image = unpack(self.reader.read(self.reader.keys[0]))
         if head.flag >= 2 and not image:
             end_images, end_ids = int(head.label[0]), int(head.label[1])
@@ -351,7 +351,7 @@ class RecordDataset(object):
         try:
             return decode_image(self.read_bytes(key))
         except ImageReadError as e:
-            raise UserError('%s record %d: %s' % (self.rec_path, int(key), e))
+            raise FaceNetError('%s record %d: %s' % (self.rec_path, int(key), e))
 
     def classes(self):
         """ImageClass list, one per label 0..num_classes-1, named by the label, whose

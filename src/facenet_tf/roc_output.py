@@ -4,7 +4,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 PLOT_SIZE = 480
 MARGIN = 60
@@ -60,7 +60,7 @@ def write_roc(path, thresholds, fpr, tpr, title='ROC'):
     and .png when it is .png, else the CSV is `path` itself); returns (csv_path, png_path)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise UserError('folder of --roc_output does not exist: %s' % directory)
+        raise FaceNetError('folder of --roc_output does not exist: %s' % directory)
     root, ext = os.path.splitext(path)
     csv_path = root + '.csv' if ext.lower() == '.png' else path
     png = root + '.png'

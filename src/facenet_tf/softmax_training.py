@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from facenet_tf import dataset as dataset_io
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 
 # ---------------------------------------------------------------- filtering
@@ -31,22 +31,22 @@ def filter_dataset(dataset, data_filename, percentile, min_nrof_images_per_class
     import h5py
     path = os.path.expanduser(data_filename)
     if not os.path.isfile(path):
-        raise UserError('filter file not found: %s' % data_filename)
+        raise FaceNetError('filter file not found: %s' % data_filename)
     try:
         with h5py.File(path, 'r') as f:
             distance_to_center = np.array(f['distance_to_center'])
             label_list = np.array(f['label_list']).astype(np.int64)
             image_list = [_as_str(x) for x in np.array(f['image_list'])]
     except KeyError as e:
-        raise UserError('filter file %s lacks the dataset %s (expected distance_to_center, '
+        raise FaceNetError('filter file %s lacks the dataset %s (expected distance_to_center, '
                         'label_list, image_list)' % (data_filename, e))
     except OSError as e:
-        raise UserError('cannot read filter file %s: %s' % (data_filename, e))
+        raise FaceNetError('cannot read filter file %s: %s' % (data_filename, e))
     if not (len(distance_to_center) == len(label_list) == len(image_list)) or not len(image_list):
-        raise UserError('filter file %s: distance_to_center, label_list and image_list must have the '
+        raise FaceNetError('filter file %s: distance_to_center, label_list and image_list must have the '
                         'same non-zero length' % data_filename)
     if label_list.max() >= len(dataset) or label_list.min() < 0:
-        raise UserError('filter file %s has labels up to %d but the dataset has %d classes'
+        raise FaceNetError('filter file %s has labels up to %d but the dataset has %d classes'
                         % (data_filename, label_list.max(), len(dataset)))
     threshold = find_threshold(distance_to_center, percentile)
     paths = [list(c.image_paths) for c in dataset]

@@ -10,7 +10,7 @@ import pickle
 
 import numpy as np
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 _ALLOWED = {
     ('_codecs', 'encode'),
@@ -44,20 +44,20 @@ def read_bin(path):
         with open(path, 'rb') as f:
             content = _SafeUnpickler(f, encoding='bytes').load()
     except OSError as e:
-        raise UserError('cannot read %s: %s' % (path, e.strerror or e))
+        raise FaceNetError('cannot read %s: %s' % (path, e.strerror or e))
     except Exception as e:  # any unpickling failure means "not a .bin set"
-        raise UserError('%s is not a verification set (.bin: a pickle of (images, issame)): %s'
+        raise FaceNetError('%s is not a verification set (.bin: a pickle of (images, issame)): %s'
                         % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
     if not (isinstance(content, (tuple, list)) and len(content) == 2):
-        raise UserError('%s is not a verification set: expected a pickled (images, issame) pair' % path)
+        raise FaceNetError('%s is not a verification set: expected a pickled (images, issame) pair' % path)
     bins, issame = content
     try:
         images = [_as_bytes(b) for b in bins]
         issame = np.asarray(issame, dtype=bool).reshape(-1)
     except (TypeError, ValueError) as e:
-        raise UserError('%s: the images must be encoded image bytes and issame booleans (%s)' % (path, e))
+        raise FaceNetError('%s: the images must be encoded image bytes and issame booleans (%s)' % (path, e))
     if len(images) != 2 * issame.size or issame.size == 0:
-        raise UserError('%s holds %d images for %d pairs (need exactly two per pair)'
+        raise FaceNetError('%s holds %d images for %d pairs (need exactly two per pair)'
                         % (path, len(images), issame.size))
     return images, issame
 
