@@ -17,10 +17,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from facenet_tf.cli import run  # noqa: E402
-from facenet_tf.errors import FaceNetError  # noqa: E402
+from facenet_tf.cli import run
+from facenet_tf.errors import FaceNetError
+from facenet_tf.files import write_atomic
 
 MAX_ENUMERATED_PAIRS = 200000
 
@@ -123,8 +122,7 @@ def main(args):
     out_dir = os.path.dirname(os.path.abspath(args.output_file))
     if not os.path.isdir(out_dir):
         raise FaceNetError('output folder does not exist: %s' % out_dir)
-    with open(args.output_file, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    write_atomic(args.output_file, '\n'.join(lines) + '\n')
     print('Wrote %d folds x (%d same + %d different) pairs of %d people to %s'
           % (args.nrof_folds, args.nrof_pairs, args.nrof_pairs, len(people), args.output_file))
     return 0

@@ -6,6 +6,7 @@ Usage:
   python src/make_record.py ALIGNED_DIR OUTPUT.bin --pairs PAIRS_FILE [--jpeg_quality Q]
 """
 import argparse
+import contextlib
 import io
 import os
 import sys
@@ -17,6 +18,7 @@ from facenet_tf import recordio, verification_sets
 from facenet_tf.cli import run
 from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import get_dataset
+from facenet_tf.files import atomic_path
 from facenet_tf.images import pil_to_rgb
 from facenet_tf.progress import Progress
 
@@ -71,12 +73,6 @@ def _encode(image, fmt, **options):
     return out.getvalue()
 
 
-def _remove(paths):
-    for path in paths:
-        if os.path.exists(path):
-            os.remove(path)
-
-
 def pack_folder(input_dir, output_dir, jpeg_quality=None):
     """Write output_dir/train.rec, train.idx and property from a folder of identity folders.
     Returns (number of classes, number of images, number skipped)."""
@@ -86,11 +82,10 @@ def pack_folder(input_dir, output_dir, jpeg_quality=None):
         raise FaceNetError('no images in %s (expected one sub-folder of images per identity)' % input_dir)
     os.makedirs(output_dir, exist_ok=True)
     names = ('train.rec', 'train.idx', 'property')
-    finals = [os.path.join(output_dir, n) for n in names]
-    temps = [p + '.tmp' for p in finals]
     encoder = Encoder(jpeg_quality)
     progress = Progress(total, 'packing', 'img')
-    try:
+    with contextlib.ExitStack() as files:  # the three files are renamed into place together, or removed
+        temps = [files.enter_context(atomic_path(os.path.join(output_dir, n))) for n in names]
         counts = recordio.write_face_dataset(temps[0], temps[1], [cls.image_paths for cls in dataset],
                                              encoder, progress)
         if not sum(counts):
@@ -102,11 +97,6 @@ def pack_folder(input_dir, output_dir, jpeg_quality=None):
                                'its folder' if len(empty) == 1 else 'their folders'))
         width, height = encoder.size
         recordio.write_property(temps[2], len(dataset), height, width)
-        for tmp, final in zip(temps, finals):
-            os.replace(tmp, final)
-    except BaseException:
-        _remove(temps)
-        raise
     sys.stderr.write(progress.summary() + '\n')
     if encoder.reencoded:
         print('%d images in formats other than JPEG/PNG were stored re-encoded as PNG' % encoder.reencoded)
@@ -137,13 +127,8 @@ def write_pairs_bin(input_dir, pairs_file, output_file, jpeg_quality=None):
         raise FaceNetError('no pair of %s has two readable images' % pairs_file)
     folder = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(folder, exist_ok=True)
-    tmp = output_file + '.tmp'
-    try:
+    with atomic_path(output_file) as tmp:
         verification_sets.write_bin(tmp, bins, kept)
-        os.replace(tmp, output_file)
-    except BaseException:
-        _remove([tmp])
-        raise
     sys.stderr.write(progress.summary() + '\n')
     return len(kept), len(pairs) - len(kept)
 

@@ -11,7 +11,6 @@ marks a complete image) and images an earlier bounding-box file lists as having 
 import multiprocessing
 import os
 import random
-import re
 import sys
 from collections import deque, namedtuple
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +20,7 @@ from PIL import Image
 
 from align import aligner
 from facenet_tf.dataset import get_dataset
+from facenet_tf.files import TEMPORARY_RE, atomic_path
 from facenet_tf.images import ImageReadError, read_rgb
 from facenet_tf.progress import Progress
 from facenet_tf.run_info import store_revision_info
@@ -29,7 +29,6 @@ BATCH_SIZE = 32
 WORKER_THREADS = 2  # reading + pyramids, writing crops
 DETECT_THREADS = 2  # batches in detection at once
 PNG_COMPRESSION = 1  # zlib level: 4x faster to write than the default 6, files ~10% larger
-_TMP_RE = re.compile(r'^\..+\.(\d+)\.tmp$')
 
 Job = namedtuple('Job', 'src base')  # input image path; output path without '.png'
 # max_detect_side: 0 = detect on the full image (classic), N > 0 = on a copy reduced to N px
@@ -54,7 +53,7 @@ def _pid_alive(pid):
 def remove_stale_temporaries(folder):
     """Delete temporary files left in `folder` by runs that are no longer alive."""
     for name in os.listdir(folder):
-        m = _TMP_RE.match(name)
+        m = TEMPORARY_RE.match(name)
         if m and not _pid_alive(int(m.group(1))):
             try:
                 os.remove(os.path.join(folder, name))
@@ -62,27 +61,10 @@ def remove_stale_temporaries(folder):
                 pass
 
 
-def _temporary(path):
-    folder, name = os.path.split(path)
-    return os.path.join(folder, '.%s.%d.tmp' % (name, os.getpid()))
-
-
 def write_png_atomic(path, img):
     """Save an RGB uint8 array as PNG at `path` through a temporary file and a rename."""
-    tmp = _temporary(path)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(img).save(tmp, format='PNG', compress_level=PNG_COMPRESSION)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_text_atomic(path, text):
-    tmp = _temporary(path)
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _key(path):

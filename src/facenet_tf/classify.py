@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.svm import SVC
 
 from facenet_tf.errors import FaceNetError
+from facenet_tf.files import atomic_open
 from facenet_tf.dataset import ImageClass
 
 UNKNOWN = 'unknown'
@@ -61,10 +62,8 @@ def save(path, model, class_names):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FaceNetError('folder of the classifier file not found: %s' % folder)
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
+    with atomic_open(path, 'wb') as f:
         pickle.dump((model, list(class_names)), f)
-    os.replace(tmp, path)
 
 
 def load(path):

@@ -11,6 +11,7 @@ import time
 import tensorflow as tf
 
 from facenet_tf.errors import FaceNetError
+from facenet_tf.files import atomic_open, write_atomic
 
 tf1 = tf.compat.v1
 
@@ -327,10 +328,8 @@ def write_graph_def(graph_def, output_file):
     """Write a GraphDef as a binary .pb, under a temporary name renamed into place."""
     out_dir = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(out_dir, exist_ok=True)
-    tmp = output_file + '.tmp'
-    with tf.io.gfile.GFile(tmp, 'wb') as f:
+    with atomic_open(output_file, 'wb') as f:
         f.write(graph_def.SerializeToString())
-    os.replace(tmp, output_file)
 
 
 def export_tflite(model, output_file, image_size=160):
@@ -353,8 +352,5 @@ def export_tflite(model, output_file, image_size=160):
     finally:
         if frozen_path != model_exp and os.path.exists(frozen_path):
             os.remove(frozen_path)
-    tmp = output_file + '.tmp'
-    with open(tmp, 'wb') as f:
-        f.write(flatbuffer)
-    os.replace(tmp, output_file)
+    write_atomic(output_file, flatbuffer)
     return len(flatbuffer)

@@ -2,7 +2,7 @@
 import os
 import subprocess
 
-import tensorflow as tf
+from facenet_tf.files import write_atomic
 
 SRC_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -15,24 +15,18 @@ def _git(src_path, *cmd):
     return out.stdout.strip() if out.returncode == 0 else 'unavailable (%s)' % out.stderr.strip()
 
 
-def _write_atomic(path, text):
-    tmp = path + '.tmp%d' % os.getpid()
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def store_revision_info(src_path, output_dir, arg_string):
     """revision_info.txt: the command line, TensorFlow version, git revision and local changes."""
+    import tensorflow as tf  # only its version string: no set-up needed
     src_path = src_path or SRC_ROOT
     text = ('arguments: %s\n--------------------\n'
             'tensorflow version: %s\n--------------------\n'
             'git hash: %s\n--------------------\n'
             '%s\n' % (arg_string, tf.__version__, _git(src_path, 'rev-parse', 'HEAD'),
                       _git(src_path, 'diff', 'HEAD')))
-    _write_atomic(os.path.join(output_dir, 'revision_info.txt'), text)
+    write_atomic(os.path.join(output_dir, 'revision_info.txt'), text)
 
 
 def write_arguments_to_file(args, filename):
     """One `name: value` line per argument (classic arguments.txt)."""
-    _write_atomic(filename, ''.join('%s: %s\n' % (key, str(value)) for key, value in vars(args).items()))
+    write_atomic(filename, ''.join('%s: %s\n' % (key, str(value)) for key, value in vars(args).items()))

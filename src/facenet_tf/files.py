@@ -1,0 +1,44 @@
+"""Writing a file atomically: under a temporary name in the same folder, renamed into place
+(`os.replace`) only when it is complete, so an interrupted run never leaves a partial output.
+
+The temporary name is `.<name>.<pid>.tmp` beside the target: hidden, unique per process, and
+recognisable by `TEMPORARY_RE` so a later run can delete what a killed run left behind.
+"""
+import contextlib
+import os
+import re
+
+TEMPORARY_RE = re.compile(r'^\..+\.(\d+)\.tmp$')  # group 1: the writing process's id
+
+
+def temporary_name(path):
+    """The temporary file name under which `path` is written."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, '.%s.%d.tmp' % (name, os.getpid()))
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path to write; when the block ends normally it is renamed to `path`,
+    otherwise it is deleted (and `path` is left as it was)."""
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode='w'):
+    """Like open(path, mode) for writing, through atomic_path."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as f:
+            yield f
+
+
+def write_atomic(path, data):
+    """Write `data` (str or bytes) to `path` atomically."""
+    with atomic_open(path, 'wb' if isinstance(data, (bytes, bytearray)) else 'w') as f:
+        f.write(data)
