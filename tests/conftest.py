@@ -1,4 +1,14 @@
-"""Shared test setup: make `src/` importable as the scripts see it, and locate ../shared."""
+"""Shared test setup: make `src/` importable as the scripts see it, locate ../shared and tests/data,
+mark the tests that need material from outside the repository, and count why tests were skipped.
+
+Markers (added automatically at collection, see pytest_collection_modifyitems):
+  needs_shared           the test uses ../shared (fixtures shared_dir, reference_dir, data_dir):
+                         photos, reference crops, refweights.py or synth_data.py. Skipped when ../shared
+                         is absent; FACENET_SHARED=<path> points elsewhere (e.g. /nonexistent to try a
+                         clean clone).
+  needs_published_model  the test uses the published Keras model (fixtures keras_h5, published_model).
+Tests without these markers run on a clean clone: the classic numbers they check come from tests/data/.
+"""
 import os
 import sys
 
@@ -6,20 +16,117 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, 'src')
-SHARED = os.path.join(os.path.dirname(ROOT), 'shared')
+SHARED = os.path.abspath(os.environ.get('FACENET_SHARED') or os.path.join(os.path.dirname(ROOT), 'shared'))
+TEST_DATA = os.path.join(ROOT, 'tests', 'data')
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import facenet_tf  # noqa: E402,F401  (TF1 graph semantics for every test, as in the scripts)
+import facenet_tf  # noqa: E402,F401
+
+try:  # TensorFlow set up as the scripts do (quiet import, oneDNN, TF1 graph semantics) for every test
+    from facenet_tf import tf_setup  # noqa: E402
+except ImportError:  # a package that sets TensorFlow up when it is imported
+    tf_setup = None
+if tf_setup is not None:
+    tf_setup.configure()
+
+SHARED_FIXTURES = ('shared_dir', 'reference_dir', 'data_dir')
+PUBLISHED_MODEL_FIXTURES = ('keras_h5', 'published_model')
+SHARED_REASON = '../shared absent'
+PUBLISHED_MODEL_REASON = 'published model absent'
+MARKERS = {
+    'needs_shared': 'uses ../shared (photos, reference crops, refweights.py, synth_data.py); skipped '
+                    'when it is absent (FACENET_SHARED=<path> points elsewhere)',
+    'needs_published_model': 'uses the published Keras model facenet_keras.h5 (bash data/get_facenet_keras.sh '
+                             'or FACENET_KERAS_H5); skipped when it is absent',
+}
+
+
+def shared_present():
+    return os.path.isdir(os.path.join(SHARED, 'reference'))
+
+
+def _keras_h5_path():
+    for path in (os.environ.get('FACENET_KERAS_H5', ''),
+                 os.path.join(SHARED, 'models', 'facenet_keras.h5'),
+                 os.path.expanduser('~/.cache/facenet-tf1compat/facenet_keras.h5')):
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def _shared_skip_reason():
+    return '%s (looked for %s; set FACENET_SHARED to point elsewhere)' % (SHARED_REASON, SHARED)
+
+
+def _published_model_skip_reason():
+    return ('%s: facenet_keras.h5 not found (bash data/get_facenet_keras.sh fetches it, or set '
+            'FACENET_KERAS_H5)' % PUBLISHED_MODEL_REASON)
+
+
+def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line('markers', '%s: %s' % (name, text))
+
+
+def pytest_collection_modifyitems(config, items):
+    have_shared, have_model = shared_present(), _keras_h5_path() is not None
+    for item in items:
+        names = set(getattr(item, 'fixturenames', ()))
+        if names.intersection(SHARED_FIXTURES):
+            item.add_marker(pytest.mark.needs_shared)
+            if not have_shared:
+                item.add_marker(pytest.mark.skip(reason=_shared_skip_reason()))
+        if names.intersection(PUBLISHED_MODEL_FIXTURES):
+            item.add_marker(pytest.mark.needs_published_model)
+            if not have_model:
+                item.add_marker(pytest.mark.skip(reason=_published_model_skip_reason()))
+
+
+def _skip_reason(report):
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        text = str(longrepr[2])
+        return text[len('Skipped: '):] if text.startswith('Skipped: ') else text
+    return str(longrepr)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line per skip reason: '<n> tests skipped: ../shared absent', '... published model absent',
+    then the other reasons."""
+    skipped = [r for r in terminalreporter.stats.get('skipped', []) if getattr(r, 'when', 'call') in
+               ('setup', 'call')]
+    if not skipped:
+        return
+    counts = {}
+    for report in skipped:
+        reason = _skip_reason(report)
+        for known in (SHARED_REASON, PUBLISHED_MODEL_REASON):
+            if reason.startswith(known):
+                reason = known
+        counts[reason] = counts.get(reason, 0) + 1
+    terminalreporter.write_sep('-', 'skipped tests by reason')
+    order = [SHARED_REASON, PUBLISHED_MODEL_REASON] + sorted(r for r in counts
+                                                             if r not in (SHARED_REASON, PUBLISHED_MODEL_REASON))
+    for reason in order:
+        if reason in counts:
+            n = counts[reason]
+            terminalreporter.write_line('%d test%s skipped: %s' % (n, '' if n == 1 else 's', reason))
+
+
+@pytest.fixture(scope='session')
+def test_data_dir():
+    """tests/data: small reference numbers carried in the repository (see tests/data/README.md)."""
+    return TEST_DATA
 
 
 @pytest.fixture(scope='session')
 def shared_dir():
-    """Path of ../shared; tests that need it are skipped when it is absent."""
-    if not os.path.isdir(os.path.join(SHARED, 'reference')):
-        pytest.skip('../shared (reference data) is not present beside the project')
+    """Path of ../shared (or $FACENET_SHARED); tests that need it are skipped when it is absent."""
+    if not shared_present():
+        pytest.skip(_shared_skip_reason())
     return SHARED
 
 
@@ -33,22 +140,12 @@ def data_dir(shared_dir):
     return os.path.join(shared_dir, 'data')
 
 
-def _keras_h5_path():
-    for path in (os.environ.get('FACENET_KERAS_H5', ''),
-                 os.path.join(SHARED, 'models', 'facenet_keras.h5'),
-                 os.path.expanduser('~/.cache/facenet-tf1compat/facenet_keras.h5')):
-        if path and os.path.isfile(path):
-            return path
-    return None
-
-
 @pytest.fixture(scope='session')
 def keras_h5():
     """The published Keras FaceNet model file (20170512-110547, 128-D)."""
     path = _keras_h5_path()
     if path is None:
-        pytest.skip('facenet_keras.h5 not found (bash data/get_facenet_keras.sh fetches it, or set '
-                    'FACENET_KERAS_H5)')
+        pytest.skip(_published_model_skip_reason())
     return path
 
 

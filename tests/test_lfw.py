@@ -1,6 +1,5 @@
 """LFW evaluation math against the classic outputs, and reading the LFW protocol files."""
 import importlib.util
-import json
 import os
 
 import numpy as np
@@ -13,29 +12,66 @@ from facenet_tf.cli import UserError
 
 
 @pytest.fixture(scope='module')
+def classic(test_data_dir):
+    """Classic lfw.evaluate outputs (4 variants) and the pair distances of its inputs (tests/data)."""
+    with np.load(os.path.join(test_data_dir, 'classic_lfw_evaluate.npz')) as d:
+        return {key: d[key] for key in d.files}
+
+
+@pytest.fixture(scope='module')
 def synth(reference_dir):
+    """The classic inputs: synth_data.lfw_synth_pairs(6000, 512, 4321) of ../shared (49 MB, not carried)."""
     spec = importlib.util.spec_from_file_location('synth_data', os.path.join(reference_dir, 'synth_data.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.lfw_synth_pairs(6000, 512, 4321)
 
 
+def _embeddings_with_distances(dist, metric):
+    """Pairs (rows 2i, 2i+1) whose distance under `metric` is dist[i]: 1-D points sqrt(d) and 0 for
+    the squared Euclidean distance, 2-D unit vectors at angle pi*d for the angular distance."""
+    emb = np.zeros((2 * len(dist), 1 if metric == 0 else 2))
+    if metric == 0:
+        emb[0::2, 0] = np.sqrt(dist)
+    else:
+        emb[0::2, 0] = 1.0
+        emb[1::2, 0], emb[1::2, 1] = np.cos(np.pi * dist), np.sin(np.pi * dist)
+    return emb
+
+
+def _check_against_classic(classic, key, embeddings, issame, metric, subtract_mean):
+    tpr, fpr, accuracy, val, val_std, far = lfw.evaluate(embeddings, issame, 10, metric, bool(subtract_mean))
+    np.testing.assert_allclose(tpr, classic[key + '_tpr'], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fpr, classic[key + '_fpr'], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(accuracy, classic[key + '_accuracy'], rtol=0, atol=1e-9)
+    assert abs(val - classic[key + '_val']) < 1e-9
+    assert abs(val_std - classic[key + '_val_std']) < 1e-9
+    assert abs(far - classic[key + '_far']) < 1e-9
+    auc, eer = evaluation.auc_eer(fpr, tpr)
+    assert abs(auc - classic[key + '_auc']) < 1e-9
+    assert abs(eer - classic[key + '_eer']) < 1e-9
+
+
 @pytest.mark.parametrize('metric', [0, 1])
 @pytest.mark.parametrize('subtract_mean', [0, 1])
-def test_evaluate_matches_classic(synth, reference_dir, metric, subtract_mean):
+def test_evaluate_matches_classic(synth, classic, metric, subtract_mean):
+    """On the classic inputs themselves (512-D embeddings)."""
     embeddings, issame = synth
-    key = 'metric%d_subtractmean%d' % (metric, subtract_mean)
-    ref = np.load(os.path.join(reference_dir, 'train_eval', 'lfw_evaluate_%s.npz' % key))
-    with open(os.path.join(reference_dir, 'train_eval', 'lfw_evaluate_results.json')) as f:
-        ref_json = json.load(f)[key]
-    tpr, fpr, accuracy, val, val_std, far = lfw.evaluate(embeddings, issame, 10, metric, bool(subtract_mean))
-    np.testing.assert_allclose(tpr, ref['tpr'], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(fpr, ref['fpr'], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(accuracy, ref['accuracy'], rtol=0, atol=1e-9)
-    assert abs(val - ref['val']) < 1e-9 and abs(val_std - ref['val_std']) < 1e-9 and abs(far - ref['far']) < 1e-9
-    auc, eer = evaluation.auc_eer(fpr, tpr)
-    assert abs(auc - ref_json['auc']) < 1e-9
-    assert abs(eer - ref_json['eer']) < 1e-9
+    assert np.array_equal(issame, classic['issame'])
+    _check_against_classic(classic, 'metric%d_subtractmean%d' % (metric, subtract_mean), embeddings, issame,
+                           metric, subtract_mean)
+
+
+@pytest.mark.parametrize('metric, subtract_mean', [(0, 0), (0, 1), (1, 0)])
+def test_evaluate_matches_classic_from_pair_distances(classic, metric, subtract_mean):
+    """The same classic outputs from embeddings rebuilt from the pair distances (no ../shared needed).
+    Mean subtraction leaves squared Euclidean distances unchanged; it changes angles, so the angular
+    variant with mean subtraction needs the real 512-D inputs (test above)."""
+    embeddings = _embeddings_with_distances(classic['distance_metric%d' % metric], metric)
+    np.testing.assert_allclose(evaluation.distance(embeddings[0::2], embeddings[1::2], metric),
+                               classic['distance_metric%d' % metric], rtol=0, atol=1e-12)
+    _check_against_classic(classic, 'metric%d_subtractmean%d' % (metric, subtract_mean), embeddings,
+                           classic['issame'], metric, subtract_mean)
 
 
 def _spline_threshold(far_train, thresholds, target):
@@ -61,16 +97,16 @@ def test_threshold_at_far_handles_runs_of_equal_far_as_the_classic_spline():
     assert evaluation.threshold_at_far(np.zeros(5), np.arange(5.0), 1e-3) == 0.0
 
 
-def test_fold_without_different_pairs_is_a_user_error(synth):
-    embeddings, issame = synth
-    issame = np.array(issame)
+def test_fold_without_different_pairs_is_a_user_error(classic):
+    embeddings = _embeddings_with_distances(classic['distance_metric0'], 0)
+    issame = np.array(classic['issame'])
     issame[:600] = True
     with pytest.raises(UserError, match='fold 1 has no different-person pair in its test set'):
         lfw.evaluate(embeddings, issame)
 
 
-def test_evaluate_rejects_odd_embedding_count(synth):
-    embeddings, issame = synth
+def test_evaluate_rejects_odd_embedding_count(classic):
+    embeddings, issame = _embeddings_with_distances(classic['distance_metric0'], 0), classic['issame']
     with pytest.raises(UserError, match='two per pair'):
         lfw.evaluate(embeddings[:-1], issame)
 

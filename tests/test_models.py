@@ -26,22 +26,19 @@ def load_ref_value(reference_dir):
     return module.ref_value
 
 
-def read_variables_tsv(path):
-    rows = []
-    with open(path) as f:
-        for line in f:
-            if line.startswith('#') or not line.strip():
-                continue
-            name, shape, trainable, in_collection, _saved, dtype = line.rstrip('\n').split('\t')
-            rows.append((name, tuple(int(d) for d in shape.split('x')), trainable == 'True',
-                         in_collection == 'True', dtype))
-    return rows
+def classic_variables(test_data_dir):
+    """(variables as (name, shape, trainable, in TRAINABLE_VARIABLES, dtype), facts) of the classic
+    network: tests/data copy of ../shared/reference/inception_resnet_v1_512_{variables.tsv,stats.json}."""
+    with open(os.path.join(test_data_dir, 'inception_resnet_v1_512_variables.json')) as f:
+        doc = json.load(f)
+    rows = [(name, tuple(shape), trainable, in_collection, dtype)
+            for name, shape, trainable, in_collection, _saved, dtype in doc['variables']]
+    return rows, doc
 
 
-def test_variables_equal_the_classic_network(reference_dir):
-    expected = read_variables_tsv(os.path.join(reference_dir, 'inception_resnet_v1_512_variables.tsv'))
-    with open(os.path.join(reference_dir, 'inception_resnet_v1_512_stats.json')) as f:
-        stats = json.load(f)
+def test_variables_equal_the_classic_network(test_data_dir):
+    expected, stats = classic_variables(test_data_dir)
+    assert len(expected) == 490
     with tf.Graph().as_default():
         images = tf1.placeholder(tf.float32, [None, 160, 160, 3])
         phase_train = tf1.placeholder(tf.bool)
@@ -51,11 +48,11 @@ def test_variables_equal_the_classic_network(reference_dir):
         actual = [(v.op.name, tuple(v.shape.as_list()), v.trainable, id(v) in in_collection,
                    v.dtype.base_dtype.name) for v in tf1.global_variables()]
         assert actual == expected
-        assert sum(int(np.prod(s)) for _, s, _, _, _ in actual) == stats['params_total_all_global_variables']
+        assert sum(int(np.prod(s)) for _, s, _, _, _ in actual) == stats['params_total'] == 23497424
         losses = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
         assert len(losses) == stats['n_regularization_losses'] == 133
         assert prelogits.shape.as_list() == [None, 512]
-        shapes = stats['selected_activation_shapes_batch1']
+        shapes = stats['activation_shapes']
         assert end_points['Conv2d_4b_3x3'].shape.as_list()[1:] == shapes['InceptionResnetV1/Conv2d_4b_3x3/Relu'][1:]
         assert end_points['Mixed_6a'].shape.as_list()[1:] == shapes['InceptionResnetV1/Mixed_6a/concat'][1:]
         assert end_points['Mixed_7a'].shape.as_list()[1:] == shapes['InceptionResnetV1/Mixed_7a/concat'][1:]

@@ -14,16 +14,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEDULES = os.path.join(ROOT, 'data', 'learning_rate_schedules')
 
 
-def _reference(reference_dir, name):
-    d = np.load(os.path.join(reference_dir, 'train_eval', 'select_triplets_%s_45x40.npz' % name))
-    return d['embeddings'], d['num_per_class'], float(d['alpha']), d
+def _reference(test_data_dir, name):
+    """Inputs and classic output of select_triplets (tests/data copy of ../shared/reference/train_eval)."""
+    d = np.load(os.path.join(test_data_dir, 'classic_select_triplets_45x40.npz'))
+    ref = {key: d['%s_%s' % (name, key)] for key in ('triplets', 'num_trips', 'nrof_triplets')}
+    return (d[name + '_embeddings'].astype(np.float64), d[name + '_num_per_class'].astype(np.int64),
+            float(d[name + '_alpha']), ref)
+
+
+def _pairs_in_class_order(counts):
+    """Every (anchor, positive) with anchor < positive inside a class, written out independently of
+    triplets.anchor_positive_pairs."""
+    pairs, start = [], 0
+    for k in counts:
+        pairs += [(start + i, start + j) for i in range(k) for j in range(i + 1, k)]
+        start += k
+    pairs = np.array(pairs, np.int64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def _brute_force(emb, counts, alpha):
     """Squared distances, labels, pairs and the valid-negative masks of every rule (plain numpy)."""
     dist = cdist(emb, emb, 'sqeuclidean')
     labels = np.repeat(np.arange(len(counts)), counts)
-    a, p = triplets.anchor_positive_pairs(counts)
+    a, p = _pairs_in_class_order(counts)
     pos = dist[a, p][:, None]
     other = labels[a][:, None] != labels[None, :]
     vgg = other & (dist[a] - pos < alpha)
@@ -42,8 +56,8 @@ def _check_rule(tr, dist, labels, alpha, semihard=False):
 
 
 @pytest.mark.parametrize('name', ['random', 'clustered'])
-def test_select_triplets_matches_classic_reference(reference_dir, name):
-    emb, counts, alpha, ref = _reference(reference_dir, name)
+def test_select_triplets_matches_classic_reference(test_data_dir, name):
+    emb, counts, alpha, ref = _reference(test_data_dir, name)
     paths = ['img%04d.png' % i for i in range(len(emb))]
     np.random.seed(0)
     trips, num_trips, nrof_triplets = triplets.select_triplets(emb, counts, paths, len(counts), alpha)
@@ -52,8 +66,12 @@ def test_select_triplets_matches_classic_reference(reference_dir, name):
     idx = np.array([[int(x[3:7]) for x in t] for t in trips])
     dist, labels, a, p, vgg, semi = _brute_force(emb, counts, alpha)
     _check_rule(idx, dist, labels, alpha)
-    ref_pairs = {tuple(x) for x in ref['triplets'][:, :2]}
-    assert {tuple(x) for x in idx[:, :2]} == ref_pairs
+    ref_pairs = {tuple(x) for x in ref['triplets'][:, :2].tolist()}
+    assert {tuple(x) for x in idx[:, :2].tolist()} == ref_pairs
+    # the classic negatives obey the rule checked above, and the pairs with a negative are exactly
+    # those the brute force finds one for
+    _check_rule(ref['triplets'].astype(np.int64), dist, labels, alpha)
+    assert ref_pairs == {(x, y) for x, y, ok in zip(a.tolist(), p.tolist(), vgg.any(axis=1)) if ok}
     # the classic code shuffles its result: so does this one
     assert not np.all(np.diff(idx[:, 0]) >= 0)
     start = time.process_time()
@@ -66,11 +84,13 @@ def test_select_triplets_matches_classic_reference(reference_dir, name):
 
 
 @pytest.mark.parametrize('name', ['random', 'clustered'])
-def test_semihard_and_hardest_rules(reference_dir, name):
-    emb, counts, alpha, _ = _reference(reference_dir, name)
+def test_semihard_and_hardest_rules(test_data_dir, name):
+    emb, counts, alpha, _ = _reference(test_data_dir, name)
     dist, labels, a, p, vgg, semi = _brute_force(emb, counts, alpha)
     tr, num = triplets.select_triplet_indices(emb, counts, alpha, 'semihard', np.random.RandomState(1))
-    assert num == len(a)
+    assert num == len(a) == 45 * 40 * 39 // 2
+    code_a, code_p = triplets.anchor_positive_pairs(counts)
+    assert np.array_equal(code_a, a) and np.array_equal(code_p, p)   # the classic order
     assert len(tr) == int(np.count_nonzero(semi.any(axis=1)))
     _check_rule(tr, dist, labels, alpha, semihard=True)
     tr, _ = triplets.select_triplet_indices(emb, counts, alpha, 'hardest', np.random.RandomState(1))
@@ -203,11 +223,11 @@ def test_anchors_from_first_people_negatives_from_all():
 
 @pytest.mark.parametrize('name', ['random', 'clustered'])
 @pytest.mark.parametrize('selection', ['vggface', 'semihard', 'hardest'])
-def test_batch_triplet_loss_admits_the_rule_triplets(reference_dir, name, selection):
+def test_batch_triplet_loss_admits_the_rule_triplets(test_data_dir, name, selection):
     """In-batch mining on a 90-image batch of the reference embeddings (whole classes, order shuffled)
     equals a brute force over every ordered anchor-positive pair and every other-class negative."""
     import tensorflow as tf
-    emb, counts, alpha, _ = _reference(reference_dir, name)
+    emb, counts, alpha, _ = _reference(test_data_dir, name)
     labels = np.repeat(np.arange(len(counts)), counts)
     keep = np.flatnonzero(np.cumsum(counts)[labels] <= 90)
     order = np.random.RandomState(2).permutation(keep)
