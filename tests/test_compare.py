@@ -73,6 +73,72 @@ def test_compare_needs_two_faces(frozen_model, tmp_path, data_dir):
 
 
 
+
+def _classic_report(paths, emb):
+    """What the classic compare.py prints for these embeddings: its distance and print loops, as
+    they were written there (one distance per pair of rows, printed with print(..., end=''))."""
+    import io
+    out = io.StringIO()
+    nrof_images = len(paths)
+    print('Images:', file=out)
+    for i in range(nrof_images):
+        print('%1d: %s' % (i, paths[i]), file=out)
+    print('', file=out)
+    print('Distance matrix', file=out)
+    print('    ', end='', file=out)
+    for i in range(nrof_images):
+        print('    %1d     ' % i, end='', file=out)
+    print('', file=out)
+    for i in range(nrof_images):
+        print('%1d  ' % i, end='', file=out)
+        for j in range(nrof_images):
+            dist = np.sqrt(np.sum(np.square(np.subtract(emb[i, :], emb[j, :]))))
+            print('  %1.4f  ' % dist, end='', file=out)
+        print('', file=out)
+    return out.getvalue()
+
+
+def test_distance_matrix_and_report_match_the_classic_compare(frozen_model, reference_dir, capsys):
+    """The 8 reference crops through compare.py's own path (prewhiten, embed with the reference-weights
+    model, distance_matrix, print_matrix) give the classic compare.py distances (from the classic
+    embeddings seed1_numpy_prewhiten.npy) within 1e-5, printed in the classic layout."""
+    import compare
+    from facenet_tf import images as image_lib
+    folder = os.path.join(reference_dir, 'embeddings')
+    with open(os.path.join(folder, 'seed1_files.txt')) as f:
+        paths = [os.path.join(folder, 'crops', line.strip()) for line in f if line.strip()]
+    faces = np.stack([image_lib.prewhiten(image_lib.read_rgb(p)) for p in paths])
+    classic_inputs = np.load(os.path.join(folder, 'seed1.npz'))['input_numpy_prewhiten']
+    np.testing.assert_allclose(faces, classic_inputs, rtol=0, atol=1e-5)
+    classic_emb = np.load(os.path.join(folder, 'seed1_numpy_prewhiten.npy'))
+    n = len(paths)
+    classic_dist = np.array([[np.sqrt(np.sum(np.square(np.subtract(classic_emb[i, :], classic_emb[j, :]))))
+                              for j in range(n)] for i in range(n)])
+    assert n == 8 and classic_dist.max() > 0.1
+
+    emb = compare.embed(frozen_model, faces, 'fp32')
+    dist = compare.distance_matrix(emb)
+    assert dist.shape == (8, 8)
+    assert np.abs(dist - classic_dist).max() < 1e-5
+
+    # the layout: compare.py prints the classic distances exactly as the classic loops did
+    capsys.readouterr()
+    compare.print_matrix(paths, classic_dist)
+    assert capsys.readouterr().out == _classic_report(paths, classic_emb)
+    # and its own distances: the same text, but for a last digit where a classic distance lies within
+    # 1e-5 of a rounding boundary of the 4-decimal format
+    compare.print_matrix(paths, dist)
+    got = capsys.readouterr().out
+    want = _classic_report(paths, classic_emb)
+    number = r'\d\.\d{4}'
+    assert re.sub(number, 'D', got) == re.sub(number, 'D', want)
+    got_values = np.array([float(x) for x in re.findall(number, got)]).reshape(n, n)
+    want_values = np.array([float(x) for x in re.findall(number, want)]).reshape(n, n)
+    near_boundary = np.abs(classic_dist * 1e4 - np.floor(classic_dist * 1e4) - 0.5) < 0.1
+    differs = got_values != want_values
+    assert not np.any(differs & ~near_boundary)
+    assert np.all(np.abs(got_values - want_values) <= 1.0001e-4)
+
 @pytest.fixture(scope='module')
 def tiny_model(tmp_path_factory):
     """A small frozen model (one fixed random convolution, pooled, L2-normalised; the classic tensor
@@ -139,24 +205,16 @@ def test_compare_max_detect_side_must_not_be_negative(capsys):
         ': error: argument --max_detect_side: must be 0 (off) or a positive number of pixels, got -1')
 
 
-def _native_bf16_cpu():
-    from facenet_tf.precision import NATIVE_BF16_FLAGS
-    with open('/proc/cpuinfo') as f:
-        text = f.read()
-    return any(flag in text.split() for flag in NATIVE_BF16_FLAGS)
-
-
-def test_compare_bf16_warns_once_on_a_cpu_without_native_bf16(tiny_model, data_dir, capsys, monkeypatch):
-    """compare.py's main with --precision bf16 on this machine's real CPU flags, run twice in one
-    process (two sessions): one warning line on stderr in all."""
-    if not os.path.exists('/proc/cpuinfo'):
-        pytest.skip('no /proc/cpuinfo to read the CPU flags from')
+def test_compare_bf16_warns_once(tiny_model, data_dir, capsys, monkeypatch):
+    """compare.py's main with --precision bf16 on a CPU without native bf16 (flags given here, not
+    read from this machine), run twice in one process (two sessions): one warning line on stderr in all.
+    When bf16 is emulated is test_precision.py's matter."""
     if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0':
         pytest.skip('oneDNN is off: bf16 warns that it has no effect instead')
-    if _native_bf16_cpu():
-        pytest.skip('this CPU computes bf16 natively (avx512_bf16/amx_bf16): no warning expected')
     from facenet_tf import precision
     monkeypatch.setattr(precision, '_warned', False)  # as in a fresh process
+    monkeypatch.setattr(precision, '_cpu_flags', lambda: {'sse4_2', 'avx2', 'fma'})
+    monkeypatch.setattr(precision, '_onednn_enabled', lambda: True)
     import compare
     lfw = os.path.join(data_dir, 'lfw_deepfunneled')
     faces = [os.path.join(lfw, 'Ai_Sugiyama', 'Ai_Sugiyama_000%d.jpg' % i) for i in (1, 2)]

@@ -72,7 +72,10 @@ def test_detect_face_matches_classic_boxes_and_points(nets, mtcnn_dir):
         np.testing.assert_allclose(boxes[:, :4], ref_boxes[:, :4], atol=1e-3)
         np.testing.assert_allclose(boxes[:, 4], ref_boxes[:, 4], atol=1e-5)
         np.testing.assert_allclose(points, ref_points, atol=1e-3)
-    assert ref_boxes.shape[0] == 0  # pilatus800: the classic detector finds nothing either
+        if stem == 'pilatus800':   # the classic detector finds nothing: neither does this one
+            assert boxes.shape == (0, 5) and points.shape == (10, 0)
+        else:
+            assert boxes.shape[0] >= 1
 
 
 def _classic_lfw(mtcnn_dir):

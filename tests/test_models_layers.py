@@ -158,4 +158,7 @@ def test_session_config_precisions():
     parser = add_precision_argument(argparse.ArgumentParser())
     assert parser.parse_args(['--precision', 'bf16']).precision == 'bf16'
     assert parser.parse_args([]).precision == 'fp32'
-    assert PRECISIONS == ('fp32', 'bf16')
+    for name in PRECISIONS:
+        session_config(name)   # every advertised precision is accepted
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--precision', 'fp16'])
