@@ -1,0 +1,162 @@
+"""LFW-format pairs files: reading them, finding the pair images in an aligned folder, and the folds.
+
+Pairs files come in two kinds. View 2 (`pairs.txt`, header `10<TAB>300`) lists its pairs fold by fold:
+the folds are the file's own, read in file order by unshuffled K-fold, as the classic tool does.
+View 1 (`pairsDevTrain.txt`, `pairsDevTest.txt`, header `N`) lists N same-person pairs then N
+different-person pairs, not in folds: `pair_folds` splits them into folds that each hold the same
+share of both kinds, deterministically. `src/lfw.py` re-exports these under their classic names.
+"""
+import os
+import re
+import sys
+
+import numpy as np
+
+from facenet_tf.dataset import IMAGE_EXTENSIONS
+from facenet_tf.errors import FaceNetError
+
+PROTOCOL_HINT = ('the official LFW protocol files are pairs.txt (View 2, 10 folds x 300 same + 300 '
+                 'different pairs) and pairsDevTrain.txt / pairsDevTest.txt (View 1), from the LFW '
+                 'download page http://vis-www.cs.umass.edu/lfw/ ; or write one for your own aligned '
+                 'data with src/generate_pairs.py')
+
+
+def _read_lines(pairs_filename):
+    path = os.path.expanduser(pairs_filename)
+    if not os.path.isfile(path):
+        raise FaceNetError('pairs file not found: %s (%s)' % (pairs_filename, PROTOCOL_HINT))
+    try:
+        with open(path, 'r') as f:
+            return [line.strip() for line in f]
+    except (OSError, UnicodeDecodeError) as e:
+        raise FaceNetError('cannot read pairs file %s: %s' % (pairs_filename, e))
+
+
+def read_pairs_header(pairs_filename):
+    """The numbers on the first line: [nrof_folds, n] for View 2 files, [n] for View 1 files."""
+    lines = _read_lines(pairs_filename)
+    fields = lines[0].split() if lines else []
+    try:
+        return [int(x) for x in fields]
+    except ValueError:
+        raise FaceNetError('%s: the first line must hold the pair counts (e.g. "10<TAB>300"), found "%s"'
+                        % (pairs_filename, lines[0]))
+
+
+def read_pairs(pairs_filename):
+    """The pairs after the header line: `name i j` (same person) or `name1 i name2 j` (different)."""
+    lines = _read_lines(pairs_filename)
+    read_pairs_header(pairs_filename)
+    pairs = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        pair = line.split()
+        if len(pair) not in (3, 4) or not pair[1].isdigit() or not pair[-1].isdigit():
+            raise FaceNetError('%s line %d: expected "name i j" or "name1 i name2 j", found "%s"'
+                            % (pairs_filename, lineno, line))
+        pairs.append(pair)
+    if not pairs:
+        raise FaceNetError('%s holds no pairs' % pairs_filename)
+    result = np.empty(len(pairs), dtype=object)
+    result[:] = pairs
+    return result
+
+
+def add_extension(path):
+    """`path` + '.jpg' or '.png' (whichever exists, jpg first), or None when neither exists."""
+    for ext in ('.jpg', '.png'):
+        if os.path.exists(path + ext):
+            return path + ext
+    return None
+
+
+def lfw_number(name, filename):
+    """The image number N of an LFW-style file name `<name>_NNNN.<ext>` (at least 4 digits, no extra
+    leading zeros), else None."""
+    m = re.match(r'^%s_(\d{4,})\.[^.]+$' % re.escape(name), filename)
+    if m is None or '%04d' % int(m.group(1)) != m.group(1):
+        return None
+    return int(m.group(1))
+
+
+def image_files(folder):
+    """Image file names of a folder, sorted by name."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [f for f in names if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+            and os.path.isfile(os.path.join(folder, f))]
+
+
+class _ImageFinder(object):
+    """Path of image N of a person: `<dir>/<name>/<name>_NNNN.jpg|.png` (classic); in a folder with
+    no such names at all, the N-th image file in name order (the numbering of generate_pairs.py)."""
+
+    def __init__(self, lfw_dir):
+        self.lfw_dir = lfw_dir
+        self._positional = {}
+
+    def __call__(self, name, number):
+        path = add_extension(os.path.join(self.lfw_dir, name, '%s_%04d' % (name, number)))
+        if path is not None:
+            return path
+        files = self._positional.get(name)
+        if files is None:
+            folder = os.path.join(self.lfw_dir, name)
+            files = image_files(folder)
+            if any(lfw_number(name, f) is not None for f in files):
+                files = []
+            files = self._positional[name] = [os.path.join(folder, f) for f in files]
+        return files[number - 1] if 1 <= number <= len(files) else None
+
+
+def _pair_sides(pair):
+    if len(pair) == 3:
+        return (pair[0], int(pair[1])), (pair[0], int(pair[2])), True
+    return (pair[0], int(pair[1])), (pair[2], int(pair[3])), False
+
+
+def get_paths_and_skipped(lfw_dir, pairs):
+    """(path_list, issame_list, skipped): two paths per usable pair; `skipped` lists the pairs whose
+    image is missing. Image N of a person is `<dir>/<name>/<name>_NNNN.jpg` or `.png`, or, in a
+    folder without any such name, its N-th image file in name order."""
+    lfw_dir = os.path.expanduser(lfw_dir)
+    if not os.path.isdir(lfw_dir):
+        raise FaceNetError('LFW folder not found: %s' % lfw_dir)
+    find = _ImageFinder(lfw_dir)
+    path_list, issame_list, skipped = [], [], []
+    for pair in pairs:
+        side0, side1, issame = _pair_sides(pair)
+        path0, path1 = find(*side0), find(*side1)
+        if path0 is None or path1 is None:
+            skipped.append(pair)
+            continue
+        path_list += (path0, path1)
+        issame_list.append(issame)
+    return path_list, issame_list, skipped
+
+
+def get_paths(lfw_dir, pairs):
+    """Classic get_paths: (path_list, issame_list); pairs with a missing image are skipped and counted."""
+    path_list, issame_list, skipped = get_paths_and_skipped(lfw_dir, pairs)
+    if skipped:
+        print('Skipped %d image pairs' % len(skipped))
+        sys.stdout.flush()
+    return path_list, issame_list
+
+
+def pair_folds(pairs_filename, actual_issame, nrof_folds):
+    """Test pair indices of each fold, or None to use the file order (unshuffled K-fold, View 2).
+
+    For a View 1 file (one number on its header line), the same-person pairs and the
+    different-person pairs are each cut, in file order, into nrof_folds nearly equal runs; fold k
+    holds run k of both kinds.
+    """
+    if len(read_pairs_header(pairs_filename)) != 1:
+        return None
+    actual_issame = np.asarray(actual_issame, bool)
+    same = np.array_split(np.flatnonzero(actual_issame), nrof_folds)
+    diff = np.array_split(np.flatnonzero(~actual_issame), nrof_folds)
+    return [np.sort(np.concatenate([s, d])) for s, d in zip(same, diff)]
