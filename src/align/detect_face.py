@@ -11,11 +11,12 @@ weights expect; every step of the cascade follows the classic arithmetic (see mt
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from align import mtcnn_boxes as mb
 from align.mtcnn_weights import load_weights
+from facenet_tf import tf_setup
 
+tf = tf_setup.configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 DEFAULT_MINSIZE = 20
@@ -149,9 +150,7 @@ def cpu_count():
 
 def session_config(threads=None):
     """CPU session settings: `threads` (default: all cores) inside an op, two ops at a time."""
-    threads = threads or cpu_count()
-    return tf1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=2,
-                           allow_soft_placement=True)
+    return tf_setup.session_config(intra_op_threads=threads or cpu_count(), inter_op_threads=2)
 
 
 def create_mtcnn(sess, model_path=None):

@@ -22,13 +22,14 @@ import sys
 import threading
 
 import numpy as np
-import tensorflow as tf
 
-from facenet_tf import model_io
+from facenet_tf.model_io import load_for_inference, model_tensors  # noqa: F401  (also used here)
 from facenet_tf.errors import FaceNetError
 from facenet_tf.images import ImageReadError, read_rgb
 from facenet_tf.progress import Progress
+from facenet_tf.tf_setup import configure, session_config
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 PREFETCH_BATCHES = 2    # batches decoded ahead of the network, at most
@@ -96,8 +97,8 @@ class ImageBatches(object):
                                parallel_iterations=1)
             self._images = tf.reshape(images, [-1, image_size, image_size, 3])
         # Negative inter-op threads: every operation runs in the thread that calls run().
-        self.session = tf1.Session(graph=self.graph, config=tf1.ConfigProto(
-            inter_op_parallelism_threads=-1, intra_op_parallelism_threads=1))
+        self.session = tf1.Session(graph=self.graph, config=session_config(intra_op_threads=1,
+                                                                          inter_op_threads=-1))
 
     def decode(self, items):
         """float32 images of a list of items, decoded in the calling thread."""
@@ -238,53 +239,6 @@ def unique_items(items):
             distinct.append(item)
         where[i] = index[key]
     return distinct, where
-
-
-def _has_phase_train(model):
-    """Whether the model file (.pb) or checkpoint folder (.meta) has a `phase_train` node, and the
-    parsed GraphDef of a .pb (None for a folder)."""
-    if os.path.isfile(model):
-        graph_def = model_io.read_graph_def(model)
-        return any(n.name == 'phase_train' for n in graph_def.node), graph_def
-    if os.path.isdir(model):
-        meta_file, _ = model_io.get_model_filenames(model)
-        meta = tf1.MetaGraphDef()
-        try:
-            with open(os.path.join(model, meta_file), 'rb') as f:
-                meta.ParseFromString(f.read())
-        except Exception as e:  # protobuf raises its own DecodeError type
-            raise FaceNetError('cannot read %s: %s' % (meta_file, type(e).__name__))
-        return any(n.name == 'phase_train' for n in meta.graph_def.node), None
-    raise FaceNetError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
-
-
-def load_for_inference(model, session, use_moving_averages=False):
-    """Load a .pb or checkpoint folder into session.graph (the default graph) with `phase_train`
-    bound to a constant False: the optimiser then drops the training branches of batch norm.
-    use_moving_averages: a checkpoint's moving averages instead of its variables."""
-    model = os.path.expanduser(model)
-    has_phase_train, graph_def = _has_phase_train(model)
-    input_map = {'phase_train:0': tf.constant(False)} if has_phase_train else None
-    if graph_def is not None:
-        model_io.import_frozen_graph(graph_def, model, input_map, use_moving_averages)
-        model_io.check_tensors(session.graph, model)
-    else:
-        model_io.load_model(model, input_map=input_map, session=session,
-                            use_moving_averages=use_moving_averages)
-
-
-def model_tensors(graph):
-    """(input, phase_train or None, embeddings) tensors of a loaded model graph."""
-    try:
-        images = graph.get_tensor_by_name('input:0')
-        embeddings = graph.get_tensor_by_name('embeddings:0')
-    except KeyError as e:
-        raise FaceNetError('the model has no tensor %s' % e)
-    try:
-        phase_train = graph.get_tensor_by_name('phase_train:0')
-    except KeyError:
-        phase_train = None
-    return images, phase_train, embeddings
 
 
 def embed(sess, items, image_size=160, batch_size=100, fixed_standardization=False, use_flipped_images=False,

@@ -23,11 +23,12 @@ import math
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from facenet_tf import dataset as dataset_io
 from facenet_tf import recordio
+from facenet_tf.tf_setup import configure
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 RANDOM_ROTATE = 1

@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 
 from facenet_tf.errors import FaceNetError
+from facenet_tf.tf_setup import configure
 
 SCOPE = 'InceptionResnetV1'
 # Keras layer-name prefix -> classic scope; the final Block8 (scale 1, no ReLU) is not repeated.
@@ -157,7 +158,7 @@ def build_classic_graph(network, bottleneck, image_size, keep_probability=0.8):
     """The inference graph with the classic tensor names: `image_batch` (placeholder) -> `input` ->
     network -> `embeddings` (L2-normalised), with the `phase_train` and `label_batch` placeholders
     that the classic tools map or feed. Returns the embeddings tensor."""
-    import tensorflow as tf
+    tf = configure()
     tf1 = tf.compat.v1
     image_batch = tf1.placeholder(tf.float32, [None, image_size, image_size, 3], name='image_batch')
     images = tf.identity(image_batch, 'input')
@@ -171,7 +172,7 @@ def build_classic_graph(network, bottleneck, image_size, keep_probability=0.8):
 def load_weights(sess, weights):
     """Set each global variable of the session's graph to its weight (through its initializer's
     input, so no constant is added to the graph)."""
-    import tensorflow as tf
+    tf = configure()
     for var in tf.compat.v1.global_variables():
         var.load(weights[var.op.name], sess)
 
@@ -191,7 +192,7 @@ def import_model(h5_file, model_dir, network, model_name, pb_file=None, log=prin
     """Write the Keras weights of `h5_file` as the classic folder `model_dir` (`model-<name>.meta`,
     `model-<name>.ckpt-0`, `checkpoint`) and, with pb_file, as a frozen graph. The folder appears
     complete or not at all. Returns (number of variables, embedding size)."""
-    import tensorflow as tf
+    tf = configure()
     from facenet_tf import model_io
     tf1 = tf.compat.v1
     weights = classic_weights(read_keras_weights(h5_file), h5_file)

@@ -17,10 +17,10 @@ gradient stays finite where an embedding coincides with (or opposes) its class v
 """
 import math
 
-import tensorflow as tf
-
+from facenet_tf.tf_setup import configure
 from models import layers
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 LOSSES = ('softmax', 'arcface', 'cosface', 'combined')

@@ -3,20 +3,35 @@
 The classic folder layout is `model-<subdir>.meta` (written once) plus `model-<subdir>.ckpt-<step>`
 checkpoints; a frozen model is a single GraphDef `.pb`. Tensor contract of every loaded model:
 `input:0` (float [N,H,W,3]), `phase_train:0` (bool), `embeddings:0` (L2-normalised).
+`load_for_inference` is how every tool loads a model to embed images; `load_model` is the classic
+facenet.load_model.
 """
 import os
 import re
 import time
 
-import tensorflow as tf
-
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import atomic_open, write_atomic
+from facenet_tf.tf_setup import configure
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 REQUIRED_TENSORS = ('input:0', 'embeddings:0')
 _CKPT_RE = re.compile(r'^(model-[\w\- ]+\.ckpt-(\d+))')
+
+
+def model_not_found(model):
+    """The error for a model path that is neither a file nor a folder."""
+    return FaceNetError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
+
+
+def find_model(model):
+    """`model` with ~ expanded; FaceNetError when it is neither a file (.pb) nor a folder."""
+    path = os.path.expanduser(model)
+    if not (os.path.isfile(path) or os.path.isdir(path)):
+        raise model_not_found(model)
+    return path
 
 
 def get_model_filenames(model_dir):
@@ -75,7 +90,7 @@ def load_model(model, input_map=None, session=None, use_moving_averages=False):
             raise FaceNetError('cannot restore %s from %s: %s'
                             % (ckpt_file, model, str(e).strip().splitlines()[0]))
     else:
-        raise FaceNetError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
+        raise model_not_found(model)
     check_tensors(tf1.get_default_graph(), model)
 
 
@@ -131,6 +146,53 @@ def check_tensors(graph, model, names=REQUIRED_TENSORS):
             missing.append(name)
     if missing:
         raise FaceNetError('model %s has no tensor %s' % (model, ', '.join(missing)))
+
+
+def _has_phase_train(model):
+    """Whether the model file (.pb) or checkpoint folder (.meta) has a `phase_train` node, and the
+    parsed GraphDef of a .pb (None for a folder)."""
+    if os.path.isfile(model):
+        graph_def = read_graph_def(model)
+        return any(n.name == 'phase_train' for n in graph_def.node), graph_def
+    if os.path.isdir(model):
+        meta_file, _ = get_model_filenames(model)
+        meta = tf1.MetaGraphDef()
+        try:
+            with open(os.path.join(model, meta_file), 'rb') as f:
+                meta.ParseFromString(f.read())
+        except Exception as e:  # protobuf raises its own DecodeError type
+            raise FaceNetError('cannot read %s: %s' % (meta_file, type(e).__name__))
+        return any(n.name == 'phase_train' for n in meta.graph_def.node), None
+    raise model_not_found(model)
+
+
+def load_for_inference(model, session, use_moving_averages=False):
+    """Load a .pb or checkpoint folder into session.graph (the default graph) for inference, with
+    `phase_train` bound to a constant False: the optimiser then drops the training branches of batch
+    norm. use_moving_averages: a checkpoint's moving averages instead of its variables. The loader
+    of every tool that embeds images (compare, validate_on_lfw, classifier, benchmarks)."""
+    model = os.path.expanduser(model)
+    has_phase_train, graph_def = _has_phase_train(model)
+    input_map = {'phase_train:0': tf.constant(False)} if has_phase_train else None
+    if graph_def is not None:
+        import_frozen_graph(graph_def, model, input_map, use_moving_averages)
+        check_tensors(session.graph, model)
+    else:
+        load_model(model, input_map=input_map, session=session, use_moving_averages=use_moving_averages)
+
+
+def model_tensors(graph):
+    """(input, phase_train or None, embeddings) tensors of a loaded model graph."""
+    try:
+        images = graph.get_tensor_by_name('input:0')
+        embeddings = graph.get_tensor_by_name('embeddings:0')
+    except KeyError as e:
+        raise FaceNetError('the model has no tensor %s' % e)
+    try:
+        phase_train = graph.get_tensor_by_name('phase_train:0')
+    except KeyError:
+        phase_train = None
+    return images, phase_train, embeddings
 
 
 def save_variables_and_metagraph(sess, saver, summary_writer, model_dir, model_name, step):
@@ -342,7 +404,7 @@ def export_tflite(model, output_file, image_size=160):
     elif os.path.isfile(model_exp):
         frozen_path = model_exp
     else:
-        raise FaceNetError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % model)
+        raise model_not_found(model)
     try:
         converter = tf1.lite.TFLiteConverter.from_frozen_graph(
             frozen_path, ['input'], ['embeddings'], input_shapes={'input': [1, image_size, image_size, 3]})

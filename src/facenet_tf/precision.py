@@ -4,33 +4,18 @@
 CPUs with oneDNN (variables and the fed/fetched tensors stay float32). Embeddings stay within
 cosine 0.9999 of fp32. It needs oneDNN (TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads) and is
 native only on CPUs with the avx512_bf16 or amx_bf16 instructions; elsewhere it is emulated and
-slower than fp32 (more CPU time per image on an AVX2 CPU). `session_config('bf16')` prints one
-warning line on stderr, once per process, when that is the case (`bf16_warning()` gives the reason).
+slower than fp32 (more CPU time per image on an AVX2 CPU). `session_config('bf16')` (defined in
+facenet_tf.tf_setup, importable from here too) prints one warning line on stderr, once per process,
+when that is the case (`bf16_warning()` gives the reason).
 """
 import sys
 
-import tensorflow as tf
-from tensorflow.python.util import _pywrap_util_port
-from tensorflow.core.protobuf import rewriter_config_pb2
+from facenet_tf.tf_setup import session_config  # noqa: F401  (the builder lives in tf_setup)
 
 PRECISIONS = ('fp32', 'bf16')
 NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')  # /proc/cpuinfo flags of CPUs that compute in bf16
 
 _warned = False  # the bf16 warning is printed once per process
-
-
-def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0):
-    """A tf.compat.v1.ConfigProto for `precision` ('fp32' or 'bf16'); 0 threads = TF's default."""
-    if precision not in PRECISIONS:
-        raise ValueError('precision must be one of %s, got %r' % (', '.join(PRECISIONS), precision))
-    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
-                                      inter_op_parallelism_threads=inter_op_threads,
-                                      allow_soft_placement=True)
-    if precision == 'bf16':
-        warn_precision(precision)
-        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
-            rewriter_config_pb2.RewriterConfig.ON
-    return config
 
 
 def add_precision_argument(parser):
@@ -55,6 +40,9 @@ def _cpu_flags():
 
 
 def _onednn_enabled():
+    from facenet_tf.tf_setup import configure
+    configure()
+    from tensorflow.python.util import _pywrap_util_port
     return bool(_pywrap_util_port.IsMklEnabled())
 
 

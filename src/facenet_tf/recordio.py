@@ -29,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import ImageClass
 from facenet_tf.images import ImageReadError, pil_to_rgb
+from facenet_tf.tf_setup import configure
 
 MAGIC = 0xced7230a
 _MAGIC_BYTES = struct.pack('<I', MAGIC)
@@ -363,7 +364,7 @@ class RecordDataset(object):
 
     def encoded_tensor(self, key):
         """tf.string tensor of the encoded image in record `key` (an int64 tensor), for tf.data maps."""
-        import tensorflow as tf
+        tf = configure()
         out = tf.numpy_function(lambda k: self.read_bytes(int(k)), [key], tf.string, stateful=False)
         out.set_shape([])
         return out

@@ -3,6 +3,7 @@ import os
 import subprocess
 
 from facenet_tf.files import write_atomic
+from facenet_tf.tf_setup import configure
 
 SRC_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,7 +18,7 @@ def _git(src_path, *cmd):
 
 def store_revision_info(src_path, output_dir, arg_string):
     """revision_info.txt: the command line, TensorFlow version, git revision and local changes."""
-    import tensorflow as tf  # only its version string: no set-up needed
+    tf = configure()
     src_path = src_path or SRC_ROOT
     text = ('arguments: %s\n--------------------\n'
             'tensorflow version: %s\n--------------------\n'

@@ -11,6 +11,8 @@ keys, whose ends np.searchsorted finds, and a uniform pick in that run gives the
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from facenet_tf.tf_setup import configure
+
 SELECTIONS = ('vggface', 'semihard', 'hardest')
 _CHUNK_ROWS = 256
 _DENSE_FRACTION = 0.5     # sort whole distance rows when more than this fraction are candidates
@@ -190,7 +192,7 @@ def select_triplets(embeddings, nrof_images_per_class, image_paths, people_per_b
 
 def triplet_loss(anchor, positive, negative, alpha):
     """Mean over the batch of max(|a - p|^2 - |a - n|^2 + alpha, 0) (a TensorFlow tensor)."""
-    import tensorflow as tf
+    tf = configure()
     with tf.name_scope('triplet_loss'):
         pos_dist = tf.reduce_sum(tf.square(anchor - positive), 1)
         neg_dist = tf.reduce_sum(tf.square(anchor - negative), 1)
@@ -203,7 +205,7 @@ def batch_triplet_loss(embeddings, labels, alpha, selection='semihard'):
     select_triplet_indices: vggface every negative with neg - pos < alpha, semihard also pos < neg,
     hardest the closest negative. The loss is the mean of the admitted triplets' losses (all of them
     positive); returns (loss, number of admitted triplets)."""
-    import tensorflow as tf
+    tf = configure()
     if selection not in SELECTIONS:
         raise ValueError('unknown triplet selection %r (choose from %s)' % (selection, ', '.join(SELECTIONS)))
     with tf.name_scope('batch_triplet_loss'):

@@ -9,11 +9,12 @@ training forward pass and kept in the TRAINABLE_VARIABLES collection.
     prelogits, end_points = inference(images, keep_probability, phase_train=False,
                                       bottleneck_layer_size=512)
 """
-import tensorflow as tf
 
+from facenet_tf.tf_setup import configure
 from models import layers
 from models.layers import conv, max_pool
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 SCOPE = 'InceptionResnetV1'

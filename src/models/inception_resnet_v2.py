@@ -5,12 +5,13 @@ statistics in TRAINABLE_VARIABLES, biases only on the residual projections); wei
 truncated normal (stddev 0.1) as the classic variant did. Wider and deeper than v1 (10/20/9 residual
 units): about 3x the multiply-adds, so on a CPU v1 or small_cnn is usually the better choice.
 """
-import tensorflow as tf
 
+from facenet_tf.tf_setup import configure
 from models import layers
 from models.inception_resnet_v1 import batch_norm_params
 from models.layers import conv, max_pool
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 SCOPE = 'InceptionResnetV2'

@@ -15,8 +15,9 @@ import contextlib
 import functools
 import threading
 
-import tensorflow as tf
+from facenet_tf.tf_setup import configure
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 _state = threading.local()

@@ -10,11 +10,11 @@ evaluation scripts:
     prelogits, end_points = inference(images, keep_probability, phase_train=True,
                                       bottleneck_layer_size=128, weight_decay=5e-4)
 """
-import tensorflow as tf
-
+from facenet_tf.tf_setup import configure
 from models import layers
 from models.inception_resnet_v1 import batch_norm_params
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 SCOPE = 'SmallCNN'

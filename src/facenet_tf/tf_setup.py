@@ -1,0 +1,87 @@
+"""TensorFlow set-up for this project, as an explicit call: `tf = tf_setup.configure()`.
+
+configure() (idempotent, thread-safe, cheap after the first call) does, once per process:
+- TF_CPP_MIN_LOG_LEVEL=2 unless set: no TensorFlow info/warning lines from C++;
+- TF_ENABLE_ONEDNN_OPTS=1 unless set: oneDNN kernels, which TensorFlow leaves off on some x86 CPUs
+  (they fuse convolution + batch norm + ReLU at inference, and the bf16 rewrite needs them). Read
+  once, when TensorFlow loads: configure() must run before anything imports TensorFlow;
+- imports TensorFlow with stderr closed (its C++ start-up lines are printed before any log setting
+  applies, and would break the scripts' one-line error contract) and sets its Python logger to ERROR;
+- switches to TF1 graph semantics (tf.compat.v1.disable_v2_behavior: graph mode, reference
+  variables, Switch/Merge control flow), as the classic code and the published graphs were built.
+
+The scripts call it before building graphs; the library modules that build graphs get TensorFlow
+through it too, so code importing them directly (tests, notebooks) gets the same set-up.
+Modules that do not need TensorFlow never call it, so tools like make_record.py start without it.
+
+session_config() is the one builder of session settings (precision, threads, GPU memory fraction).
+"""
+import os
+import sys
+import threading
+
+_lock = threading.Lock()
+_tf = None
+
+
+def _import_quietly():
+    """Import TensorFlow with file descriptor 2 pointed at /dev/null."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow
+
+
+def configure():
+    """Set up TensorFlow for the project (see the module doc) and return the `tensorflow` module."""
+    global _tf
+    if _tf is not None:
+        return _tf
+    with _lock:
+        if _tf is None:
+            os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+            os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+            tf = sys.modules.get('tensorflow') or _import_quietly()
+            tf.get_logger().setLevel('ERROR')
+            tf.compat.v1.disable_v2_behavior()
+            _tf = tf
+    return _tf
+
+
+def is_configured():
+    return _tf is not None
+
+
+def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu_memory_fraction=None):
+    """The tf.compat.v1.ConfigProto of a session: `precision` 'fp32' or 'bf16' (the oneDNN bfloat16
+    rewrite; prints the bf16 warning once when it cannot help, see facenet_tf.precision), threads
+    inside an op and ops at a time (0 = TensorFlow's default, -1 inter-op = run in the calling
+    thread), and the GPU memory fraction (accepted for the classic flag; no effect on a CPU)."""
+    from facenet_tf import precision as precision_lib
+    if precision not in precision_lib.PRECISIONS:
+        raise ValueError('precision must be one of %s, got %r' % (', '.join(precision_lib.PRECISIONS), precision))
+    tf1 = configure().compat.v1
+    config = tf1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
+                             inter_op_parallelism_threads=inter_op_threads,
+                             allow_soft_placement=True)
+    if gpu_memory_fraction is not None:
+        config.gpu_options.per_process_gpu_memory_fraction = gpu_memory_fraction
+    if precision == 'bf16':
+        from tensorflow.core.protobuf import rewriter_config_pb2
+        precision_lib.warn_precision(precision)
+        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
+            rewriter_config_pb2.RewriterConfig.ON
+    return config
+
+
+def session_config_from_args(args):
+    """session_config() from a script's parsed flags: --precision, --intra_op_threads,
+    --inter_op_threads and --gpu_memory_fraction, each where the script has it."""
+    return session_config(getattr(args, 'precision', 'fp32'), getattr(args, 'intra_op_threads', 0),
+                          getattr(args, 'inter_op_threads', 0), getattr(args, 'gpu_memory_fraction', None))
