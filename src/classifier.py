@@ -13,17 +13,13 @@ import argparse
 import os
 import sys
 
-import facenet_tf  # noqa: F401  (sets TensorFlow's logging and TF1 semantics before it loads)
 import numpy as np
-import tensorflow as tf
 
-from facenet_tf import classify, embedding, model_io
-from facenet_tf.cli import run
-from facenet_tf.errors import FaceNetError
+from facenet_tf import classify, tf_setup
+from facenet_tf.cli import non_negative_float, run
 from facenet_tf.dataset import get_dataset, get_image_paths_and_labels
-from facenet_tf.precision import add_precision_argument, session_config
-
-tf1 = tf.compat.v1
+from facenet_tf.errors import FaceNetError
+from facenet_tf.precision import add_precision_argument
 
 
 def load_dataset(data_dir, args, mode, split):
@@ -50,10 +46,12 @@ def load_dataset(data_dir, args, mode, split):
 def compute_embeddings(args, *path_lists):
     """Embeddings of each list of image files with the model (loaded once), in batches of
     args.batch_size."""
+    tf1 = tf_setup.configure().compat.v1
+    from facenet_tf import embedding
     print('Loading feature extraction model')
     with tf1.Graph().as_default():
-        with tf1.Session(config=session_config(args.precision)) as sess:
-            model_io.load_model(args.model, session=sess)
+        with tf1.Session(config=tf_setup.session_config(args.precision)) as sess:
+            embedding.load_for_inference(args.model, sess)
             print('Calculating features for images')
             sys.stdout.flush()
             return [embedding.embed(sess, paths, image_size=args.image_size, batch_size=args.batch_size,
@@ -91,8 +89,7 @@ def report(model, class_names, dataset, labels, emb, unknown_threshold):
 def main(args):
     data_dir = os.path.expanduser(args.data_dir)
     classifier_file = os.path.expanduser(args.classifier_filename)
-    if args.unknown_threshold is not None and args.unknown_threshold < 0:
-        raise FaceNetError('--unknown_threshold is a distance and must be >= 0, got %g' % args.unknown_threshold)
+    tf_setup.configure()
     np.random.seed(seed=args.seed)
     if args.mode == 'CLASSIFY':
         model, class_names = classify.load(classifier_file)
@@ -155,7 +152,7 @@ def parse_arguments(argv):
     parser.add_argument('--nrof_train_images_per_class', type=int,
                         help='Use this number of images from each class for training and the rest for '
                              'testing', default=10)
-    parser.add_argument('--unknown_threshold', type=float, default=None,
+    parser.add_argument('--unknown_threshold', type=non_negative_float, default=None,
                         help='Report a face as unknown when the L2 distance from its embedding to the '
                              'nearest training embedding is above this (e.g. 1.1; same scale as '
                              'compare.py distances).')

@@ -5,25 +5,21 @@ Usage: python src/compare.py model image_files... [--image_size 160] [--margin 4
 import argparse
 import sys
 
-import facenet_tf  # noqa: F401  (sets TensorFlow's logging and TF1 semantics before it loads)
 import numpy as np
-import tensorflow as tf
 
 from align import aligner
-from align.detect_face import MTCNN
 from facenet_tf import images as image_lib
-from facenet_tf.embedding import load_for_inference, model_tensors
+from facenet_tf import tf_setup
 from facenet_tf.cli import run
 from facenet_tf.errors import FaceNetError
-from facenet_tf.precision import add_precision_argument, session_config
-
-tf1 = tf.compat.v1
+from facenet_tf.precision import add_precision_argument
 
 
 def load_and_align_data(image_paths, image_size, margin, standardize, max_detect_side=0):
     """(kept paths, [N, size, size, 3] float images): the first detected face of each image, cropped
     with margin/2 per side and resized with PIL's bilinear filter; unusable images are named and left out.
     Detection runs on the full image unless max_detect_side > 0 (then on a copy reduced to that side)."""
+    from align.detect_face import MTCNN
     kept, faces = [], []
     with MTCNN() as detector:
         for path in image_paths:
@@ -47,8 +43,10 @@ def load_and_align_data(image_paths, image_size, margin, standardize, max_detect
 
 def embed(model, faces, precision):
     """Embeddings of the aligned faces with the model (.pb or checkpoint folder)."""
+    tf1 = tf_setup.configure().compat.v1
+    from facenet_tf.model_io import load_for_inference, model_tensors
     with tf1.Graph().as_default():
-        with tf1.Session(config=session_config(precision)) as sess:
+        with tf1.Session(config=tf_setup.session_config(precision)) as sess:
             load_for_inference(model, sess)
             images, phase_train, embeddings = model_tensors(sess.graph)
             feed = {images: faces}
@@ -76,6 +74,7 @@ def print_matrix(paths, dist):
 
 
 def main(args):
+    tf_setup.configure()
     standardize = image_lib.fixed_standardize if args.use_fixed_image_standardization else image_lib.prewhiten
     paths, faces = load_and_align_data(args.image_files, args.image_size, args.margin, standardize,
                                        args.max_detect_side)

@@ -5,11 +5,13 @@ Usage: python src/export_tflite.py model output_file [--image_size 160]
 import argparse
 import sys
 
-from facenet_tf import model_io
+from facenet_tf import tf_setup
 from facenet_tf.cli import run
 
 
 def main(args):
+    tf_setup.configure()
+    from facenet_tf import model_io
     size = model_io.export_tflite(args.model, args.output_file, args.image_size)
     print('wrote %s (%.1f MB): input [1, %d, %d, 3] -> embeddings'
           % (args.output_file, size / 1e6, args.image_size, args.image_size))

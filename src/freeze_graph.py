@@ -5,11 +5,13 @@ Usage: python src/freeze_graph.py model_dir output_file [--use_moving_averages]
 import argparse
 import sys
 
-from facenet_tf import model_io
+from facenet_tf import tf_setup
 from facenet_tf.cli import run
 
 
 def main(args):
+    tf_setup.configure()
+    from facenet_tf import model_io
     nodes = model_io.freeze_model(args.model_dir, args.output_file, args.use_moving_averages)
     print('%d ops in the final graph: %s' % (nodes, args.output_file))
 

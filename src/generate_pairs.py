@@ -17,8 +17,9 @@ import sys
 
 import numpy as np
 
-from facenet_tf.cli import run
+from facenet_tf.cli import positive_int, run
 from facenet_tf.errors import FaceNetError
+from facenet_tf import pairs as pairs_io
 from facenet_tf.files import write_atomic
 
 MAX_ENUMERATED_PAIRS = 200000
@@ -26,14 +27,13 @@ MAX_ENUMERATED_PAIRS = 200000
 
 def person_images(data_dir):
     """{name: sorted image numbers} of the person folders under data_dir (see module doc)."""
-    import lfw
     people = {}
     for name in sorted(os.listdir(data_dir)):
         folder = os.path.join(data_dir, name)
         if name.startswith('.') or not os.path.isdir(folder):
             continue
-        files = lfw.image_files(folder)
-        numbers = [lfw.lfw_number(name, f) for f in files]
+        files = pairs_io.image_files(folder)
+        numbers = [pairs_io.lfw_number(name, f) for f in files]
         if any(n is not None for n in numbers):
             people[name] = sorted(n for n in numbers if n is not None)
         elif files:
@@ -107,10 +107,6 @@ def generate(people, nrof_folds, n, seed):
 
 
 def main(args):
-    if args.nrof_folds < 1:
-        raise FaceNetError('--nrof_folds must be at least 1')
-    if args.nrof_pairs < 1:
-        raise FaceNetError('--nrof_pairs must be at least 1')
     data_dir = os.path.expanduser(args.data_dir)
     if not os.path.isdir(data_dir):
         raise FaceNetError('dataset folder not found: %s' % args.data_dir)
@@ -132,8 +128,8 @@ def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('data_dir', type=str, help='Aligned dataset: one folder of images per person.')
     parser.add_argument('output_file', type=str, help='Pairs file to write (LFW pairs.txt format).')
-    parser.add_argument('--nrof_folds', type=int, default=10, help='Number of folds.')
-    parser.add_argument('--nrof_pairs', type=int, default=300,
+    parser.add_argument('--nrof_folds', type=positive_int, default=10, help='Number of folds.')
+    parser.add_argument('--nrof_pairs', type=positive_int, default=300,
                         help='Same-person pairs per fold, and as many different-person pairs.')
     parser.add_argument('--seed', type=int, default=666, help='Random seed.')
     return parser.parse_args(argv)

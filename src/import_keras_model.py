@@ -11,13 +11,13 @@ import argparse
 import os
 import sys
 
-import facenet_tf  # noqa: F401  (sets TensorFlow's logging and TF1 semantics before it loads)
-from facenet_tf import keras_import
+from facenet_tf import keras_import, tf_setup
 from facenet_tf.cli import run
-from facenet_tf.training import import_network
 
 
 def main(args):
+    tf_setup.configure()
+    from facenet_tf.training import import_network
     name = args.model_name or os.path.splitext(os.path.basename(args.h5_file))[0]
     keras_import.import_model(args.h5_file, args.model_dir, import_network(args.model_def), name,
                               pb_file=args.pb)

@@ -13,9 +13,9 @@ import sys
 
 from PIL import Image, UnidentifiedImageError
 
-import lfw
+from facenet_tf import pairs as pairs_io
 from facenet_tf import recordio, verification_sets
-from facenet_tf.cli import run
+from facenet_tf.cli import int_between, run
 from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import get_dataset
 from facenet_tf.files import atomic_path
@@ -106,8 +106,8 @@ def pack_folder(input_dir, output_dir, jpeg_quality=None):
 def write_pairs_bin(input_dir, pairs_file, output_file, jpeg_quality=None):
     """Write the images of a pairs file (two per pair, in pair order) and the issame list as an
     insightface `.bin`. Returns (pairs written, pairs left out)."""
-    pairs = lfw.read_pairs(pairs_file)
-    paths, issame, missing = lfw.get_paths_and_skipped(input_dir, pairs)
+    pairs = pairs_io.read_pairs(pairs_file)
+    paths, issame, missing = pairs_io.get_paths_and_skipped(input_dir, pairs)
     for pair in missing:
         sys.stderr.write('skipped pair %s: image not found\n' % ' '.join(pair))
     if not issame:
@@ -134,8 +134,6 @@ def write_pairs_bin(input_dir, pairs_file, output_file, jpeg_quality=None):
 
 
 def main(args):
-    if args.jpeg_quality is not None and not 1 <= args.jpeg_quality <= 100:
-        raise FaceNetError('--jpeg_quality must be between 1 and 100, got %d' % args.jpeg_quality)
     if not os.path.isdir(os.path.expanduser(args.input_dir)):
         raise FaceNetError('input folder not found: %s' % args.input_dir)
     input_dir = os.path.expanduser(args.input_dir)
@@ -166,7 +164,7 @@ def parse_arguments(argv):
     parser.add_argument('--pairs', type=str, default=None,
                         help='A pairs file (LFW pairs.txt format): write a verification set (.bin) '
                              'of its pairs.')
-    parser.add_argument('--jpeg_quality', type=int, default=None,
+    parser.add_argument('--jpeg_quality', type=int_between(1, 100), default=None,
                         help='Re-encode every image as JPEG with this quality (1-100) instead of storing '
                              'the files as they are.')
     return parser.parse_args(argv)

@@ -14,10 +14,10 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from facenet_tf.cli import run  # noqa: E402
-from facenet_tf.errors import FaceNetError  # noqa: E402
+from facenet_tf import tf_setup
+from facenet_tf.cli import int_at_least, positive_int, run
+from facenet_tf.errors import FaceNetError
+from facenet_tf.precision import add_precision_argument
 
 ALIGN_HINT = ('align LFW first: python src/align/align_dataset_mtcnn.py <lfw> <lfw_aligned> '
               '--image_size 160 --margin 32')
@@ -25,7 +25,7 @@ ALIGN_HINT = ('align LFW first: python src/align/align_dataset_mtcnn.py <lfw> <l
 
 def load_pairs(args):
     """(items to embed, index of each pair side in items, issame, folds, encoded, description)."""
-    import lfw
+    from facenet_tf import pairs as pairs_io
     from facenet_tf.embedding import unique_items
     from facenet_tf.verification_sets import read_bin
     source = os.path.expanduser(args.lfw_dir)
@@ -35,8 +35,8 @@ def load_pairs(args):
         return items, where, issame, None, True, '%s: %d pairs' % (args.lfw_dir, issame.size)
     if not os.path.isdir(source):
         raise FaceNetError('LFW folder or .bin file not found: %s' % args.lfw_dir)
-    pairs = lfw.read_pairs(args.lfw_pairs)
-    paths, issame, skipped = lfw.get_paths_and_skipped(source, pairs)
+    pairs = pairs_io.read_pairs(args.lfw_pairs)
+    paths, issame, skipped = pairs_io.get_paths_and_skipped(source, pairs)
     if skipped:
         print('Skipped %d image pairs' % len(skipped))
     if not issame:
@@ -45,19 +45,17 @@ def load_pairs(args):
     issame = np.asarray(issame, bool)
     if issame.size < args.lfw_nrof_folds:
         raise FaceNetError('%d pairs cannot be split into %d folds' % (issame.size, args.lfw_nrof_folds))
-    folds = lfw.pair_folds(args.lfw_pairs, issame, args.lfw_nrof_folds)
+    folds = pairs_io.pair_folds(args.lfw_pairs, issame, args.lfw_nrof_folds)
     items, where = unique_items(paths)
     return items, where, issame, folds, False, '%s: %d pairs' % (args.lfw_pairs, issame.size)
 
 
 def embed_items(args, items, encoded):
     """Embeddings (float64, as the classic arrays) of the distinct images through the model."""
-    import tensorflow as tf
+    tf1 = tf_setup.configure().compat.v1
     from facenet_tf.embedding import embed, load_for_inference
-    from facenet_tf.precision import session_config
-    tf1 = tf.compat.v1
     with tf1.Graph().as_default():
-        with tf1.Session(config=session_config(args.precision)) as sess:
+        with tf1.Session(config=tf_setup.session_config(args.precision)) as sess:
             load_for_inference(args.model, sess, args.use_moving_averages)
             emb = embed(sess, items, image_size=args.image_size, batch_size=args.lfw_batch_size,
                         fixed_standardization=args.use_fixed_image_standardization,
@@ -84,14 +82,9 @@ def report(args, embeddings, issame, folds):
 
 
 def main(args):
-    if args.lfw_batch_size < 1:
-        raise FaceNetError('--lfw_batch_size must be at least 1')
-    if args.image_size < 1:
-        raise FaceNetError('--image_size must be at least 1')
-    if args.lfw_nrof_folds < 2:
-        raise FaceNetError('--lfw_nrof_folds must be at least 2')
-    if not os.path.exists(os.path.expanduser(args.model)):
-        raise FaceNetError('model not found: %s (give a frozen .pb file or a checkpoint folder)' % args.model)
+    tf_setup.configure()
+    from facenet_tf.model_io import find_model
+    find_model(args.model)
     items, where, issame, folds, encoded, description = load_pairs(args)
     print('Running forward pass on %d distinct images (%s)' % (len(items), description))
     sys.stdout.flush()
@@ -102,7 +95,6 @@ def main(args):
 
 
 def parse_arguments(argv):
-    from facenet_tf.precision import add_precision_argument
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('lfw_dir', type=str,
                         help='Path to the data directory containing aligned LFW face patches, '
@@ -110,12 +102,12 @@ def parse_arguments(argv):
     parser.add_argument('model', type=str,
                         help='Either a directory containing the meta_file and ckpt_file or a model '
                              'protobuf (.pb) file')
-    parser.add_argument('--lfw_batch_size', type=int, default=100,
+    parser.add_argument('--lfw_batch_size', type=positive_int, default=100,
                         help='Number of images to process in a batch in the LFW test set.')
-    parser.add_argument('--image_size', type=int, default=160, help='Image size (height, width) in pixels.')
+    parser.add_argument('--image_size', type=positive_int, default=160, help='Image size (height, width) in pixels.')
     parser.add_argument('--lfw_pairs', type=str, default='data/pairs.txt',
                         help='The file containing the pairs to use for validation.')
-    parser.add_argument('--lfw_nrof_folds', type=int, default=10,
+    parser.add_argument('--lfw_nrof_folds', type=int_at_least(2), default=10,
                         help='Number of folds to use for cross validation. Mainly used for testing.')
     parser.add_argument('--distance_metric', type=int, choices=(0, 1), default=0,
                         help='Distance metric  0:euclidian, 1:cosine similarity.')

@@ -109,14 +109,19 @@ def test_nothing_readable_gives_exit_code_1(tmp_path, capsys):
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
-    for argv, message in [([str(tmp_path / 'missing'), str(tmp_path / 'out')], 'input folder not found'),
-                          ([str(tmp_path), str(tmp_path / 'out'), '--image_size', '0'], '--image_size'),
-                          ([str(tmp_path), str(tmp_path / 'out'), '--num_workers', '0'], '--num_workers')]:
-        code = run(script.main, script.parse_arguments(argv), prog='align_dataset_mtcnn.py')
-        err = capsys.readouterr().err
-        assert code == 2
-        assert err.startswith('align_dataset_mtcnn.py: error: ') and message in err
-        assert len(err.strip().splitlines()) == 1
+    argv = [str(tmp_path / 'missing'), str(tmp_path / 'out')]
+    code = run(script.main, script.parse_arguments(argv), prog='align_dataset_mtcnn.py')
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith('align_dataset_mtcnn.py: error: ') and 'input folder not found' in err
+    assert len(err.strip().splitlines()) == 1
+    for flag, value, message in [('--image_size', '0', 'must be at least 1'),
+                                 ('--num_workers', '0', 'must be at least 1'),
+                                 ('--margin', '-1', 'must be at least 0')]:
+        with pytest.raises(SystemExit) as exit_info:  # flag values: argparse reports them
+            script.parse_arguments([str(tmp_path), str(tmp_path / 'out'), flag, value])
+        assert exit_info.value.code == 2
+        assert 'error: argument %s: %s' % (flag, message) in capsys.readouterr().err
 
 
 def _dead_pid():

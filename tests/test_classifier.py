@@ -219,11 +219,14 @@ def test_errors_are_one_line(pixel_model, orl, tmp_path, capsys):
         (['TRAIN', data, str(tmp_path / 'nomodel.pb'), str(tmp_path / 'a.pkl')], 'model not found'),
         (['TRAIN', data, pixel_model, str(tmp_path / 'no' / 'a.pkl')],
          'folder of the classifier file not found'),
-        (['CLASSIFY', data, pixel_model, str(tmp_path / 'a.pkl'), '--unknown_threshold', '-1'],
-         'must be >= 0'),
     ]
     for argv, message in cases:
         code, _, err = _run(capsys, argv)
         assert code == 2 and message in err, (argv, err)
         assert len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SystemExit) as exit_info:  # a flag value: argparse reports it
+        classifier.parse_arguments(['CLASSIFY', data, pixel_model, str(tmp_path / 'a.pkl'),
+                                    '--unknown_threshold', '-1'])
+    assert exit_info.value.code == 2
+    assert 'error: argument --unknown_threshold: must be >= 0, got -1' in capsys.readouterr().err
     assert not os.path.exists(str(tmp_path / 'a.pkl'))

@@ -117,7 +117,6 @@ def test_pack_errors_leave_no_files(tmp_path):
     (['{missing}', '{out}'], 'input folder not found'),
     (['{src}', '{file}'], 'output must be a folder'),
     (['{src}', '{out}', '--pairs', '{file}'], 'with --pairs the output is a .bin file'),
-    (['{src}', '{out}', '--jpeg_quality', '0'], '--jpeg_quality must be between 1 and 100'),
 ])
 def test_cli_errors(tmp_path, capsys, argv, message):
     (tmp_path / 'src').mkdir()
@@ -128,6 +127,14 @@ def test_cli_errors(tmp_path, capsys, argv, message):
     code = run(make_record.main, args, 'make_record.py')
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize('quality', ['0', '101', 'high'])
+def test_jpeg_quality_is_checked_by_argparse(capsys, quality):
+    with pytest.raises(SystemExit) as exit_info:
+        make_record.parse_arguments(['in', 'out', '--jpeg_quality', quality])
+    assert exit_info.value.code == 2
+    assert 'error: argument --jpeg_quality: ' in capsys.readouterr().err
 
 
 def test_pairs_bin_is_insightface_readable(data_dir, tmp_path):

@@ -56,3 +56,73 @@ def test_library_error_is_the_cli_error(capsys):
         raise errors.FaceNetError('bad input')
     assert cli.run(main, None, prog='tool') == 2
     assert capsys.readouterr().err == 'tool: error: bad input\n'
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC = os.path.join(ROOT, 'src')
+
+
+def _python(code, **env):
+    import subprocess
+    import sys
+    environ = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+    environ.update(env)
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=SRC, env=environ)
+
+
+def test_tools_without_tensorflow_do_not_import_it():
+    proc = _python('import sys, facenet_tf, facenet_tf.cli, facenet_tf.errors, facenet_tf.files, '
+                   'facenet_tf.pairs, facenet_tf.precision, facenet_tf.tf_setup, make_record, generate_pairs, '
+                   'validate_on_lfw, lfw\n'
+                   'make_record.parse_arguments(["a", "b"]); validate_on_lfw.parse_arguments(["a", "b"])\n'
+                   'print(sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"))')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == '[]'
+
+
+def test_configure_is_quiet_and_sets_tf1_semantics():
+    proc = _python('from facenet_tf import tf_setup\n'
+                   'tf = tf_setup.configure()\n'
+                   'assert tf_setup.configure() is tf and tf_setup.is_configured()\n'
+                   'tf1 = tf.compat.v1\n'
+                   'assert not tf.executing_eagerly()\n'
+                   'with tf1.Graph().as_default():\n'
+                   '    x = tf1.placeholder(tf.float32, [None, 3])\n'
+                   '    v = tf1.get_variable("v", [3], initializer=tf1.ones_initializer())\n'
+                   '    y = tf.reduce_sum(tf.matmul(x * v, tf.ones([3, 2])))\n'
+                   '    with tf1.Session(config=tf_setup.session_config()) as sess:\n'
+                   '        sess.run(tf1.global_variables_initializer())\n'
+                   '        sess.run(y, {x: [[1.0, 2.0, 3.0]]})\n'
+                   'import os\n'
+                   'print(os.environ["TF_ENABLE_ONEDNN_OPTS"], type(v).__name__)')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ''
+    assert proc.stdout.split() == ['1', 'RefVariable']
+
+
+def test_session_config():
+    from facenet_tf import tf_setup
+    config = tf_setup.session_config('fp32', 3, 2, gpu_memory_fraction=0.5)
+    assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (3, 2)
+    assert config.gpu_options.per_process_gpu_memory_fraction == 0.5
+    assert not config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16
+    args = argparse.Namespace(precision='bf16', intra_op_threads=1, gpu_memory_fraction=1.0)
+    config = tf_setup.session_config_from_args(args)
+    assert config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16
+    assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (1, 0)
+    with pytest.raises(ValueError):
+        tf_setup.session_config('fp16')
+    from facenet_tf import precision
+    assert precision.session_config is tf_setup.session_config
+
+
+def test_one_model_not_found_message(tmp_path):
+    from facenet_tf import model_io
+    missing = str(tmp_path / 'missing.pb')
+    expected = 'model not found: %s (give a frozen .pb file or a checkpoint folder)' % missing
+    for call in (lambda: model_io.find_model(missing), lambda: model_io.load_model(missing),
+                 lambda: model_io.load_for_inference(missing, None),
+                 lambda: model_io.export_tflite(missing, str(tmp_path / 'x.tflite'))):
+        with pytest.raises(errors.FaceNetError) as e:
+            call()
+        assert str(e.value) == expected

@@ -7,10 +7,13 @@ import argparse
 import os
 import sys
 
+# Run as `python src/align/align_dataset_mtcnn.py`, Python puts src/align/ on the path, not src/:
+# the one sys.path edit of src/ (docs/architecture.md, "Import paths").
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from align.aligner import add_max_detect_side_argument  # noqa: E402
-from facenet_tf.cli import run  # noqa: E402
+from facenet_tf import tf_setup  # noqa: E402
+from facenet_tf.cli import non_negative_int, positive_int, run  # noqa: E402
 from facenet_tf.errors import FaceNetError  # noqa: E402
 
 
@@ -25,14 +28,9 @@ def _flag(value):
 
 
 def main(args):
-    if args.image_size < 1:
-        raise FaceNetError('--image_size must be at least 1')
-    if args.margin < 0:
-        raise FaceNetError('--margin must not be negative')
-    if args.num_workers < 1:
-        raise FaceNetError('--num_workers must be at least 1')
     if not os.path.isdir(os.path.expanduser(args.input_dir)):
         raise FaceNetError('input folder not found: %s' % args.input_dir)
+    tf_setup.configure()
     from align.dataset_alignment import Options, align_dataset, summary_line
     opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment,
                    args.max_detect_side)
@@ -50,8 +48,8 @@ def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('input_dir', type=str, help='Directory with unaligned images (one folder per class).')
     parser.add_argument('output_dir', type=str, help='Directory with aligned face thumbnails.')
-    parser.add_argument('--image_size', type=int, help='Image size (height, width) in pixels.', default=182)
-    parser.add_argument('--margin', type=int, default=44,
+    parser.add_argument('--image_size', type=positive_int, help='Image size (height, width) in pixels.', default=182)
+    parser.add_argument('--margin', type=non_negative_int, default=44,
                         help='Margin for the crop around the bounding box (height, width) in pixels.')
     parser.add_argument('--random_order', action='store_true',
                         help='Shuffles the order of images to enable alignment using multiple processes.')
@@ -62,7 +60,7 @@ def parse_arguments(argv):
     parser.add_argument('--landmark_alignment', type=_flag, nargs='?', const=True, default=False,
                         help='Warp each face onto the five-point 112x112 template (scaled to image_size) '
                              'instead of cropping its box with the margin.')
-    parser.add_argument('--num_workers', type=int, default=1,
+    parser.add_argument('--num_workers', type=positive_int, default=1,
                         help='Processes that detect and write in parallel.')
     add_max_detect_side_argument(parser)
     return parser.parse_args(argv)
