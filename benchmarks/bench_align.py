@@ -14,11 +14,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'src'))
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from _paths import SHARED
 
-SHARED = os.path.join(os.path.dirname(ROOT), 'shared')
 LIST = os.path.join(SHARED, 'reference', 'mtcnn', 'lfw_devtrain300_list.txt')
 LFW = os.path.join(SHARED, 'data', 'lfw_deepfunneled')
 
@@ -52,6 +49,8 @@ def main():
     args = parser.parse_args()
     if not os.path.isfile(LIST):
         sys.exit('bench_align: ../shared reference data not found')
+    from facenet_tf import tf_setup
+    tf_setup.configure()
     from align import dataset_alignment as da
     opts = da.Options(160, 32, False, False)
     tmp = tempfile.mkdtemp(prefix='bench_align_')

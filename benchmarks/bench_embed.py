@@ -16,7 +16,7 @@ loads, hence --onednn (default: on).
 validate_on_lfw.py) against the bare forward pass of the same network on the same batches, already
 decoded in memory, alternately for --rounds rounds, and prints each pair and the ratio embed/forward
 (close to 1 when decoding costs the network nothing). The model is --model (.pb or checkpoint folder,
-e.g. the reference-weights one of tests/lfw_refmodel.py) or --model_def with its random initialisation.
+e.g. the reference-weights one that bench_validate.py writes) or --model_def with its random initialisation.
 Measured on the 2-core AMD EPYC (AVX2, TensorFlow 2.21, oneDNN on) with 1,714 aligned LFW crops
 (every 7th file of lfw_mtcnnpy_160, sorted) and the reference-weights InceptionResnetV1 .pb:
 
@@ -29,25 +29,19 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'src'))
+import _paths  # noqa: F401  (puts src/ on the path)
+from facenet_tf import tf_setup
+from facenet_tf.cli import run
+from facenet_tf.errors import FaceNetError
 
 ONEDNN_CHOICES = ('on', 'off', 'default')
 
 
-def _onednn_from_argv(argv):
-    """Apply --onednn now: importing facenet_tf loads TensorFlow, which reads it only once."""
-    early = argparse.ArgumentParser(add_help=False)
-    early.add_argument('--onednn', choices=ONEDNN_CHOICES, default='on')
-    choice = early.parse_known_args(argv)[0].onednn
-    if choice != 'default':
-        os.environ['TF_ENABLE_ONEDNN_OPTS'] = '1' if choice == 'on' else '0'
-
-
-if __name__ == '__main__':
-    _onednn_from_argv(sys.argv[1:])
-
-from facenet_tf.cli import run  # noqa: E402
-from facenet_tf.errors import FaceNetError  # noqa: E402
+def _set_up_tensorflow(onednn):
+    """Apply --onednn, then load TensorFlow (which reads it only once, when it loads)."""
+    if onednn != 'default':
+        os.environ['TF_ENABLE_ONEDNN_OPTS'] = '1' if onednn == 'on' else '0'
+    return tf_setup.configure()
 
 
 def _network(model_def):
@@ -131,10 +125,10 @@ def _image_files(source, max_images):
 def _pipeline(args):
     """Embed rate (files through embedding.embed) against the bare forward rate, alternately."""
     import numpy as np
-    import tensorflow as tf
+    tf = _set_up_tensorflow(args.onednn)
     from tensorflow.python.util import _pywrap_util_port
     from facenet_tf import embedding
-    from facenet_tf.precision import session_config
+    from facenet_tf.tf_setup import session_config
     tf1 = tf.compat.v1
 
     files = _image_files(args.images, args.max_images)
@@ -200,9 +194,10 @@ def main(args):
             raise FaceNetError('need --batch_size >= 1 and --rounds >= 1')
         return _pipeline(args)
     import numpy as np
-    import tensorflow as tf
+    tf = _set_up_tensorflow(args.onednn)
     from tensorflow.python.util import _pywrap_util_port
-    from facenet_tf.precision import PRECISIONS, session_config
+    from facenet_tf.precision import PRECISIONS
+    from facenet_tf.tf_setup import session_config
     tf1 = tf.compat.v1
 
     precisions = _split(args.precisions, PRECISIONS, '--precisions')

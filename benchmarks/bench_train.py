@@ -6,20 +6,17 @@ Usage: python benchmarks/bench_train.py [--model_def models.small_cnn] [--image_
 """
 import argparse
 import os
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'src'))
+import numpy as np
+from _paths import SHARED
 
-from facenet_tf import dataset as dataset_io  # noqa: E402
-from facenet_tf import input_pipeline, training, triplets  # noqa: E402
+from facenet_tf import dataset as dataset_io
+from facenet_tf import input_pipeline, tf_setup, training, triplets
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
+tf = tf_setup.configure()
 tf1 = tf.compat.v1
-REFERENCE = os.path.join(os.path.dirname(ROOT), 'shared', 'reference', 'train_eval',
+REFERENCE = os.path.join(SHARED, 'reference', 'train_eval',
                          'select_triplets_clustered_45x40.npz')
 
 
@@ -116,7 +113,7 @@ def main():
     parser.add_argument('--batch_size', type=int, default=90)
     parser.add_argument('--steps', type=int, default=8)
     parser.add_argument('--threads', type=int, default=4)
-    parser.add_argument('--data_dir', default=os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'lfw_deepfunneled'))
+    parser.add_argument('--data_dir', default=os.path.join(SHARED, 'data', 'lfw_deepfunneled'))
     parser.add_argument('--skip_loop', action='store_true', help='Do not time the per-pair loop (about 1 s).')
     parser.add_argument('--skip_training', action='store_true')
     args = parser.parse_args()

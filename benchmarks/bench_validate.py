@@ -9,14 +9,15 @@ reference weights is written there too. The classic tool embeds 12,000 images at
 i.e. about 185 s of forward passes alone; the target is under 0.6 of that.
 """
 import argparse
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(ROOT), 'shared')
+from _paths import ROOT, SHARED
+
 CLASSIC_FORWARD_SECONDS = 12000 / 65.0
 
 
@@ -55,11 +56,25 @@ def align(cache, pairs_file):
 
 
 def reference_model(cache):
+    """<cache>/refweights_seed1.pb (written once): the published-format InceptionResnetV1 (512-D)
+    with every variable set by the reference recipe ref_value(name, shape, 1) of
+    ../shared/reference/refweights.py, frozen with phase_train False."""
     path = os.path.join(cache, 'refweights_seed1.pb')
-    if not os.path.exists(path):
-        sys.path[:0] = [os.path.join(ROOT, 'src'), os.path.join(ROOT, 'tests')]
-        import lfw_refmodel
-        lfw_refmodel.write_frozen(os.path.join(SHARED, 'reference'), path)
+    if os.path.exists(path):
+        return path
+    from facenet_tf import keras_import, model_io, tf_setup
+    from models import inception_resnet_v1
+    tf1 = tf_setup.configure().compat.v1
+    spec = importlib.util.spec_from_file_location('refweights', os.path.join(SHARED, 'reference', 'refweights.py'))
+    refweights = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(refweights)
+    with tf1.Graph().as_default():
+        keras_import.build_classic_graph(inception_resnet_v1, 512, 160, keep_probability=1.0)
+        with tf1.Session() as sess:
+            keras_import.load_weights(sess, {
+                v.op.name: refweights.ref_value(v.op.name, v.shape.as_list(), 1, v.dtype.base_dtype.name)
+                for v in tf1.global_variables()})
+            model_io.write_graph_def(model_io.freeze_session(sess), path)
     return path
 
 
