@@ -31,7 +31,7 @@ import time
 
 import _paths  # noqa: F401  (puts src/ on the path)
 from facenet_tf import tf_setup
-from facenet_tf.cli import run
+from facenet_tf.cli import int_at_least, non_negative_int, positive_int, run
 from facenet_tf.errors import FaceNetError
 
 ONEDNN_CHOICES = ('on', 'off', 'default')
@@ -190,8 +190,6 @@ def _pipeline(args):
 
 def main(args):
     if args.images:
-        if args.batch_size < 1 or args.rounds < 1:
-            raise FaceNetError('need --batch_size >= 1 and --rounds >= 1')
         return _pipeline(args)
     import numpy as np
     tf = _set_up_tensorflow(args.onednn)
@@ -202,8 +200,6 @@ def main(args):
 
     precisions = _split(args.precisions, PRECISIONS, '--precisions')
     graphs = ['train'] if args.train_step else _split(args.graphs, ('constant', 'placeholder'), '--graphs')
-    if args.batch_size < 1 or args.batches < 1 or args.warmup < 0 or args.image_size < 32:
-        raise FaceNetError('need --batch_size >= 1, --batches >= 1, --warmup >= 0 and --image_size >= 32')
     if args.train_step and args.batch_size % 3:
         raise FaceNetError('--train_step needs a --batch_size divisible by 3 (triplets)')
     network = _network(args.model_def)
@@ -247,10 +243,10 @@ def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model_def', default='models.inception_resnet_v1',
                         help='Network module with an inference() function.')
-    parser.add_argument('--batch_size', type=int, default=100, help='Images per batch.')
-    parser.add_argument('--image_size', type=int, default=160, help='Input side in pixels.')
-    parser.add_argument('--batches', type=int, default=5, help='Timed batches per configuration.')
-    parser.add_argument('--warmup', type=int, default=1, help='Untimed batches first.')
+    parser.add_argument('--batch_size', type=positive_int, default=100, help='Images per batch.')
+    parser.add_argument('--image_size', type=int_at_least(32), default=160, help='Input side in pixels.')
+    parser.add_argument('--batches', type=positive_int, default=5, help='Timed batches per configuration.')
+    parser.add_argument('--warmup', type=non_negative_int, default=1, help='Untimed batches first.')
     parser.add_argument('--precisions', default='fp32,bf16', help='Comma-separated: fp32, bf16.')
     parser.add_argument('--graphs', default='constant',
                         help='Forward graphs, comma-separated: constant (phase_train=False), '
@@ -266,7 +262,7 @@ def parse_arguments(argv):
                         '(default: --model_def with random initialisation).')
     parser.add_argument('--max_images', type=int, default=1200, help='With --images: at most this many '
                         '(0: all).')
-    parser.add_argument('--rounds', type=int, default=3, help='With --images: forward/embed pairs.')
+    parser.add_argument('--rounds', type=positive_int, default=3, help='With --images: forward/embed pairs.')
     parser.add_argument('--use_fixed_image_standardization', action='store_true',
                         help='With --images: (x - 127.5) / 128 instead of per-image standardisation.')
     parser.add_argument('--onednn', choices=ONEDNN_CHOICES, default='on',
