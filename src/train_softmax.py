@@ -17,6 +17,9 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
+from facenet_tf import tf_setup
 from facenet_tf import dataset as dataset_io
 from facenet_tf import input_pipeline, losses, softmax_training, training
 from facenet_tf.cli import UserError, run
@@ -24,9 +27,7 @@ from facenet_tf.model_io import save_variables_and_metagraph  # noqa: F401 (clas
 from facenet_tf.softmax_training import find_threshold  # noqa: F401 (classic name)
 from facenet_tf.training import get_learning_rate_from_file  # noqa: F401 (classic name)
 
-import numpy as np  # noqa: E402 (facenet_tf first: it sets TensorFlow's logging and TF1 semantics)
-import tensorflow as tf  # noqa: E402
-
+tf = tf_setup.configure()  # quiet TensorFlow import, oneDNN, TF1 graph semantics
 tf1 = tf.compat.v1
 
 STEP_FETCHES = ('loss', 'train_op', 'global_step', 'reg_loss', 'prelogits', 'xent_loss', 'learning_rate',

@@ -14,15 +14,16 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
+from facenet_tf import tf_setup
 from facenet_tf import input_pipeline, training, triplets
 from facenet_tf.cli import UserError, run
 from facenet_tf.model_io import save_variables_and_metagraph  # noqa: F401 (classic name)
 from facenet_tf.training import get_learning_rate_from_file  # noqa: F401 (classic name)
 from facenet_tf.triplets import sample_people, select_triplets  # noqa: F401 (classic names)
 
-import numpy as np  # noqa: E402 (facenet_tf first: it sets TensorFlow's logging and TF1 semantics)
-import tensorflow as tf  # noqa: E402
-
+tf = tf_setup.configure()  # quiet TensorFlow import, oneDNN, TF1 graph semantics
 tf1 = tf.compat.v1
 
 MAX_EMPTY_ROUNDS = 20

@@ -9,11 +9,11 @@ folder loads as a model folder."""
 import os
 import shutil
 
-import tensorflow as tf
-
 from facenet_tf import model_io
 from facenet_tf.cli import UserError
+from facenet_tf.tf_setup import configure
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 CLASSIFIER_SCOPE_PREFIX = 'Logits'

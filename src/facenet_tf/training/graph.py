@@ -5,12 +5,12 @@ train op, the Saver, the summaries and the moving-average swap."""
 import dataclasses
 from typing import Any, Optional
 
-import tensorflow as tf
-
 from facenet_tf import input_pipeline
+from facenet_tf.tf_setup import configure
 from facenet_tf.training.optimizers import MovingAverageSwap, build_train_op
 from facenet_tf.training.schedule import learning_rate_tensor
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 

@@ -14,13 +14,15 @@ import time
 from typing import Any, Optional
 
 import numpy as np
-import tensorflow as tf
 
+from facenet_tf.tf_setup import configure
 from facenet_tf.training.checkpoints import BestCheckpoint, checkpoint_prefix, save_checkpoint
 from facenet_tf.training.flags import RunFolders, import_network, schedule_from_args, start_run
 from facenet_tf.training.lfw_check import LfwCheck, lfw_check_from_args, run_lfw_check
 from facenet_tf.training.schedule import rate_for_epoch
 from facenet_tf.training.session import TrainingDiverged, input_error, run_train_step, training_session
+
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 
 
 @dataclasses.dataclass(eq=False)

@@ -2,10 +2,10 @@
 staircase decay of the fed rate inside the graph."""
 import os
 
-import tensorflow as tf
-
 from facenet_tf.cli import UserError
+from facenet_tf.tf_setup import configure
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 

@@ -4,11 +4,12 @@ import contextlib
 import re
 
 import numpy as np
-import tensorflow as tf
 
 from facenet_tf.cli import UserError
+from facenet_tf.tf_setup import configure, session_config_from_args
 from facenet_tf.training.checkpoints import restore_pretrained
 
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 
@@ -42,8 +43,7 @@ def training_session(args, graph, log_dir):
     """A session with the variables initialised (or restored from --pretrained_model), a summary
     writer and the queue runners started; everything is stopped and closed on exit.
     Yields (sess, summary_writer, coord)."""
-    config = tf1.ConfigProto(gpu_options=tf1.GPUOptions(per_process_gpu_memory_fraction=args.gpu_memory_fraction))
-    with tf1.Session(config=config) as sess:
+    with tf1.Session(config=session_config_from_args(args)) as sess:
         sess.run(tf1.global_variables_initializer())
         sess.run(tf1.local_variables_initializer())
         if args.pretrained_model:
