@@ -17,27 +17,16 @@ import sys
 import time
 
 from _paths import ROOT, SHARED
+from facenet_tf.pairs import pair_images
 
 CLASSIC_FORWARD_SECONDS = 12000 / 65.0
-
-
-def needed_images(pairs_file):
-    names = set()
-    with open(pairs_file) as f:
-        for line in f.read().splitlines()[1:]:
-            p = line.split()
-            if len(p) == 3:
-                names |= {(p[0], int(p[1])), (p[0], int(p[2]))}
-            elif len(p) == 4:
-                names |= {(p[0], int(p[1])), (p[2], int(p[3]))}
-    return sorted(names)
 
 
 def align(cache, pairs_file):
     """Aligned 160px crops of the pairs' images in <cache>/lfw_aligned_160 (done once)."""
     raw = os.path.join(cache, 'lfw_raw_links')
     aligned = os.path.join(cache, 'lfw_aligned_160')
-    images = needed_images(pairs_file)
+    images = pair_images(pairs_file)
     missing = [(n, i) for n, i in images
                if not os.path.exists(os.path.join(aligned, n, '%s_%04d.png' % (n, i)))]
     if not missing:

@@ -18,24 +18,13 @@ import train_softmax
 import train_tripletloss
 import validate_on_lfw
 from facenet_tf import embedding, images, training
+from facenet_tf.pairs import pair_images
 from facenet_tf.cli import run
 from models import inception_resnet_v1
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALIGN = os.path.join(ROOT, 'src', 'align', 'align_dataset_mtcnn.py')
-
-
-def _pair_images(pairs_file):
-    names = set()
-    with open(pairs_file) as f:
-        for line in f.read().splitlines()[1:]:
-            p = line.split()
-            if len(p) == 3:
-                names |= {(p[0], int(p[1])), (p[0], int(p[2]))}
-            elif len(p) == 4:
-                names |= {(p[0], int(p[1])), (p[2], int(p[3]))}
-    return sorted(names)
 
 
 def _align(raw, out):
@@ -49,7 +38,7 @@ def devtest(data_dir, tmp_path_factory):
     """(aligned folder, pairs file): the images of LFW View 1 DevTest (about 1,550) aligned at 160/32."""
     base = tmp_path_factory.mktemp('devtest')
     pairs = os.path.join(data_dir, 'lfw_protocol', 'pairsDevTest.txt')
-    for name, i in _pair_images(pairs):
+    for name, i in pair_images(pairs):
         (base / 'raw' / name).mkdir(parents=True, exist_ok=True)
         fname = '%s_%04d.jpg' % (name, i)
         os.symlink(os.path.join(data_dir, 'lfw_deepfunneled', name, fname), str(base / 'raw' / name / fname))

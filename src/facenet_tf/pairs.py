@@ -118,6 +118,15 @@ def _pair_sides(pair):
     return (pair[0], int(pair[1])), (pair[2], int(pair[3])), False
 
 
+def pair_images(pairs_filename):
+    """The distinct (name, number) images a pairs file names, sorted."""
+    images = set()
+    for pair in read_pairs(pairs_filename):
+        first, second, _ = _pair_sides(pair)
+        images.update((first, second))
+    return sorted(images)
+
+
 def get_paths_and_skipped(lfw_dir, pairs):
     """(path_list, issame_list, skipped): two paths per usable pair; `skipped` lists the pairs whose
     image is missing. Image N of a person is `<dir>/<name>/<name>_NNNN.jpg` or `.png`, or, in a
