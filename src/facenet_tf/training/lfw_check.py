@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from facenet_tf import input_pipeline
+from facenet_tf import evaluation, input_pipeline, pairs
 from facenet_tf.cli import UserError
 from facenet_tf.progress import Progress
 from facenet_tf.training.session import add_summary
@@ -16,13 +16,11 @@ class LfwCheck(object):
     """Per-epoch LFW verification with the project's evaluation code (View 1 or View 2 pairs)."""
 
     def __init__(self, lfw_dir, lfw_pairs, nrof_folds, distance_metric=0, subtract_mean=False):
-        import lfw
-        self.lfw = lfw
-        pairs = lfw.read_pairs(os.path.expanduser(lfw_pairs))
-        self.paths, self.actual_issame = lfw.get_paths(os.path.expanduser(lfw_dir), pairs)
+        pair_list = pairs.read_pairs(os.path.expanduser(lfw_pairs))
+        self.paths, self.actual_issame = pairs.get_paths(os.path.expanduser(lfw_dir), pair_list)
         if not self.paths:
             raise UserError('no LFW pair images found in %s for %s' % (lfw_dir, lfw_pairs))
-        self.folds = lfw.pair_folds(os.path.expanduser(lfw_pairs), self.actual_issame, nrof_folds)
+        self.folds = pairs.pair_folds(os.path.expanduser(lfw_pairs), self.actual_issame, nrof_folds)
         self.nrof_folds = nrof_folds
         self.distance_metric = distance_metric
         self.subtract_mean = subtract_mean
@@ -31,7 +29,7 @@ class LfwCheck(object):
         """embed(paths) -> [N, D] embeddings; prints and records accuracy and VAL@FAR=1e-3."""
         start = time.time()
         emb = embed(self.paths)
-        _, _, accuracy, val, val_std, far = self.lfw.evaluate(
+        _, _, accuracy, val, val_std, far = evaluation.evaluate(
             emb, self.actual_issame, nrof_folds=self.nrof_folds, distance_metric=self.distance_metric,
             subtract_mean=self.subtract_mean, folds=self.folds)
         elapsed = time.time() - start
