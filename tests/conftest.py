@@ -151,11 +151,16 @@ def keras_h5():
 
 @pytest.fixture(scope='session')
 def published_model(keras_h5, tmp_path_factory):
-    """(model folder, frozen .pb) of the published model imported by import_keras_model.py."""
-    from facenet_tf import keras_import
-    from models import inception_resnet_v1
+    """(model folder, frozen .pb) of the published model imported by import_keras_model.py (run
+    in-process once; its printed lines are kept in import.log beside them)."""
+    import contextlib
+    import io
+    import import_keras_model
     base = tmp_path_factory.mktemp('published')
     folder, pb = str(base / '20170512-110547'), str(base / '20170512-110547.pb')
-    keras_import.import_model(keras_h5, folder, inception_resnet_v1, '20170512-110547', pb_file=pb,
-                              log=lambda line: None)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        import_keras_model.main(import_keras_model.parse_arguments(
+            [keras_h5, folder, '--pb', pb, '--model_name', '20170512-110547']))
+    (base / 'import.log').write_text(out.getvalue())
     return folder, pb

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import import_keras_model
 from facenet_tf import embedding, images, keras_import, model_io
-from facenet_tf.cli import UserError
+from facenet_tf.cli import UserError, run
 from models import inception_resnet_v1
 
 tf1 = tf.compat.v1
@@ -72,9 +73,15 @@ def test_weights_round_trip_exactly(keras_h5, published_model, test_data_dir):
     assert all(list(saved[n]) == classic[n] for n in saved if 'Bottleneck' not in n)
 
 
-def test_embeddings_equal_the_network_filled_in_memory(keras_h5, published_model):
+@pytest.fixture(scope='module')
+def in_memory(keras_h5):
+    """(8 generated faces, their embeddings by the network filled in memory)."""
     faces = _faces(8)
-    expected = _in_memory_embeddings(keras_h5, faces)
+    return faces, _in_memory_embeddings(keras_h5, faces)
+
+
+def test_embeddings_equal_the_network_filled_in_memory(published_model, in_memory):
+    faces, expected = in_memory
     for model in published_model:
         with tf1.Graph().as_default():
             with tf1.Session() as sess:
@@ -84,10 +91,10 @@ def test_embeddings_equal_the_network_filled_in_memory(keras_h5, published_model
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_graph_has_the_classic_tensor_names_and_classic_input_map(keras_h5, published_model):
+def test_graph_has_the_classic_tensor_names_and_classic_input_map(published_model, in_memory):
     """The classic validate_on_lfw maps image_batch, label_batch and phase_train at load time."""
     folder, _ = published_model
-    faces = _faces(3)
+    faces, expected = in_memory[0][:3], in_memory[1][:3]
     with tf1.Graph().as_default() as graph:
         with tf1.Session() as sess:
             image_batch = tf1.placeholder(tf.float32, [None, 160, 160, 3])
@@ -98,19 +105,18 @@ def test_graph_has_the_classic_tensor_names_and_classic_input_map(keras_h5, publ
             for name in CLASSIC_TENSORS:
                 graph.get_operation_by_name(name)
             got = sess.run('embeddings:0', {image_batch: faces, phase_train: False})
-    np.testing.assert_allclose(got, _in_memory_embeddings(keras_h5, faces), atol=1e-5)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_script_writes_folder_and_pb(keras_h5, tmp_path):
-    out = subprocess.run([sys.executable, SCRIPT, keras_h5, str(tmp_path / 'm'), '--pb', str(tmp_path / 'm.pb')],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    assert out.stderr == ''
-    assert sorted(os.listdir(tmp_path / 'm')) == [
-        'checkpoint', 'model-facenet_keras.ckpt-0.data-00000-of-00001', 'model-facenet_keras.ckpt-0.index',
-        'model-facenet_keras.meta']
-    assert 'read 490 weights' in out.stdout and 'embedding size 128' in out.stdout
-    assert os.path.getsize(tmp_path / 'm.pb') > 80e6
+def test_script_writes_folder_and_pb(published_model):
+    folder, pb = published_model
+    assert sorted(os.listdir(folder)) == [
+        'checkpoint', 'model-20170512-110547.ckpt-0.data-00000-of-00001', 'model-20170512-110547.ckpt-0.index',
+        'model-20170512-110547.meta']
+    with open(os.path.join(os.path.dirname(folder), 'import.log')) as f:
+        log = f.read()
+    assert 'read 490 weights' in log and 'embedding size 128' in log and '(490 variables)' in log
+    assert os.path.getsize(pb) > 80e6
 
 
 def _copy_without(keras_h5, path, drop=None, reshape=None):
@@ -128,41 +134,51 @@ def _copy_without(keras_h5, path, drop=None, reshape=None):
             group[reshape] = np.zeros(shape[:-1] + (shape[-1] + 1,), np.float32)
 
 
-def _script_error(*argv):
-    out = subprocess.run([sys.executable, SCRIPT] + [str(a) for a in argv], capture_output=True, text=True,
-                         cwd=ROOT)
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('import_keras_model.py: error: '), out.stderr
+def _script_error(capsys, *argv):
+    """The one error line of import_keras_model.py run in-process (exit code 2)."""
+    code = run(import_keras_model.main, import_keras_model.parse_arguments([str(a) for a in argv]),
+               'import_keras_model.py')
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('import_keras_model.py: error: '), lines
     return lines[0]
 
 
-def test_bad_files_give_one_line_errors(keras_h5, tmp_path):
+def test_not_hdf5_is_one_line_from_the_command_line(tmp_path):
     text = tmp_path / 'notes.h5'
     text.write_text('not a model')
-    assert 'is not an HDF5 file' in _script_error(text, tmp_path / 'a')
+    out = subprocess.run([sys.executable, SCRIPT, str(text), str(tmp_path / 'a')], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        'import_keras_model.py: error: %s is not an HDF5 file (expected a Keras .h5 model such as facenet_keras.h5)'
+        % text]
+    assert not os.path.exists(tmp_path / 'a')
+
+
+def test_bad_files_give_one_line_errors(keras_h5, tmp_path, capsys):
     with h5py.File(tmp_path / 'other.h5', 'w') as f:
         f.attrs['layer_names'] = [b'dense_1']
         f.create_group('dense_1').attrs['weight_names'] = [b'dense_1/kernel:0']
         f['dense_1']['dense_1/kernel:0'] = np.zeros((4, 2), np.float32)
-    assert 'unknown layer names (dense_1/kernel:0)' in _script_error(tmp_path / 'other.h5', tmp_path / 'b')
+    assert 'unknown layer names (dense_1/kernel:0)' in _script_error(capsys, tmp_path / 'other.h5', tmp_path / 'b')
     _copy_without(keras_h5, tmp_path / 'missing.h5', drop='Block17_4_Conv2d_1x1/bias:0')
-    line = _script_error(tmp_path / 'missing.h5', tmp_path / 'c')
+    line = _script_error(capsys, tmp_path / 'missing.h5', tmp_path / 'c')
     assert 'lacks 1 of the network\'s 490 weights (InceptionResnetV1/Repeat_1/block17_4/Conv2d_1x1/biases)' in line
     _copy_without(keras_h5, tmp_path / 'shape.h5', reshape='Mixed_6a_Branch_0_Conv2d_1a_3x3/kernel:0')
-    line = _script_error(tmp_path / 'shape.h5', tmp_path / 'd')
+    line = _script_error(capsys, tmp_path / 'shape.h5', tmp_path / 'd')
     assert 'wrong shape for 1 weight (InceptionResnetV1/Mixed_6a/Branch_0/Conv2d_1a_3x3/weights: ' \
            '(3, 3, 256, 385) in the file, (3, 3, 256, 384) in the network)' in line
-    assert 'not found' in _script_error(tmp_path / 'absent.h5', tmp_path / 'e')
-    assert not any(os.path.exists(tmp_path / d) for d in 'abcde')
+    assert 'not found' in _script_error(capsys, tmp_path / 'absent.h5', tmp_path / 'e')
+    assert not any(os.path.exists(tmp_path / d) for d in 'bcde')
     assert not [p for p in os.listdir(tmp_path) if p.endswith('.importing')]
 
 
-def test_existing_folder_is_not_overwritten(keras_h5, tmp_path):
+def test_existing_folder_is_not_overwritten(keras_h5, tmp_path, capsys):
     folder = tmp_path / 'mine'
     folder.mkdir()
     (folder / 'notes.txt').write_text('keep me')
-    assert 'is not an empty folder' in _script_error(keras_h5, folder)
+    assert 'is not an empty folder' in _script_error(capsys, keras_h5, folder)
     assert (folder / 'notes.txt').read_text() == 'keep me'
 
 
