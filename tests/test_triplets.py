@@ -16,10 +16,9 @@ SCHEDULES = os.path.join(ROOT, 'data', 'learning_rate_schedules')
 
 def _reference(test_data_dir, name):
     """Inputs and classic output of select_triplets (tests/data copy of ../shared/reference/train_eval)."""
-    d = np.load(os.path.join(test_data_dir, 'classic_select_triplets_45x40.npz'))
-    ref = {key: d['%s_%s' % (name, key)] for key in ('triplets', 'num_trips', 'nrof_triplets')}
-    return (d[name + '_embeddings'].astype(np.float64), d[name + '_num_per_class'].astype(np.int64),
-            float(d[name + '_alpha']), ref)
+    d = np.load(os.path.join(test_data_dir, 'classic_select_triplets_%s_45x40.npz' % name))
+    ref = {key: d[key] for key in ('triplets', 'num_trips', 'nrof_triplets')}
+    return d['embeddings'].astype(np.float64), d['num_per_class'].astype(np.int64), float(d['alpha']), ref
 
 
 def _pairs_in_class_order(counts):

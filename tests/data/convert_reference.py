@@ -27,15 +27,15 @@ def _load_module(path, name):
 
 
 def convert_triplets(reference):
-    """select_triplets_{random,clustered}_45x40.npz -> classic_select_triplets_45x40.npz.
+    """select_triplets_<set>_45x40.npz -> classic_select_triplets_<set>_45x40.npz (one file per set).
 
     Embeddings are stored as float32 (upcast to float64 by the tests): the decision of every
     anchor-positive pair (does any negative have neg - pos < alpha?) has a margin above 1e-5 on these
     inputs, 700 times the rounding, so the classic selection is unchanged (checked below). Triplets
     are stored sorted by (anchor, positive) as int16 (the classic order was a random shuffle)."""
     from scipy.spatial.distance import cdist
-    out = {}
     for name in ('random', 'clustered'):
+        out = {}
         d = np.load(os.path.join(reference, 'train_eval', 'select_triplets_%s_45x40.npz' % name))
         emb32 = d['embeddings'].astype(np.float32)
         counts = d['num_per_class']
@@ -54,13 +54,13 @@ def convert_triplets(reference):
             assert found == {(int(x), int(y)) for x, y in trips[:, :2]}
             assert len(a) == int(d['num_trips']) and len(found) == int(d['nrof_triplets'])
             assert np.abs(margin).min() > 1e-6
-        out[name + '_embeddings'] = emb32
-        out[name + '_num_per_class'] = counts.astype(np.int16)
-        out[name + '_triplets'] = trips
-        out[name + '_num_trips'] = np.int64(d['num_trips'])
-        out[name + '_nrof_triplets'] = np.int64(d['nrof_triplets'])
-        out[name + '_alpha'] = np.float64(alpha)
-    np.savez_compressed(os.path.join(HERE, 'classic_select_triplets_45x40.npz'), **out)
+        out['embeddings'] = emb32
+        out['num_per_class'] = counts.astype(np.int16)
+        out['triplets'] = trips
+        out['num_trips'] = np.int64(d['num_trips'])
+        out['nrof_triplets'] = np.int64(d['nrof_triplets'])
+        out['alpha'] = np.float64(alpha)
+        np.savez_compressed(os.path.join(HERE, 'classic_select_triplets_%s_45x40.npz' % name), **out)
 
 
 def _classic_distance(e1, e2, metric):
