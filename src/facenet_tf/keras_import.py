@@ -64,7 +64,8 @@ def _text(value):
 
 
 def read_keras_weights(path):
-    """{Keras weight name: float32 array} of a Keras HDF5 model or weights file, read with h5py."""
+    """({Keras weight name: float32 array}, input size) of a Keras HDF5 model or weights file, read
+    with h5py in one pass."""
     import h5py
     if not os.path.isfile(path):
         raise FaceNetError('Keras model file not found: %s' % path)
@@ -84,18 +85,16 @@ def read_keras_weights(path):
                 if name in weights:
                     raise FaceNetError('%s: weight %s appears twice' % (path, name))
                 weights[name] = np.asarray(group[name], dtype=np.float32)
+        size = _input_size(f.attrs.get('model_config'))
     if not weights:
         raise FaceNetError('%s holds no weights' % path)
-    return weights
+    return weights, size
 
 
-def input_size(path, default=160):
-    """The square input size of the Keras model's input layer, read from the JSON config (only its
+def _input_size(config, default=160):
+    """The square input size of the Keras model's input layer, read from its JSON config (only the
     shape field), or `default` when the file has no model config."""
     import json
-    import h5py
-    with h5py.File(path, 'r') as f:
-        config = f.attrs.get('model_config')
     if config is None:
         return default
     try:
@@ -195,9 +194,9 @@ def import_model(h5_file, model_dir, network, model_name, pb_file=None, log=prin
     tf = configure()
     from facenet_tf import model_io
     tf1 = tf.compat.v1
-    weights = classic_weights(read_keras_weights(h5_file), h5_file)
+    keras_weights, image_size = read_keras_weights(h5_file)
+    weights = classic_weights(keras_weights, h5_file)
     bottleneck = embedding_size(weights, h5_file)
-    image_size = input_size(h5_file)
     log('read %d weights from %s (embedding size %d, input %dx%d)'
         % (len(weights), h5_file, bottleneck, image_size, image_size))
     model_dir, tmp = _prepare_folder(model_dir)
