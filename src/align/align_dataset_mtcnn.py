@@ -2,6 +2,8 @@
 
 Example: python src/align/align_dataset_mtcnn.py ~/datasets/lfw/raw ~/datasets/lfw/lfw_mtcnnpy_160 \
              --image_size 160 --margin 32
+In N cluster tasks on one shared output folder: add --shard INDEX/N (or run as a Slurm array task /
+Kubernetes Indexed Job, see docs/cluster_jobs.md).
 """
 import argparse
 import os
@@ -12,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from align.aligner import add_max_detect_side_argument  # noqa: E402
-from facenet_tf import tf_setup  # noqa: E402
+from facenet_tf import sharding, tf_setup  # noqa: E402
 from facenet_tf.cli import non_negative_int, positive_int, run  # noqa: E402
 from facenet_tf.errors import FaceNetError  # noqa: E402
 
@@ -30,12 +32,15 @@ def _flag(value):
 def main(args):
     if not os.path.isdir(os.path.expanduser(args.input_dir)):
         raise FaceNetError('input folder not found: %s' % args.input_dir)
+    shard, source = sharding.resolve(args.shard, args.shard_count)
+    if shard is not None and source != '--shard':
+        print('Shard %s from %s' % (shard, source))
     tf_setup.configure()
     from align.dataset_alignment import Options, align_dataset, summary_line
     opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment,
                    args.max_detect_side)
     counts = align_dataset(args.input_dir, args.output_dir, opts, random_order=args.random_order,
-                           num_workers=args.num_workers, arg_string=' '.join(sys.argv))
+                           num_workers=args.num_workers, arg_string=' '.join(sys.argv), shard=shard)
     print(summary_line(counts))
     if counts['total'] == 0:
         print('No images found in %s' % args.input_dir)
@@ -63,6 +68,7 @@ def parse_arguments(argv):
     parser.add_argument('--num_workers', type=positive_int, default=1,
                         help='Processes that detect and write in parallel.')
     add_max_detect_side_argument(parser)
+    sharding.add_shard_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -7,7 +7,13 @@ crop (the output path alone when no face was found) and `revision_info.txt`.
 Every file is written under a temporary name and renamed, so an interrupted run leaves no partial
 PNG; a later run skips images whose outputs exist (with multiple faces `_0` is renamed last, so it
 marks a complete image) and images an earlier bounding-box file lists as having no face.
+
+A shard (facenet_tf.sharding) aligns only its classes and appends to its own
+`bounding_boxes_shard_<i>_of_<n>.txt` (locked while it runs). In a shard an image counts as done only
+when a bounding-box file also lists it, so a shard killed between writing a crop and its line redoes
+that image (same pixels, written again) and the shard files together always list every crop once.
 """
+import fcntl
 import multiprocessing
 import os
 import random
@@ -19,7 +25,9 @@ import numpy as np
 from PIL import Image
 
 from align import aligner
+from facenet_tf import sharding
 from facenet_tf.dataset import get_dataset
+from facenet_tf.errors import FaceNetError
 from facenet_tf.files import TEMPORARY_RE, atomic_path
 from facenet_tf.images import ImageReadError, read_rgb
 from facenet_tf.progress import Progress
@@ -73,36 +81,95 @@ def _key(path):
     return tuple(parts[-2:])
 
 
-def previous_no_face(output_dir):
-    """Output paths that earlier runs' bounding-box files list alone (images without a face)."""
-    found = set()
+def previous_runs(output_dir, classes=None):
+    """(no face, listed): keys of the output paths that earlier runs' bounding-box files list alone
+    (images without a face), and of every output path they list; only complete lines, only the
+    class folders in `classes` when it is given."""
+    no_face, listed = set(), set()
     if not os.path.isdir(output_dir):
-        return found
+        return no_face, listed
     for name in os.listdir(output_dir):
         if name.startswith('bounding_boxes_') and name.endswith('.txt'):
             with open(os.path.join(output_dir, name), errors='replace') as f:
                 for line in f:
                     parts = line.split()
-                    if len(parts) == 1 and parts[0].endswith('.png') and line.endswith('\n'):
-                        found.add(_key(parts[0]))
-    return found
+                    if not parts or not parts[0].endswith('.png') or not line.endswith('\n'):
+                        continue
+                    key = _key(parts[0])
+                    if classes is not None and key[0] not in classes:
+                        continue
+                    listed.add(key)
+                    if len(parts) == 1:
+                        no_face.add(key)
+    return no_face, listed
+
+
+def previous_no_face(output_dir):
+    """Output paths that earlier runs' bounding-box files list alone (images without a face)."""
+    return previous_runs(output_dir)[0]
+
+
+def shard_boxes_name(shard):
+    return 'bounding_boxes_shard_%d_of_%d.txt' % (shard.index, shard.count)
+
+
+def open_shard_boxes(output_dir, shard):
+    """The shard's bounding-box file opened for appending, locked against a second process of the
+    same shard, with a partial last line (a kill during a write) cut off."""
+    path = os.path.join(output_dir, shard_boxes_name(shard))
+    f = open(path, 'a')
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise FaceNetError('shard %s is already running on %s (%s is locked)' % (shard, output_dir, path))
+    with open(path, 'rb') as r:
+        content_end = _end_of_last_line(r)
+    if content_end != os.path.getsize(path):
+        os.truncate(path, content_end)
+    return path, f
+
+
+def _end_of_last_line(f, block=65536):
+    """Offset just after the last newline of a binary file (0 when it has none)."""
+    end = f.seek(0, os.SEEK_END)
+    while end > 0:
+        start = max(0, end - block)
+        f.seek(start)
+        data = f.read(end - start)
+        pos = data.rfind(b'\n')
+        if pos >= 0:
+            return start + pos + 1
+        end = start
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
 # Planning
 
-def is_done(job, multiple, no_face):
-    """Whether an earlier run completed this image."""
+def is_done(job, multiple, no_face, listed=None):
+    """Whether an earlier run completed this image (with `listed`, only if a bounding-box file
+    lists its first crop)."""
     first = job.base + ('_0.png' if multiple else '.png')
-    return os.path.exists(first) or _key(job.base + '.png') in no_face
+    if _key(job.base + '.png') in no_face:
+        return True
+    return os.path.exists(first) and (listed is None or _key(first) in listed)
 
 
-def plan(input_dir, output_dir, multiple, random_order):
-    """(jobs to run, number already done): every image of every class, output folders created."""
+def plan(input_dir, output_dir, multiple, random_order, shard=None, log=None):
+    """(jobs to run, number already done): every image of every class (of the shard's classes when
+    `shard` is given), output folders created."""
     dataset = get_dataset(input_dir)
+    if shard is not None:
+        nrof_classes = len(dataset)
+        dataset = sharding.select(dataset, shard)
+        if log:
+            log('Shard %s: %d of %d classes' % (shard, len(dataset), nrof_classes))
     if random_order:
         random.shuffle(dataset)
-    no_face = previous_no_face(output_dir)
+    no_face, listed = previous_runs(output_dir, None if shard is None else {cls.name for cls in dataset})
+    if shard is None:
+        listed = None
     jobs, done = [], 0
     for cls in dataset:
         class_dir = os.path.join(output_dir, cls.name)
@@ -113,7 +180,7 @@ def plan(input_dir, output_dir, multiple, random_order):
             random.shuffle(paths)
         for src in paths:
             job = Job(src, os.path.join(class_dir, os.path.splitext(os.path.basename(src))[0]))
-            if is_done(job, multiple, no_face):
+            if is_done(job, multiple, no_face, listed):
                 done += 1
             else:
                 jobs.append(job)
@@ -252,29 +319,41 @@ def _results(jobs, opts, num_workers):
 # ---------------------------------------------------------------------------------------------
 # The whole run
 
+def _open_boxes(output_dir, shard):
+    """(path, open file) of this run's bounding-box file."""
+    if shard is not None:
+        return open_shard_boxes(output_dir, shard)
+    path = os.path.join(output_dir, 'bounding_boxes_%05d.txt' % np.random.randint(0, high=99999))
+    return path, open(path, 'w')
+
+
 def align_dataset(input_dir, output_dir, opts, random_order=False, num_workers=1, arg_string='',
-                  log=None):
-    """Align every image of `input_dir` into `output_dir`; returns the counts of the run (a dict)."""
+                  log=None, shard=None):
+    """Align every image of `input_dir` (the classes of `shard` only, when given) into
+    `output_dir`; returns the counts of the run (a dict). A shard locks its bounding-box file
+    before it looks at the output folder."""
     log = log or (lambda msg: print(msg, flush=True))
     output_dir = os.path.expanduser(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    store_revision_info(None, output_dir, arg_string)
-    jobs, done = plan(input_dir, output_dir, opts.detect_multiple_faces, random_order)
-    counts = {'total': len(jobs) + done, 'already_done': done, 'aligned': 0, 'faces': 0,
-              'no_face': 0, 'unreadable': 0}
-    if done:
-        log('%d of %d images already aligned by an earlier run: skipped' % (done, counts['total']))
-    if not jobs:
-        return counts
-    bb_path = os.path.join(output_dir, 'bounding_boxes_%05d.txt' % np.random.randint(0, high=99999))
-    progress = Progress(len(jobs), 'align', 'img')
-    with open(bb_path, 'w') as bb_file:
+    bb_path, bb_file = _open_boxes(output_dir, shard) if shard is not None else (None, None)
+    try:
+        store_revision_info(None, output_dir, arg_string)
+        jobs, done = plan(input_dir, output_dir, opts.detect_multiple_faces, random_order, shard, log)
+        counts = {'total': len(jobs) + done, 'already_done': done, 'aligned': 0, 'faces': 0,
+                  'no_face': 0, 'unreadable': 0}
+        if done:
+            log('%d of %d images already aligned by an earlier run: skipped' % (done, counts['total']))
+        if not jobs:
+            return counts
+        if bb_file is None:
+            bb_path, bb_file = _open_boxes(output_dir, None)
+        progress = Progress(len(jobs), 'align', 'img')
         for results in _results(jobs, opts, num_workers):
+            text = []
             for result in results:
                 if result.message:
                     log(result.message)
-                for line in result.lines:
-                    bb_file.write(line + '\n')
+                text += [line + '\n' for line in result.lines]
                 if result.status == 'aligned':
                     counts['aligned'] += 1
                     counts['faces'] += len(result.lines)
@@ -282,8 +361,12 @@ def align_dataset(input_dir, output_dir, opts, random_order=False, num_workers=1
                     counts['no_face'] += 1
                 else:
                     counts['unreadable'] += 1
+            bb_file.write(''.join(text))  # a batch's lines in one write: a kill leaves whole lines
             bb_file.flush()
             progress.update(len(results))
+    finally:
+        if bb_file is not None:
+            bb_file.close()
     sys.stderr.write(progress.summary() + '\n')
     counts['bounding_boxes'] = bb_path
     return counts
