@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 from sklearn.svm import SVC
 
+from facenet_tf import safe_pickle
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import atomic_open
 from facenet_tf.dataset import ImageClass
@@ -67,12 +68,16 @@ def save(path, model, class_names):
 
 
 def load(path):
-    """(model, class_names) of a classifier file (classic or ours), with one-line errors."""
+    """(model, class_names) of a classifier file (classic or ours), with one-line errors. The file is
+    unpickled by facenet_tf.safe_pickle: a file naming anything but scikit-learn estimators, NumPy
+    arrays and builtins is refused before any of it runs."""
     if not os.path.isfile(path):
         raise FaceNetError('classifier file not found: %s (write one with mode TRAIN)' % path)
     try:
         with open(path, 'rb') as f:
-            content = pickle.load(f)
+            content = safe_pickle.load(f)
+    except safe_pickle.RefusedClass as e:
+        raise FaceNetError('%s: %s' % (path, e))
     except Exception as e:  # pickle raises many types on foreign or damaged files
         raise FaceNetError('%s is not a classifier file: %s' % (path, str(e).splitlines()[0] if str(e)
                                                               else type(e).__name__))
