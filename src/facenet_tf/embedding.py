@@ -107,21 +107,34 @@ class ImageBatches(object):
         except tf.errors.InvalidArgumentError as e:
             raise FaceNetError(_bad_image_message(items, e))
 
-    def __call__(self, items):
-        """Yield float32 batches for `items` (paths, or encoded image bytes when encoded=True)."""
+    def __call__(self, items, groups=None):
+        """Yield float32 batches for `items` (paths, or encoded image bytes when encoded=True). With
+        `groups` (item counts summing to len(items)) no batch spans two groups."""
         items = list(items)
         if not items:
             return
         feed = _ChunkFeed(self, items)
         try:
-            nrof_images = len(items) * self.per_item
-            for start in range(0, nrof_images, self.batch_size):
-                yield feed.images(start, min(start + self.batch_size, nrof_images))
+            for start, end in _batch_ranges(len(items), self.per_item, self.batch_size, groups):
+                yield feed.images(start, end)
         finally:
             feed.stop()
 
     def close(self):
         self.session.close()
+
+
+def _batch_ranges(nrof_items, per_item, batch_size, groups=None):
+    """[start, end) image ranges of the batches: batch_size images each, cut at group ends."""
+    ranges = []
+    offset = 0
+    for size in (groups if groups is not None else [nrof_items]):
+        end = offset + size * per_item
+        ranges += [(start, min(start + batch_size, end)) for start in range(offset, end, batch_size)]
+        offset = end
+    if offset != nrof_items * per_item:
+        raise ValueError('the groups hold %d items, not %d' % (offset // per_item, nrof_items))
+    return ranges
 
 
 class _ChunkFeed(object):
@@ -242,10 +255,13 @@ def unique_items(items):
 
 
 def embed(sess, items, image_size=160, batch_size=100, fixed_standardization=False, use_flipped_images=False,
-          encoded=False, label='Embedding', stream=None):
+          encoded=False, label='Embedding', stream=None, groups=None):
     """Embeddings (float32, one row per item) of image files or encoded images through the model in
     `sess`. With use_flipped_images a row is [embedding(original) | embedding(flipped)], as the classic
-    validate_on_lfw. Prints a progress line (to stderr unless `stream` is given)."""
+    validate_on_lfw. Prints a progress line (to stderr unless `stream` is given). With `groups`
+    (item counts) no batch spans two groups: on CPU an image's embedding can differ in its last bits
+    with its position in the batch and the batch's size, so runs that batch a group the same way
+    give the same bits for it."""
     if batch_size < 1:
         raise FaceNetError('the batch size must be positive, got %d' % batch_size)
     images, phase_train, embeddings = model_tensors(sess.graph)
@@ -259,7 +275,7 @@ def embed(sess, items, image_size=160, batch_size=100, fixed_standardization=Fal
     reader = ImageBatches(image_size, batch_size, fixed_standardization, use_flipped_images, encoded)
     try:
         start = 0
-        for batch in reader(items):
+        for batch in reader(items, groups):
             feed = {images: batch}
             if phase_train is not None:
                 feed[phase_train] = False
