@@ -170,10 +170,12 @@ def build_classic_graph(network, bottleneck, image_size, keep_probability=0.8):
 
 def load_weights(sess, weights):
     """Set each global variable of the session's graph to its weight (through its initializer's
-    input, so no constant is added to the graph)."""
+    input, so no constant is added to the graph), all in one session run: a run per variable
+    builds an executor per variable and took minutes for the 490 of InceptionResnetV1."""
     tf = configure()
-    for var in tf.compat.v1.global_variables():
-        var.load(weights[var.op.name], sess)
+    variables = tf.compat.v1.global_variables()
+    sess.run([var.initializer for var in variables],
+             {var.initializer.inputs[1]: weights[var.op.name] for var in variables})
 
 
 def _prepare_folder(model_dir):
