@@ -1,0 +1,122 @@
+"""Name the faces in photos, folders of photos, video files and cameras.
+
+Every face is detected (MTCNN, all faces), cropped as the aligner does (box grown by margin/2 per
+side, resized to image_size), standardised as the model expects, embedded in batches, and named by
+a classifier.py file or by the nearest face of a gallery folder (one sub-folder of photos or crops
+per person, embedded once and cached in it as .facenet_gallery.npz). A face farther than
+--unknown_threshold (L2 distance, the scale compare.py prints) from every known face is `unknown`.
+
+Output: one JSON line per face (source, frame, time, box, score, landmarks, name, distance,
+probability) on stdout or --output_jsonl; notes, the rate line and the summary go to stderr.
+A camera stream (SOURCE `0`) runs until Ctrl-C, which stops it cleanly.
+
+Usage:
+  python src/recognize.py model.pb photo.jpg folder/ clip.mp4 --gallery people/
+  python src/recognize.py model.pb 0 --classifier people.pkl --annotate live.avi --max_side 640
+"""
+import argparse
+import json
+import os
+import sys
+
+from align import aligner
+from facenet_tf import recognition, tf_setup
+from facenet_tf.cli import non_negative_float, non_negative_int, positive_int, run
+from facenet_tf.errors import FaceNetError
+from facenet_tf.precision import add_precision_argument
+
+
+def _note(text):
+    sys.stderr.write(text + '\n')
+    sys.stderr.flush()
+
+
+def main(args):
+    sources = recognition.expand_sources(args.sources, _note)
+    if not sources:
+        raise FaceNetError('no source to read among: %s' % ' '.join(args.sources))
+    namer = recognition.ClassifierNamer(os.path.expanduser(args.classifier), args.unknown_threshold,
+                                        _note) if args.classifier else None
+    annotator = recognition.Annotator(args.annotate, _note) if args.annotate else None
+    tf1 = tf_setup.configure().compat.v1
+    from align.detect_face import MTCNN
+    from facenet_tf.model_io import load_for_inference
+    out = open(os.path.expanduser(args.output_jsonl), 'w') if args.output_jsonl else sys.stdout
+    timer = recognition.Timer()
+    try:
+        with tf1.Graph().as_default(), tf1.Session(config=tf_setup.session_config_from_args(args)) as sess, \
+                MTCNN() as detector:
+            load_for_inference(args.model, sess)
+            pipeline = recognition.FacePipeline(sess, detector, args.image_size, args.margin,
+                                                args.use_fixed_image_standardization, args.max_detect_side,
+                                                args.batch_size, timer)
+            if namer is None:
+                namer = recognition.load_gallery(args.gallery, pipeline, args.model, args.unknown_threshold, _note)
+            timer.seconds.clear()
+            stats = recognition.RunStats(timer)
+
+            def emit(record):
+                out.write(json.dumps(record) + '\n')
+            stopped = recognition.run(sources, pipeline, namer, emit, stats, annotator, args.every_n_frames,
+                                      note=_note)
+    finally:
+        out.flush()
+        if out is not sys.stdout:
+            out.close()
+    if stopped is not None:
+        _note('stopped by Ctrl-C while reading %s' % stopped.label)
+    for line in stats.summary():
+        _note(line)
+    if annotator is not None:
+        for path, count in sorted(annotator.written.items()):
+            _note('annotated: %s%s' % (path, '' if count == 1 else ' (%d frames)' % count))
+    return 130 if stopped is not None and stopped.kind != 'camera' else 0
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog='\n'.join(__doc__.splitlines()[2:]))
+    parser.add_argument('model', type=str,
+                        help='A model folder (one .meta and a checkpoint) or a frozen model (.pb) file')
+    parser.add_argument('sources', type=str, nargs='+', metavar='SOURCE',
+                        help='Image files, folders of images, video files (anything OpenCV reads) or a '
+                             'camera index (0).')
+    names = parser.add_mutually_exclusive_group(required=True)
+    names.add_argument('--classifier', type=str, metavar='CLASSIFIER.pkl',
+                       help='Name faces with a classifier file written by classifier.py TRAIN.')
+    names.add_argument('--gallery', type=str, metavar='DIR',
+                       help='Name faces by the nearest face of this folder (one sub-folder of photos or '
+                            'aligned crops per person; image_size x image_size images are taken as crops).')
+    parser.add_argument('--unknown_threshold', type=non_negative_float, default=0.9,
+                        help='A face farther (L2) than this from every known face (gallery faces, or the '
+                             'training faces kept in a classifier file) is named unknown. The default suits '
+                             'the published model: stricter than its verification threshold (about 1.1), '
+                             'as the nearest of many known faces is taken.')
+    parser.add_argument('--output_jsonl', type=str, help='Write the JSON lines to this file instead of stdout.')
+    parser.add_argument('--annotate', type=str, metavar='OUT',
+                        help='Write annotated frames: a folder (photos under their names, videos as '
+                             '<name>.mp4), or one video file (.mp4: mp4v, .avi/.mkv: MJPG) for the first '
+                             'video or camera source.')
+    parser.add_argument('--every_n_frames', type=positive_int, default=1,
+                        help='Recognise every n-th frame of a video or camera (the annotated video keeps '
+                             'every frame, with the last faces found).')
+    parser.add_argument('--max_side', '--max_detect_side', dest='max_detect_side', type=aligner.max_detect_side,
+                        default=0, metavar='N',
+                        help='Detect faces on a copy of each frame reduced to N pixels on its longest side '
+                             '(crops are still cut from the full frame): much faster on HD video. 0 '
+                             '(default): detect on the full frame, as the classic tools.')
+    parser.add_argument('--image_size', type=positive_int, default=160,
+                        help='Image size (height, width) in pixels of the crops the model expects.')
+    parser.add_argument('--margin', type=non_negative_int, default=32,
+                        help='Margin for the crop around the bounding box (height, width) in pixels.')
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of prewhitening.')
+    parser.add_argument('--batch_size', type=positive_int, default=90,
+                        help='Number of faces embedded in one batch.')
+    add_precision_argument(parser)
+    return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(run(main, parse_arguments(sys.argv[1:])))
