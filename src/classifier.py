@@ -5,27 +5,35 @@ CLASSIFY: embed every image, print each image's best class and its probability, 
 (folder names are the true classes). With --unknown_threshold, a face whose embedding is farther
 (L2 distance) than the threshold from every training embedding is reported as unknown.
 
+An embeddings file of the aligned folder (export_embeddings.py) may be given in place of the folder
+(data_dir or --test_data_dir): its rows are used and the model is not loaded for it.
+
 Usage:
   python src/classifier.py TRAIN aligned_dir model.pb classifier.pkl
   python src/classifier.py CLASSIFY aligned_dir model.pb classifier.pkl [--unknown_threshold 1.1]
+  python src/classifier.py TRAIN embeddings.h5 model.pb classifier.pkl
 """
 import argparse
 import os
 import sys
+from collections import namedtuple
 
 import numpy as np
 
-from facenet_tf import classify, tf_setup
+from facenet_tf import classify, embeddings_file, tf_setup
 from facenet_tf.cli import non_negative_float, run
 from facenet_tf.dataset import get_dataset, get_image_paths_and_labels
 from facenet_tf.errors import FaceNetError
 from facenet_tf.precision import add_precision_argument
 
+# an image folder (stored None) or an embeddings file (paths relative, as stored in it)
+Images = namedtuple('Images', 'dataset paths labels stored')
 
-def load_dataset(data_dir, args, mode, split):
-    """The classes of data_dir (with `split`, the training or test part of the classic split);
-    classes without images are left out with a note."""
-    dataset = get_dataset(data_dir)
+
+def load_dataset(data_dir, args, mode, split, stored=None):
+    """The classes of data_dir, or of the embeddings file's content `stored` (with `split`, the
+    training or test part of the classic split); classes without images are left out with a note."""
+    dataset = embeddings_file.dataset(stored) if stored is not None else get_dataset(data_dir)
     if split:
         train_set, test_set = classify.split_dataset(dataset, args.min_nrof_images_per_class,
                                                      args.nrof_train_images_per_class)
@@ -60,15 +68,28 @@ def compute_embeddings(args, *path_lists):
 
 
 def load_images(args, data_dir, mode, split):
-    """(dataset, paths, labels) of a folder, with the classic count lines."""
-    dataset = load_dataset(data_dir, args, mode, split)
+    """Images of a folder or an embeddings file, with the classic count lines."""
+    stored = None
+    if embeddings_file.is_embeddings_file(data_dir):
+        stored = embeddings_file.read(data_dir)
+        print('Embeddings read from %s (model %s)' % (data_dir, stored.attrs.get('model')))
+    dataset = load_dataset(data_dir, args, mode, split, stored)
     if mode == 'TRAIN' and len(dataset) < 2:
         raise FaceNetError('training needs at least two classes with images, %s has %d'
                         % (data_dir, len(dataset)))
     paths, labels = get_image_paths_and_labels(dataset)
     print('Number of classes: %d' % len(dataset))
     print('Number of images: %d' % len(paths))
-    return dataset, paths, labels
+    return Images(dataset, paths, labels, stored)
+
+
+def embeddings_of(args, *image_sets):
+    """Embeddings of each Images: the rows of its embeddings file, or computed with the model
+    (loaded once, only when a set needs it)."""
+    computed = iter(compute_embeddings(args, *[s.paths for s in image_sets if s.stored is None])
+                    if any(s.stored is None for s in image_sets) else [])
+    return [next(computed) if s.stored is None else embeddings_file.rows_of(s.stored, s.paths)
+            for s in image_sets]
 
 
 def report(model, class_names, dataset, labels, emb, unknown_threshold):
@@ -95,8 +116,9 @@ def main(args):
         model, class_names = classify.load(classifier_file)
         if args.unknown_threshold is not None:
             classify.training_embeddings(model)
-        dataset, paths, labels = load_images(args, data_dir, 'CLASSIFY', args.use_split_dataset)
-        emb, = compute_embeddings(args, paths)
+        images = load_images(args, data_dir, 'CLASSIFY', args.use_split_dataset)
+        dataset, labels = images.dataset, images.labels
+        emb, = embeddings_of(args, images)
         print('Testing classifier')
         print('Loaded classifier model from file "%s"' % classifier_file)
         report(model, class_names, dataset, labels, emb, args.unknown_threshold)
@@ -104,12 +126,13 @@ def main(args):
     folder = os.path.dirname(os.path.abspath(classifier_file))
     if not os.path.isdir(folder):
         raise FaceNetError('folder of the classifier file not found: %s' % folder)
-    dataset, paths, labels = load_images(args, data_dir, 'TRAIN', args.use_split_dataset)
+    train_images = load_images(args, data_dir, 'TRAIN', args.use_split_dataset)
+    dataset, labels = train_images.dataset, train_images.labels
     test = None
     if args.test_data_dir:
         print('Test data: %s' % args.test_data_dir)
         test = load_images(args, os.path.expanduser(args.test_data_dir), 'CLASSIFY', False)
-    embeddings = compute_embeddings(args, paths, *([test[1]] if test else []))
+    embeddings = embeddings_of(args, train_images, *([test] if test else []))
     print('Training classifier')
     class_names = [classify.display_name(cls.name) for cls in dataset]
     model = classify.train(embeddings[0], labels)

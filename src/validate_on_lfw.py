@@ -5,8 +5,10 @@ Example: python src/validate_on_lfw.py ~/datasets/lfw/lfw_mtcnnpy_160 ~/models/2
              --use_fixed_image_standardization
 
 `lfw_dir` holds the aligned faces as `<Name>/<Name>_NNNN.png` (or .jpg); a `.bin` verification set
-(lfw.bin, cfp_fp.bin, agedb_30.bin) may be given instead, then --lfw_pairs is not used. Each distinct
-image is embedded once, in batches of any size. Prints the classic four result lines.
+(lfw.bin, cfp_fp.bin, agedb_30.bin) may be given instead, then --lfw_pairs is not used; or an
+embeddings file of the aligned faces (export_embeddings.py), whose rows are used and the model is not
+loaded. Each distinct image is embedded once, in batches of any size. Prints the classic four result
+lines.
 """
 import argparse
 import os
@@ -23,20 +25,21 @@ ALIGN_HINT = ('align LFW first: python src/align/align_dataset_mtcnn.py <lfw> <l
               '--image_size 160 --margin 32')
 
 
-def load_pairs(args):
-    """(items to embed, index of each pair side in items, issame, folds, encoded, description)."""
+def load_pairs(args, stored=None):
+    """(items to embed, index of each pair side in items, issame, folds, encoded, description); with
+    `stored` (an embeddings file's content) the items are its relative paths."""
     from facenet_tf import pairs as pairs_io
     from facenet_tf.embedding import unique_items
     from facenet_tf.verification_sets import read_bin
     source = os.path.expanduser(args.lfw_dir)
-    if os.path.isfile(source):
+    if os.path.isfile(source) and stored is None:
         images, issame = read_bin(source)
         items, where = unique_items(images)
         return items, where, issame, None, True, '%s: %d pairs' % (args.lfw_dir, issame.size)
-    if not os.path.isdir(source):
+    if not os.path.isdir(source) and stored is None:
         raise FaceNetError('LFW folder or .bin file not found: %s' % args.lfw_dir)
     pairs = pairs_io.read_pairs(args.lfw_pairs)
-    paths, issame, skipped = pairs_io.get_paths_and_skipped(source, pairs)
+    paths, issame, skipped = pairs_io.get_paths_and_skipped(source, pairs, stored and stored.paths)
     if skipped:
         print('Skipped %d image pairs' % len(skipped))
     if not issame:
@@ -83,13 +86,21 @@ def report(args, embeddings, issame, folds):
 
 def main(args):
     tf_setup.configure()
-    from facenet_tf.model_io import find_model
-    find_model(args.model)
-    items, where, issame, folds, encoded, description = load_pairs(args)
-    print('Running forward pass on %d distinct images (%s)' % (len(items), description))
-    sys.stdout.flush()
-    emb = embed_items(args, items, encoded)
-    print('Embedded %d images' % len(items))
+    from facenet_tf import embeddings_file
+    stored = embeddings_file.read(args.lfw_dir) if embeddings_file.is_embeddings_file(args.lfw_dir) else None
+    if stored is None:
+        from facenet_tf.model_io import find_model
+        find_model(args.model)
+    items, where, issame, folds, encoded, description = load_pairs(args, stored)
+    if stored is not None:
+        print('Reading the embeddings of %d distinct images from %s (model %s; %s)'
+              % (len(items), args.lfw_dir, stored.attrs.get('model'), description))
+        emb = embeddings_file.rows_of(stored, items).astype(np.float64)
+    else:
+        print('Running forward pass on %d distinct images (%s)' % (len(items), description))
+        sys.stdout.flush()
+        emb = embed_items(args, items, encoded)
+        print('Embedded %d images' % len(items))
     report(args, emb[where], issame, folds)
     return 0
 

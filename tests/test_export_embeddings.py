@@ -146,3 +146,58 @@ def test_errors_are_one_line(model_pb, dataset, tmp_path, capsys):
         assert run(script.main, script.parse_arguments(argv), prog='export_embeddings.py') == 2
         err = capsys.readouterr().err
         assert err.startswith('export_embeddings.py: error: %s' % message) and err.count('\n') == 1
+
+
+@pytest.fixture(scope='module')
+def clean_copy(dataset, model_pb, tmp_path_factory):
+    """The dataset without its unreadable file (links), and its embeddings file."""
+    root = tmp_path_factory.mktemp('clean')
+    for path in glob.glob(os.path.join(dataset, '*', '*.png')):
+        if 'Bruno_0099' not in path:
+            os.makedirs(str(root / 'aligned' / os.path.basename(os.path.dirname(path))), exist_ok=True)
+            os.symlink(path, str(root / 'aligned' / os.path.relpath(path, dataset)))
+    out = str(root / 'emb.h5')
+    assert _export(model_pb, str(root / 'aligned'), out) == 0
+    return str(root / 'aligned'), out
+
+
+def _result_lines(text):
+    return [line for line in text.splitlines() if line[:4].strip().isdigit() or line.startswith(
+        ('Accuracy', 'Validation rate', 'Area Under', 'Equal Error', 'Number of'))]
+
+
+def test_classifier_on_the_embeddings_file_gives_the_folder_results(clean_copy, model_pb, tmp_path, capsys):
+    import classifier
+    folder, emb = clean_copy
+    flags = ['--use_split_dataset', '--min_nrof_images_per_class', '6', '--nrof_train_images_per_class', '4',
+             '--image_size', str(SIZE)]
+    outputs = []
+    for source in (folder, emb):
+        pkl = str(tmp_path / ('%s.pkl' % os.path.basename(source)))
+        for mode in ('TRAIN', 'CLASSIFY'):
+            classifier.main(classifier.parse_arguments([mode, source, model_pb, pkl] + flags))
+        printed = capsys.readouterr().out
+        outputs.append(_result_lines(printed))
+    assert 'Embeddings read from %s (model small-cnn)' % emb in printed
+    assert 'Loading feature extraction model' not in printed
+    assert len(outputs[0]) > 20 and outputs[0] == outputs[1]
+
+
+def test_validate_on_the_embeddings_file_gives_the_folder_results(clean_copy, model_pb, tmp_path, capsys):
+    import validate_on_lfw
+    folder, emb = clean_copy
+    names = sorted(os.listdir(folder))
+    pairs = ['%s\t%d\t%d' % (n, i, i + 1) for n in names for i in (1, 3)]
+    pairs += ['%s\t%d\t%s\t%d' % (a, 1 + k % 5, b, 2) for k, (a, b) in enumerate(zip(names, names[1:] + names[:1]))]
+    pairs += ['%s\t%d\t%s\t%d' % (a, 4, b, 5) for a, b in zip(names, names[2:] + names[:2])]
+    pairs_file = tmp_path / 'pairs.txt'
+    pairs_file.write_text('%d\n' % len(pairs) + '\n'.join(pairs) + '\n')
+    outputs = []
+    for source in (folder, emb):
+        validate_on_lfw.main(validate_on_lfw.parse_arguments(
+            [source, model_pb, '--lfw_pairs', str(pairs_file), '--lfw_nrof_folds', '2', '--image_size', str(SIZE)]))
+        printed = capsys.readouterr().out
+        outputs.append(_result_lines(printed))
+    assert 'distinct images from %s (model small-cnn; %s: %d pairs)' % (emb, pairs_file, len(pairs)) in printed
+    assert 'Running forward pass' not in printed
+    assert len(outputs[0]) == 4 and outputs[0] == outputs[1]

@@ -99,6 +99,15 @@ def rows_of(data, paths):
     return data.embeddings[[index[p] for p in paths]]
 
 
+def dataset(data):
+    """The file's classes as an ImageClass list (relative paths), every class of class_names."""
+    from facenet_tf.dataset import ImageClass
+    paths = [[] for _ in data.class_names]
+    for label, path in zip(data.labels, data.paths):
+        paths[label].append(path)
+    return [ImageClass(name, p) for name, p in zip(data.class_names, paths)]
+
+
 def merge(inputs, output):
     """Join the files of the shards of one export into `output` (rows in dataset order); they must
     come from the same dataset, model and settings and be the complete set 0..COUNT-1. Returns the

@@ -98,18 +98,42 @@ class _ImageFinder(object):
         self.lfw_dir = lfw_dir
         self._positional = {}
 
+    def _with_extension(self, path):
+        return add_extension(path)
+
+    def _files(self, folder):
+        return image_files(folder)
+
     def __call__(self, name, number):
-        path = add_extension(os.path.join(self.lfw_dir, name, '%s_%04d' % (name, number)))
+        path = self._with_extension(os.path.join(self.lfw_dir, name, '%s_%04d' % (name, number)))
         if path is not None:
             return path
         files = self._positional.get(name)
         if files is None:
             folder = os.path.join(self.lfw_dir, name)
-            files = image_files(folder)
+            files = self._files(folder)
             if any(lfw_number(name, f) is not None for f in files):
                 files = []
             files = self._positional[name] = [os.path.join(folder, f) for f in files]
         return files[number - 1] if 1 <= number <= len(files) else None
+
+
+class _ListedImageFinder(_ImageFinder):
+    """The same rules over a list of relative paths `<name>/<file>` (an embeddings file's)."""
+
+    def __init__(self, paths):
+        _ImageFinder.__init__(self, '')
+        self.paths = set(paths)
+        self.by_class = {}
+        for path in sorted(self.paths):
+            folder, name = os.path.split(path)
+            self.by_class.setdefault(folder, []).append(name)
+
+    def _with_extension(self, path):
+        return next((path + ext for ext in ('.jpg', '.png') if path + ext in self.paths), None)
+
+    def _files(self, folder):
+        return self.by_class.get(folder, [])
 
 
 def _pair_sides(pair):
@@ -127,14 +151,18 @@ def pair_images(pairs_filename):
     return sorted(images)
 
 
-def get_paths_and_skipped(lfw_dir, pairs):
+def get_paths_and_skipped(lfw_dir, pairs, listed=None):
     """(path_list, issame_list, skipped): two paths per usable pair; `skipped` lists the pairs whose
     image is missing. Image N of a person is `<dir>/<name>/<name>_NNNN.jpg` or `.png`, or, in a
-    folder without any such name, its N-th image file in name order."""
-    lfw_dir = os.path.expanduser(lfw_dir)
-    if not os.path.isdir(lfw_dir):
-        raise FaceNetError('LFW folder not found: %s' % lfw_dir)
-    find = _ImageFinder(lfw_dir)
+    folder without any such name, its N-th image file in name order. With `listed` (relative paths
+    `<name>/<file>`, e.g. of an embeddings file) the images are looked up there, not on disk."""
+    if listed is not None:
+        find = _ListedImageFinder(listed)
+    else:
+        lfw_dir = os.path.expanduser(lfw_dir)
+        if not os.path.isdir(lfw_dir):
+            raise FaceNetError('LFW folder not found: %s' % lfw_dir)
+        find = _ImageFinder(lfw_dir)
     path_list, issame_list, skipped = [], [], []
     for pair in pairs:
         side0, side1, issame = _pair_sides(pair)
