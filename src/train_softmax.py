@@ -21,7 +21,7 @@ import numpy as np
 
 from facenet_tf import tf_setup
 from facenet_tf import dataset as dataset_io
-from facenet_tf import input_pipeline, losses, softmax_training, training
+from facenet_tf import cli, input_pipeline, losses, partial_fc, softmax_training, training
 from facenet_tf.cli import UserError, run
 from facenet_tf.model_io import save_variables_and_metagraph  # noqa: F401 (classic name)
 from facenet_tf.softmax_training import find_threshold  # noqa: F401 (classic name)
@@ -41,33 +41,41 @@ class SoftmaxGraph(training.TrainingGraph):
     accuracy: Any = None
     prelogits_norm: Any = None
     center_loss: Any = None
-    reg_losses: Any = None
     reg_loss: Any = None
 
 
 def build_graph(args, network, nrof_classes, records):
     """The training graph (a SoftmaxGraph)."""
-    g = training.build_network_graph(args, network, 1, queue_capacity=2000000,
-                                     read_file=input_pipeline.record_file_reader(records), graph_class=SoftmaxGraph)
-    if args.loss == 'softmax':
-        logits = accuracy_logits = losses.softmax_logits(g.prelogits, nrof_classes, args.weight_decay)
-    else:
-        logits, accuracy_logits = losses.margin_logits(g.prelogits, g.label_batch, nrof_classes, args.margin_s,
-                                                       *args.margins, weight_decay=args.weight_decay)
+    def tower_loss(tower, prelogits, embeddings, labels):
+        class_labels = labels
+        if args.sample_rate < 1.0:
+            logits, accuracy_logits, class_labels, decay, _ = partial_fc.partial_margin_logits(
+                prelogits, labels, nrof_classes, args.sample_rate, args.margin_s, *args.margins,
+                weight_decay=args.weight_decay)
+            if decay is not None:
+                tower.add_regularization_loss(decay)
+        elif args.loss == 'softmax':
+            logits = accuracy_logits = losses.softmax_logits(prelogits, nrof_classes, args.weight_decay)
+        else:
+            logits, accuracy_logits = losses.margin_logits(prelogits, labels, nrof_classes, args.margin_s,
+                                                           *args.margins, weight_decay=args.weight_decay)
+        norm = losses.prelogits_norm(prelogits, args.prelogits_norm_p)
+        if args.prelogits_norm_loss_factor > 0.0:
+            tower.add_regularization_loss(norm * args.prelogits_norm_loss_factor)
+        center_loss, _ = losses.center_loss(prelogits, labels, args.center_loss_alfa, nrof_classes)
+        if args.center_loss_factor > 0.0:
+            tower.add_regularization_loss(center_loss * args.center_loss_factor)
+        xent_loss = losses.cross_entropy(logits, class_labels)
+        reg_losses = tower.regularization_losses()
+        return training.TowerLoss(
+            tf.add_n([xent_loss] + reg_losses, name='total_loss'),
+            means=dict(xent_loss=xent_loss, accuracy=losses.accuracy(accuracy_logits, class_labels),
+                       prelogits_norm=norm,
+                       center_loss=center_loss, reg_loss=tf.add_n(reg_losses) if reg_losses else tf.constant(0.0)))
 
-    g.prelogits_norm = losses.prelogits_norm(g.prelogits, args.prelogits_norm_p)
-    if args.prelogits_norm_loss_factor > 0.0:
-        tf1.add_to_collection(tf1.GraphKeys.REGULARIZATION_LOSSES, g.prelogits_norm * args.prelogits_norm_loss_factor)
-    g.center_loss, _ = losses.center_loss(g.prelogits, g.label_batch, args.center_loss_alfa, nrof_classes)
-    if args.center_loss_factor > 0.0:
-        tf1.add_to_collection(tf1.GraphKeys.REGULARIZATION_LOSSES, g.center_loss * args.center_loss_factor)
-
-    g.xent_loss = losses.cross_entropy(logits, g.label_batch)
-    g.accuracy = losses.accuracy(accuracy_logits, g.label_batch)
-    g.reg_losses = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
-    g.reg_loss = tf.add_n(g.reg_losses) if g.reg_losses else tf.constant(0.0)
-    loss = tf.add_n([g.xent_loss] + g.reg_losses, name='total_loss')
-    return training.finish_graph(args, g, loss, args.log_histograms)
+    return training.build_training_graph(args, network, 1, tower_loss, queue_capacity=2000000,
+                                         read_file=input_pipeline.record_file_reader(records),
+                                         graph_class=SoftmaxGraph, log_histograms=args.log_histograms)
 
 
 class SoftmaxEpochs(training.EpochStrategy):
@@ -88,7 +96,8 @@ class SoftmaxEpochs(training.EpochStrategy):
         self.sampler = softmax_training.ShuffledIndices(len(self.label_list))
 
     def epochs(self, args, step):
-        return range(1, args.max_nrof_epochs + 1)
+        """From 1, or from the global step's epoch for a worker rejoining a cluster."""
+        return range(min(step // args.epoch_size, args.max_nrof_epochs) + 1, args.max_nrof_epochs + 1)
 
     def checkpoint_number(self, epoch, step):
         return epoch
@@ -190,6 +199,10 @@ def _check_args(args):
         raise UserError('--center_loss_alfa must be in [0, 1]')
     if args.prelogits_hist_max <= 0.0:
         raise UserError('--prelogits_hist_max must be positive')
+    if args.sample_rate <= 0.0:
+        raise UserError('--sample_rate must be in (0, 1]')
+    if args.sample_rate < 1.0 and args.loss == 'softmax':
+        raise UserError('--sample_rate below 1 needs a margin loss (--loss arcface, cosface or combined)')
     args.margins = None
     if args.loss != 'softmax':
         if args.margin_s <= 0.0:
@@ -240,6 +253,10 @@ def parse_arguments(argv):
     parser.add_argument('--loss', type=str, choices=list(losses.LOSSES), default='softmax',
                         help='softmax (classic Logits layer) or a margin softmax on normalised embeddings.')
     parser.add_argument('--margin_s', type=float, default=64.0, help='Scale s of the margin losses.')
+    parser.add_argument('--sample_rate', type=cli.fraction, default=1.0,
+                        help='Share R of the class centres in each step\'s margin softmax: the batch\'s classes '
+                        'plus random others (PartialFC; 1 = all; below 1 the centres are Logits/centres rows, '
+                        'updated sparsely).')
     parser.add_argument('--margin_m1', type=float, default=None,
                         help='Angle multiplier m1 of cos(m1*theta + m2) - m3 (default 1).')
     parser.add_argument('--margin_m2', type=float, default=None,

@@ -39,16 +39,20 @@ class TripletGraph(training.TrainingGraph):
 def build_graph(args, network, records=None):
     """The training graph (a TripletGraph; images read from `records` when the training set is a
     record file)."""
-    g = training.build_network_graph(args, network, 3, read_file=input_pipeline.record_file_reader(records),
-                                     graph_class=TripletGraph)
-    if args.triplet_mining == 'batch':
-        triplet_loss, g.nrof_mined = triplets.batch_triplet_loss(g.embeddings, g.label_batch, args.alpha,
-                                                                 args.triplet_selection)
-    else:
-        anchor, positive, negative = tf.unstack(tf.reshape(g.embeddings, [-1, 3, args.embedding_size]), 3, 1)
-        triplet_loss = triplets.triplet_loss(anchor, positive, negative, args.alpha)
-    regularization_losses = tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES)
-    return training.finish_graph(args, g, tf.add_n([triplet_loss] + regularization_losses, name='total_loss'))
+    def tower_loss(tower, prelogits, embeddings, labels):
+        sums = {}
+        if args.triplet_mining == 'batch':
+            triplet_loss, sums['nrof_mined'] = triplets.batch_triplet_loss(embeddings, labels, args.alpha,
+                                                                           args.triplet_selection)
+        else:
+            anchor, positive, negative = tf.unstack(tf.reshape(embeddings, [-1, 3, args.embedding_size]), 3, 1)
+            triplet_loss = triplets.triplet_loss(anchor, positive, negative, args.alpha)
+        return training.TowerLoss(tf.add_n([triplet_loss] + tower.regularization_losses(), name='total_loss'),
+                                  sums=sums)
+
+    return training.build_training_graph(args, network, 3, tower_loss,
+                                         read_file=input_pipeline.record_file_reader(records),
+                                         graph_class=TripletGraph)
 
 
 class TripletRounds(training.EpochStrategy):
@@ -60,12 +64,13 @@ class TripletRounds(training.EpochStrategy):
         self.args = args
         self.dataset = dataset
         self.lfw_batch_size = args.batch_size
+        self.ended_early = False
 
     def epochs(self, args, step):
         return range(step // args.epoch_size, args.max_nrof_epochs)
 
     def after_epoch(self, run, epoch, step, lfw_result, lfw_seconds):
-        if step < (epoch + 1) * self.args.epoch_size:
+        if self.ended_early:
             print('Training stopped: no more triplets to train on')
             return False
         return True
@@ -128,6 +133,7 @@ class TripletRounds(training.EpochStrategy):
                 step, effective_lr = v['global_step'], v['learning_rate']
                 remaining -= size
                 batch_number += 1
+        self.ended_early = batch_number < args.epoch_size
         print(progress.summary())
         training.add_summary(run.summary_writer, step, loss=np.mean(progress.losses) if progress.losses else 0.0,
                              learning_rate=effective_lr, time__selection=np.sum(selection_times),

@@ -74,7 +74,12 @@ def margin_logits(prelogits, labels, nrof_classes, s, m1, m2, m3, weight_decay=0
                                         regularizer=layers.l2_regularizer(weight_decay))
     x = tf.nn.l2_normalize(prelogits, 1, 1e-10)
     w = tf.nn.l2_normalize(weights, 0, 1e-10)
-    cos_theta = tf.matmul(x, w)
+    return margin_from_cosines(tf.matmul(x, w), labels, nrof_classes, s, m1, m2, m3)
+
+
+def margin_from_cosines(cos_theta, labels, nrof_classes, s, m1, m2, m3):
+    """(margin logits, s * cos(theta)) from the cosines [N, nrof_classes] of embeddings and class
+    vectors: the true class's cosine replaced by f(theta), everything scaled by s."""
     one_hot = tf.one_hot(labels, nrof_classes, dtype=cos_theta.dtype)
     cos_target = tf.reduce_sum(cos_theta * one_hot, axis=1)
     delta = target_margin(cos_target, m1, m2, m3) - cos_target

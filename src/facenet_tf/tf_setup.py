@@ -14,7 +14,7 @@ The scripts call it before building graphs; the library modules that build graph
 through it too, so code importing them directly (tests, notebooks) gets the same set-up.
 Modules that do not need TensorFlow never call it, so tools like make_record.py start without it.
 
-session_config() is the one builder of session settings (precision, threads, GPU memory fraction).
+session_config() is the one builder of session settings (precision, threads, GPU memory, devices).
 """
 import os
 import sys
@@ -58,20 +58,24 @@ def is_configured():
     return _tf is not None
 
 
-def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu_memory_fraction=None):
+def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu_memory_fraction=None,
+                   allow_growth=False, device_count=None):
     """The tf.compat.v1.ConfigProto of a session: `precision` 'fp32' or 'bf16' (the oneDNN bfloat16
     rewrite; prints the bf16 warning once when it cannot help, see facenet_tf.precision), threads
     inside an op and ops at a time (0 = TensorFlow's default, -1 inter-op = run in the calling
-    thread), and the GPU memory fraction (accepted for the classic flag; no effect on a CPU)."""
+    thread), the GPU memory per process (fraction, and allow_growth: allocate as needed; no effect
+    on a CPU) and device_count ({'CPU': n} for n logical CPU devices, e.g. the towers of --num_gpus
+    on a machine without GPUs)."""
     from facenet_tf import precision as precision_lib
     if precision not in precision_lib.PRECISIONS:
         raise ValueError('precision must be one of %s, got %r' % (', '.join(precision_lib.PRECISIONS), precision))
     tf1 = configure().compat.v1
     config = tf1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
                              inter_op_parallelism_threads=inter_op_threads,
-                             allow_soft_placement=True)
+                             allow_soft_placement=True, device_count=device_count or {})
     if gpu_memory_fraction is not None:
         config.gpu_options.per_process_gpu_memory_fraction = gpu_memory_fraction
+    config.gpu_options.allow_growth = bool(allow_growth)
     if precision == 'bf16':
         from tensorflow.core.protobuf import rewriter_config_pb2
         precision_lib.warn_precision(precision)
@@ -80,8 +84,9 @@ def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu
     return config
 
 
-def session_config_from_args(args):
+def session_config_from_args(args, device_count=None):
     """session_config() from a script's parsed flags: --precision, --intra_op_threads,
-    --inter_op_threads and --gpu_memory_fraction, each where the script has it."""
+    --inter_op_threads, --gpu_memory_fraction and --allow_growth, each where the script has it."""
     return session_config(getattr(args, 'precision', 'fp32'), getattr(args, 'intra_op_threads', 0),
-                          getattr(args, 'inter_op_threads', 0), getattr(args, 'gpu_memory_fraction', None))
+                          getattr(args, 'inter_op_threads', 0), getattr(args, 'gpu_memory_fraction', None),
+                          getattr(args, 'allow_growth', False), device_count)

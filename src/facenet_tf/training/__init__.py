@@ -6,7 +6,8 @@
 - session: the training session and queue runners, one training step, divergence, input errors;
 - lfw_check: the per-epoch LFW check through the training pipeline;
 - flags: the shared flags, recipe files (--config), starting a run (folders, records);
-- graph: the typed training graph (TrainingGraph) both scripts build on;
+- graph: the typed training graph (TrainingGraph) both scripts build, with its towers (TowerLoss);
+- towers: --num_gpus data-parallel towers (devices, batch slices, averaged gradients);
 - progress: the epoch's progress lines;
 - loop: the one epoch loop (Run, EpochStrategy, run_epochs, train).
 
@@ -20,7 +21,7 @@ from facenet_tf.training.checkpoints import (BEST_FOLDER, CLASSIFIER_SCOPE_PREFI
 from facenet_tf.training.flags import (RunFolders, add_common_arguments, config_argv, create_run_dirs,  # noqa: F401
                                        import_network, parse_with_config, read_config, schedule_from_args,
                                        start_run)
-from facenet_tf.training.graph import (TrainingGraph, add_run_ops, build_network_graph, finish_graph,  # noqa: F401
+from facenet_tf.training.graph import (TowerLoss, TrainingGraph, add_run_ops, build_training_graph,  # noqa: F401
                                        train_control)
 from facenet_tf.training.lfw_check import (LfwCheck, embed_lfw, embed_through_pipeline,  # noqa: F401
                                            lfw_check_from_args, run_lfw_check)

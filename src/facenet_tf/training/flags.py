@@ -11,7 +11,7 @@ import tomllib
 from datetime import datetime
 from typing import NamedTuple
 
-from facenet_tf import run_info
+from facenet_tf import cli, run_info
 from facenet_tf.cli import UserError
 from facenet_tf.training.optimizers import OPTIMIZERS
 from facenet_tf.training.schedule import read_learning_rate_schedule
@@ -39,6 +39,20 @@ def _add_run_arguments(parser):
                         help='Directory where to write trained models and checkpoints.')
     parser.add_argument('--gpu_memory_fraction', type=float, default=1.0,
                         help='Upper bound on the amount of GPU memory used by the process (no effect on CPU).')
+    parser.add_argument('--allow_growth', action='store_true',
+                        help='Allocate GPU memory as needed instead of the whole fraction at start (no effect on CPU).')
+    parser.add_argument('--num_gpus', type=cli.positive_int, default=1,
+                        help='Towers: the batch is split over this many GPUs (logical CPU devices without GPUs), '
+                        'their gradients averaged before one update.')
+    parser.add_argument('--run_name', type=str, default=None,
+                        help='Name of the run\'s log and model folders (default: a %%Y%%m%%d-%%H%%M%%S timestamp); '
+                        'the tasks of a cluster (TF_CONFIG) need the same name.')
+    parser.add_argument('--replica_updates', type=str, choices=['sync', 'async'], default='sync',
+                        help='In a cluster (TF_CONFIG): average one gradient of each worker per update (sync, '
+                        'SyncReplicasOptimizer) or let each worker update on its own (async).')
+    parser.add_argument('--replica_step_timeout', type=cli.non_negative_float, default=60.0,
+                        help='In a cluster with sync updates: a step waiting this many seconds for the other '
+                        'workers (which have finished) ends this worker\'s training (0: wait forever).')
     parser.add_argument('--pretrained_model', type=str,
                         help='Model folder or checkpoint prefix to start from (Logits* and mismatched shapes skipped).')
     parser.add_argument('--data_dir', type=str, default='~/datasets/casia/casia_maxpy_mtcnnalign_182_160',
@@ -178,7 +192,7 @@ def create_run_dirs(logs_base_dir, models_base_dir, subdir=None):
 def start_run(args, script_file):
     """Create the run's log and model folders, print them, and record how the run was started.
     Returns RunFolders (subdir, log_dir, model_dir)."""
-    folders = create_run_dirs(args.logs_base_dir, args.models_base_dir)
+    folders = create_run_dirs(args.logs_base_dir, args.models_base_dir, getattr(args, 'run_name', None))
     print('Model directory: %s' % folders.model_dir)
     print('Log directory: %s' % folders.log_dir)
     run_info.store_revision_info(os.path.dirname(os.path.abspath(script_file)), folders.log_dir, ' '.join(sys.argv))

@@ -1,12 +1,14 @@
-"""The part of the training graph both scripts share, as a typed object: step counter, placeholders,
-the input queue and pipeline, the classic tensor names (`image_batch`, `input`, `label_batch`,
-`phase_train`, `embeddings`), the network, the learning rate; then, after the script's loss, the
-train op, the Saver, the summaries and the moving-average swap."""
+"""The training graph both scripts build, as a typed object: step counter, placeholders, the input
+queue and pipeline, the classic tensor names (`image_batch`, `input`, `label_batch`, `phase_train`,
+`embeddings`, `total_loss`), the network and the script's loss on each tower (--num_gpus), the
+learning rate, the train op, the Saver, the summaries and the moving-average swap."""
 import dataclasses
 from typing import Any, Optional
 
 from facenet_tf import input_pipeline
 from facenet_tf.tf_setup import configure
+from facenet_tf.training import distributed
+from facenet_tf.training import towers as towers_lib
 from facenet_tf.training.optimizers import MovingAverageSwap, build_train_op
 from facenet_tf.training.schedule import learning_rate_tensor
 
@@ -16,8 +18,8 @@ tf1 = tf.compat.v1
 
 @dataclasses.dataclass(eq=False)
 class TrainingGraph:
-    """Tensors and ops of a training graph. The first fields come from build_network_graph, the
-    others from finish_graph; scripts subclass it for their loss-specific tensors."""
+    """Tensors and ops of a training graph (build_training_graph); scripts subclass it for their
+    loss-specific tensors."""
     global_step: Any
     learning_rate_placeholder: Any
     batch_size_placeholder: Any
@@ -35,6 +37,8 @@ class TrainingGraph:
     summary_op: Any = None
     close_queue: Any = None
     average_swap: Optional[MovingAverageSwap] = None    # with --lfw_use_moving_averages
+    cluster: Any = None                 # distributed.Cluster of TF_CONFIG, or None
+    replicas: Any = None                # distributed.SyncReplicas with synchronous updates in a cluster
 
 
 def train_control(args):
@@ -43,42 +47,103 @@ def train_control(args):
                                         args.use_fixed_image_standardization, random_erase=args.random_erase)
 
 
-def build_network_graph(args, network, group_size, queue_capacity=100000, read_file=tf.io.read_file,
-                        graph_class=TrainingGraph):
-    """The shared part of a training graph (seeded with --seed), as a `graph_class` object that the
-    script completes with its loss and finish_graph."""
+@dataclasses.dataclass(eq=False)
+class TowerLoss:
+    """What a script's loss gives for one tower's slice of the batch (see build_training_graph)."""
+    loss: Any                                               # the slice's total loss
+    means: dict = dataclasses.field(default_factory=dict)   # graph attribute: scalar, weighted mean over towers
+    sums: dict = dataclasses.field(default_factory=dict)    # graph attribute: scalar, summed over towers
+
+
+def build_training_graph(args, network, group_size, tower_loss, queue_capacity=100000, read_file=tf.io.read_file,
+                         graph_class=TrainingGraph, log_histograms=True):
+    """The training graph (a `graph_class` object), seeded with --seed: step counter, placeholders and
+    input pipeline (on /cpu:0), then per tower (--num_gpus, see towers.py) the network on its slice
+    of the batch and `tower_loss(tower, prelogits, embeddings, labels)` -> TowerLoss, then the train
+    op (the towers' gradients averaged), the Saver, the summaries. Each name in a TowerLoss's means
+    and sums becomes an attribute of the graph. With one tower this is the one-device graph, built
+    in the same order (so the same seeds give the same initial values and batches). In a cluster
+    (TF_CONFIG, see distributed.py) the variables go to the parameter servers."""
+    cluster = distributed.from_environment()
+    with distributed.device_scope(cluster):
+        return _build(args, network, group_size, tower_loss, queue_capacity, read_file, graph_class, log_histograms,
+                      cluster)
+
+
+def _build(args, network, group_size, tower_loss, queue_capacity, read_file, graph_class, log_histograms, cluster):
     tf1.set_random_seed(args.seed)
-    global_step = tf1.Variable(0, trainable=False, name='global_step')
-    learning_rate_placeholder = tf1.placeholder(tf.float32, name='learning_rate')
-    batch_size_placeholder = tf1.placeholder(tf.int32, name='batch_size')
-    phase_train_placeholder = tf1.placeholder(tf.bool, name='phase_train')
-    queue = input_pipeline.make_input_queue(group_size, capacity=queue_capacity)
-    image_batch, label_batch = input_pipeline.create_input_pipeline(
-        queue, args.image_size, args.nrof_preprocess_threads, batch_size_placeholder,
-        capacity_images=4 * args.nrof_preprocess_threads * args.batch_size, read_file=read_file)
-    image_batch = tf.identity(image_batch, 'image_batch')
-    image_batch = tf.identity(image_batch, 'input')
-    label_batch = tf.identity(label_batch, 'label_batch')
-    prelogits, _ = network.inference(image_batch, args.keep_probability, phase_train=phase_train_placeholder,
-                                     bottleneck_layer_size=args.embedding_size, weight_decay=args.weight_decay)
-    embeddings = tf.nn.l2_normalize(prelogits, 1, 1e-10, name='embeddings')
-    learning_rate = learning_rate_tensor(learning_rate_placeholder, global_step, args.learning_rate_decay_epochs,
-                                         args.epoch_size, args.learning_rate_decay_factor)
-    return graph_class(global_step=global_step, learning_rate_placeholder=learning_rate_placeholder,
-                       batch_size_placeholder=batch_size_placeholder, phase_train_placeholder=phase_train_placeholder,
-                       queue=queue, label_batch=label_batch, prelogits=prelogits, embeddings=embeddings,
-                       learning_rate=learning_rate)
+    with tf1.device(towers_lib.CPU):
+        global_step = tf1.Variable(0, trainable=False, name='global_step')
+        learning_rate_placeholder = tf1.placeholder(tf.float32, name='learning_rate')
+        batch_size_placeholder = tf1.placeholder(tf.int32, name='batch_size')
+        phase_train_placeholder = tf1.placeholder(tf.bool, name='phase_train')
+        queue = input_pipeline.make_input_queue(group_size, capacity=queue_capacity)
+        image_batch, label_batch = input_pipeline.create_input_pipeline(
+            queue, args.image_size, args.nrof_preprocess_threads, batch_size_placeholder,
+            capacity_images=4 * args.nrof_preprocess_threads * args.batch_size, read_file=read_file)
+        image_batch = tf.identity(image_batch, 'image_batch')
+        image_batch = tf.identity(image_batch, 'input')
+        label_batch = tf.identity(label_batch, 'label_batch')
+    num_towers = getattr(args, 'num_gpus', 1)
+    towers = towers_lib.make_towers(num_towers)
+    if num_towers == 1:
+        slices, weights = [[image_batch, label_batch]], [None]
+    else:
+        slices, weights = towers_lib.split_batch([image_batch, label_batch], num_towers, group_size)
+    learning_rate = None
+    prelogits, embeddings, outputs = [], [], []
+    loss_collection = tf1.get_collection_ref('losses')
+    tower_entries = []
+    for tower, (images, labels) in zip(towers, slices):
+        with tower.scope():
+            tower_prelogits, _ = network.inference(images, args.keep_probability, phase_train=phase_train_placeholder,
+                                                   bottleneck_layer_size=args.embedding_size,
+                                                   weight_decay=args.weight_decay)
+            tower_embeddings = tf.nn.l2_normalize(tower_prelogits, 1, 1e-10, name='embeddings')
+        if learning_rate is None:
+            learning_rate = learning_rate_tensor(learning_rate_placeholder, global_step, args.learning_rate_decay_epochs,
+                                                 args.epoch_size, args.learning_rate_decay_factor)
+        known = len(loss_collection)
+        with tower.scope():
+            outputs.append(tower_loss(tower, tower_prelogits, tower_embeddings, labels))
+        tower_entries.append(loss_collection[known:])
+        prelogits.append(tower_prelogits)
+        embeddings.append(tower_embeddings)
+    g = graph_class(global_step=global_step, learning_rate_placeholder=learning_rate_placeholder,
+                    batch_size_placeholder=batch_size_placeholder, phase_train_placeholder=phase_train_placeholder,
+                    queue=queue, label_batch=label_batch, prelogits=prelogits[0], embeddings=embeddings[0],
+                    learning_rate=learning_rate, loss=outputs[0].loss)
+    for name, value in list(outputs[0].means.items()) + list(outputs[0].sums.items()):
+        setattr(g, name, value)
+    if num_towers > 1:
+        _combine_towers(g, outputs, weights, prelogits, embeddings, tower_entries)
+    g.cluster = cluster
+    g.replicas = distributed.optimizer_wrapper(cluster, getattr(args, 'replica_updates', 'sync'))
+    g.train_op, g.saved, g.averages = build_train_op(
+        g.loss, global_step, args.optimizer, learning_rate, args.moving_average_decay, tf1.global_variables(),
+        log_histograms, towers=None if num_towers == 1 else (towers, [o.loss for o in outputs], weights),
+        optimizer_wrapper=g.replicas)
+    add_run_ops(args, g)
+    return g
 
 
-def finish_graph(args, graph, loss, log_histograms=True):
-    """After the script's loss: the train op over every global variable (build_train_op), then
-    add_run_ops. Returns graph."""
-    graph.loss = loss
-    graph.train_op, graph.saved, graph.averages = build_train_op(
-        loss, graph.global_step, args.optimizer, graph.learning_rate, args.moving_average_decay,
-        tf1.global_variables(), log_histograms)
-    add_run_ops(args, graph)
-    return graph
+def _combine_towers(g, outputs, weights, prelogits, embeddings, tower_entries):
+    """The whole batch's tensors from the towers' (on /cpu:0, classic names): prelogits and
+    `embeddings` concatenated, `total_loss` and the means weighted by slice, the sums added, and the
+    'losses' collection (the classic loss summaries) holding the weighted means of the towers' entries."""
+    with tf1.device(towers_lib.CPU):
+        g.prelogits = tf.concat(prelogits, 0)
+        g.embeddings = tf.concat(embeddings, 0, name='embeddings')
+        g.loss = towers_lib.weighted_sum([o.loss for o in outputs], weights, name='total_loss')
+        for name in outputs[0].means:
+            setattr(g, name, towers_lib.weighted_sum([o.means[name] for o in outputs], weights, name=name))
+        for name in outputs[0].sums:
+            setattr(g, name, tf.add_n([o.sums[name] for o in outputs], name=name))
+        collection = tf1.get_collection_ref('losses')
+        per_tower = [entry for entries in tower_entries for entry in entries]
+        combined = [towers_lib.weighted_sum(list(values), weights, name=values[0].op.name.split('/', 1)[1])
+                    for values in zip(*tower_entries)]
+        collection[:] = [c for c in collection if all(c is not entry for entry in per_tower)] + combined
 
 
 def add_run_ops(args, graph):

@@ -15,7 +15,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from facenet_tf.tf_setup import configure
+from facenet_tf.cli import UserError
+from facenet_tf.tf_setup import configure, session_config_from_args
+from facenet_tf.training import distributed
 from facenet_tf.training.checkpoints import BestCheckpoint, checkpoint_prefix, save_checkpoint
 from facenet_tf.training.flags import RunFolders, import_network, schedule_from_args, start_run
 from facenet_tf.training.lfw_check import LfwCheck, lfw_check_from_args, run_lfw_check
@@ -38,17 +40,30 @@ class Run:
     lfw_check: Optional[LfwCheck] = None
     last_checkpoint: Optional[str] = None
     best: Optional[BestCheckpoint] = None
+    step_options: Any = None            # RunOptions of a training step (the timeout of sync replicas)
 
     def train_step(self, names, feed, epoch, with_summary):
-        """One training step fetching the graph's `names` (see session.run_train_step)."""
+        """One training step fetching the graph's `names` (see session.run_train_step). In a cluster
+        the cluster's training ends when the global step reaches max_nrof_epochs * epoch_size
+        (distributed.ClusterFinished)."""
+        if self.graph.cluster is not None:
+            distributed.check_finished(self.global_step(), self.args.max_nrof_epochs * self.args.epoch_size)
         return run_train_step(self.sess, self.graph, names, feed, epoch, self.summary_writer, with_summary,
-                              self.last_checkpoint)
+                              self.last_checkpoint, self.step_options)
 
     def global_step(self):
         return int(self.sess.run(self.graph.global_step))
 
+    @property
+    def is_chief(self):
+        """True when this process writes checkpoints and summaries (always, but in a cluster)."""
+        return self.graph.cluster is None or self.graph.cluster.is_chief
+
     def save_checkpoint(self, number):
-        """`model-<subdir>.ckpt-<number>` (the .meta once); returns its prefix."""
+        """`model-<subdir>.ckpt-<number>` (the .meta once); returns its prefix (None on a worker
+        that is not the chief: it saves nothing)."""
+        if not self.is_chief:
+            return None
         return save_checkpoint(self.sess, self.graph.saver, self.summary_writer, self.folders.model_dir,
                                self.folders.subdir, number)
 
@@ -117,6 +132,12 @@ def run_epochs(run, strategy):
         strategy.on_abort(run)
         sys.stderr.write('error: %s\n' % e)
         return 1
+    except (distributed.ClusterFinished, tf.errors.DeadlineExceededError) as e:
+        step = run.global_step()
+        print('%s: training ends at global step %d' % (
+            e if isinstance(e, distributed.ClusterFinished) else 'A step waited %g s for the other workers, which '
+            'have finished' % run.args.replica_step_timeout, step))
+        run.last_checkpoint = run.save_checkpoint(strategy.checkpoint_number(epoch, step))
     except (tf.errors.OutOfRangeError, tf.errors.CancelledError) as e:
         raise input_error(run.coord, e)
     print(strategy.done_line(run, epoch, step, (time.time() - start) / 60.0))
@@ -124,16 +145,27 @@ def run_epochs(run, strategy):
 
 
 def train(args, graph, strategy, folders, schedule=None, lfw_check=None):
-    """Open the training session on `graph` and run the epoch loop; returns the exit code."""
-    with training_session(args, graph, folders.log_dir) as (sess, summary_writer, coord):
-        run = Run(args, sess, graph, summary_writer, coord, folders, schedule, lfw_check,
-                  best=BestCheckpoint(folders.model_dir, folders.subdir) if lfw_check is not None else None)
+    """Open the training session on `graph` and run the epoch loop; returns the exit code. In a
+    cluster only the chief runs the LFW check."""
+    with training_session(args, graph, folders.log_dir, folders.model_dir) as (sess, summary_writer, coord):
+        run = Run(args, sess, graph, summary_writer, coord, folders, schedule)
+        if run.is_chief and lfw_check is not None:
+            run.lfw_check, run.best = lfw_check, BestCheckpoint(folders.model_dir, folders.subdir)
+        if graph.replicas is not None and args.replica_step_timeout > 0:
+            run.step_options = tf.compat.v1.RunOptions(timeout_in_ms=int(args.replica_step_timeout * 1000))
         return run_epochs(run, strategy)
 
 
 def begin(args):
-    """The first steps of a script's main after its flag checks: the network module, the
+    """The first steps of a script's main after its flag checks: a parameter-server task of a
+    cluster (TF_CONFIG) serves its variables here and never returns; else the network module, the
     learning-rate schedule (or None), and numpy seeded with --seed. Returns (network, schedule)."""
+    cluster = distributed.from_environment()
+    if cluster is not None:
+        if not getattr(args, 'run_name', None):
+            raise UserError('training in a cluster (TF_CONFIG is set) needs --run_name, the same for every task')
+        if cluster.task_type == 'ps':
+            distributed.serve_parameters(cluster, session_config_from_args(args))
     network = import_network(args.model_def)
     schedule = schedule_from_args(args)
     np.random.seed(seed=args.seed)

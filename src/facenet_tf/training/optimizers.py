@@ -4,11 +4,13 @@ import contextlib
 
 from facenet_tf.cli import UserError
 from facenet_tf.tf_setup import configure
+from facenet_tf.training import towers as towers_lib
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 OPTIMIZERS = ('ADAGRAD', 'ADADELTA', 'ADAM', 'RMSPROP', 'MOM')
+NO_MOVING_AVERAGE = 'no_moving_average'     # collection of trainable variables kept out of the moving averages
 
 
 def make_optimizer(name, learning_rate):
@@ -48,9 +50,12 @@ def _add_histograms(grads):
 
 
 def build_train_op(total_loss, global_step, optimizer_name, learning_rate, moving_average_decay,
-                   update_gradient_vars, log_histograms=True):
+                   update_gradient_vars, log_histograms=True, towers=None, optimizer_wrapper=None):
     """Classic train op: gradients after the loss averages and the batch-norm UPDATE_OPS, then the
-    exponential moving averages of the trainable variables.
+    exponential moving averages of the trainable variables (but those in the NO_MOVING_AVERAGE
+    collection, e.g. sampled class centres). With `towers` ((towers, their losses,
+    their weights), see towers.py) the gradients are each tower's, averaged; `optimizer_wrapper`
+    (e.g. the distributed runtime's synchronous replicas) wraps the classic optimizer.
 
     Returns (train_op, saved, averages): the variables a checkpoint holds (weights, batch-norm
     statistics and their moving averages: every global variable but the optimizer's slots, the step
@@ -60,13 +65,19 @@ def build_train_op(total_loss, global_step, optimizer_name, learning_rate, movin
     variables = [v for v in update_gradient_vars if v.dtype.base_dtype.is_floating]
     with tf.control_dependencies([loss_averages_op] + update_ops):
         opt = make_optimizer(optimizer_name, learning_rate)
-        grads = opt.compute_gradients(total_loss, variables)
+        if optimizer_wrapper is not None:
+            opt = optimizer_wrapper(opt)
+        if towers is None:
+            grads = opt.compute_gradients(total_loss, variables)
+        else:
+            grads = towers_lib.tower_gradients(opt, *towers, variables)
     apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
     if log_histograms:
         _add_histograms(grads)
     ema = tf.train.ExponentialMovingAverage(moving_average_decay, global_step)
+    unaveraged = {v.ref() for v in tf1.get_collection(NO_MOVING_AVERAGE)}
     with tf.control_dependencies([apply_gradient_op]):
-        variables_averages_op = ema.apply(tf1.trainable_variables())
+        variables_averages_op = ema.apply([v for v in tf1.trainable_variables() if v.ref() not in unaveraged])
     with tf.control_dependencies([apply_gradient_op, variables_averages_op]):
         train_op = tf.no_op(name='train')
     skip = {v.ref() for v in opt.variables() + loss_average_vars + [global_step]}

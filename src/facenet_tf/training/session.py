@@ -7,7 +7,9 @@ import numpy as np
 
 from facenet_tf.cli import UserError
 from facenet_tf.tf_setup import configure, session_config_from_args
+from facenet_tf.training import distributed
 from facenet_tf.training.checkpoints import restore_pretrained
+from facenet_tf.training.towers import session_device_count
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
@@ -39,17 +41,29 @@ def stop_queue_runners(sess, coord, threads, close_ops=()):
 
 
 @contextlib.contextmanager
-def training_session(args, graph, log_dir):
+def training_session(args, graph, log_dir, model_dir=None):
     """A session with the variables initialised (or restored from --pretrained_model), a summary
-    writer and the queue runners started; everything is stopped and closed on exit.
+    writer and the queue runners started; everything is stopped and closed on exit. In a cluster
+    (graph.cluster) the session is on this worker's server (distributed.create_session; the chief
+    restores the latest checkpoint of model_dir) and only the chief writes summaries.
     Yields (sess, summary_writer, coord)."""
-    with tf1.Session(config=session_config_from_args(args)) as sess:
+    config = session_config_from_args(args, session_device_count(getattr(args, 'num_gpus', 1)))
+    coord = tf.train.Coordinator()
+    if graph.cluster is None:
+        sess = tf1.Session(config=config)
         sess.run(tf1.global_variables_initializer())
         sess.run(tf1.local_variables_initializer())
-        if args.pretrained_model:
+    else:
+        server = distributed.start_server(graph.cluster, config)
+        sess = distributed.create_session(graph.cluster, server, graph, model_dir, config, coord)
+    with sess:
+        if args.pretrained_model and (graph.cluster is None or graph.cluster.is_chief):
             restore_pretrained(sess, args.pretrained_model, graph.saved, graph.averages)
-        summary_writer = tf1.summary.FileWriter(log_dir, sess.graph)
-        coord, threads = start_queue_runners(sess)
+        if graph.cluster is None or graph.cluster.is_chief:
+            summary_writer = tf1.summary.FileWriter(log_dir, sess.graph)
+        else:
+            summary_writer = distributed.NoSummaries()
+        threads = tf1.train.start_queue_runners(coord=coord, sess=sess)
         try:
             yield sess, summary_writer, coord
         finally:
@@ -92,14 +106,15 @@ def check_loss(value, epoch, step, last_checkpoint):
                                % (value, epoch, step, last_checkpoint or 'none (no epoch completed)'))
 
 
-def run_train_step(sess, graph, names, feed, epoch, summary_writer, with_summary, last_checkpoint=None):
+def run_train_step(sess, graph, names, feed, epoch, summary_writer, with_summary, last_checkpoint=None,
+                   options=None):
     """One training step: fetches the graph's attribute of each of `names` (which hold 'loss' and
     'global_step') and, when asked, the merged summary, written to summary_writer. A NaN or infinite
-    loss, also when it makes a histogram summary fail first, raises TrainingDiverged.
-    Returns {name: value}."""
+    loss, also when it makes a histogram summary fail first, raises TrainingDiverged. `options`:
+    the RunOptions of the step (a timeout in a cluster). Returns {name: value}."""
     fetches = [getattr(graph, n) for n in names] + ([graph.summary_op] if with_summary else [])
     try:
-        out = sess.run(fetches, feed_dict=feed)
+        out = sess.run(fetches, feed_dict=feed, options=options)
     except tf.errors.InvalidArgumentError as e:
         if not is_non_finite_summary_error(e):
             raise

@@ -1,0 +1,177 @@
+"""Training on several machines with TensorFlow's parameter-server runtime (between-graph replication).
+
+A cluster is described by the standard TF_CONFIG environment variable, which any launcher (Slurm,
+Kubernetes, a shell script) sets per process:
+
+    {"cluster": {"ps": ["host0:2222"], "chief": ["host1:2222"], "worker": ["host2:2222"]},
+     "task": {"type": "worker", "index": 0}}
+
+`chief` is optional (without it, worker 0 is the chief). Every task runs the same training command
+with the same --run_name. A `ps` task starts its tf.compat.v1.train.Server and serves the variables
+until it is killed. Each worker (the chief included) builds the whole graph under
+tf.compat.v1.train.replica_device_setter (variables on the ps tasks, round robin; everything else,
+the input pipeline too, on the worker) and trains on its own stream of batches:
+- `--replica_updates sync` (default): tf.compat.v1.train.SyncReplicasOptimizer averages one gradient
+  of each worker per update (replicas_to_aggregate = the number of workers; stale gradients dropped);
+- `--replica_updates async`: each worker applies its gradients as it computes them.
+The chief initialises the variables (or restores the latest checkpoint of the run), writes the
+checkpoints, summaries and the LFW check; the other workers wait until the variables are ready
+(tf.compat.v1.train.SessionManager), so a worker that is restarted rejoins with the current values
+held by the parameter servers. The checkpoints hold the one-device variables (the optimizer's
+accumulators and tokens live in the ps tasks' memory only).
+
+Each worker runs the script's epochs on its own batches, and the cluster's training ends when the
+global step (the number of updates) reaches max_nrof_epochs * epoch_size: each worker checks it
+before each step, so with synchronous updates the workers stop together. Should a worker still wait
+for an update its peers, having finished, will never complete, a step that waits longer than
+--replica_step_timeout seconds ends its training too.
+"""
+import contextlib
+import json
+import os
+from typing import Any, NamedTuple
+
+from facenet_tf.cli import UserError
+from facenet_tf.tf_setup import configure
+
+tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
+tf1 = tf.compat.v1
+
+WORKER_JOBS = ('chief', 'worker')
+
+
+class Cluster(NamedTuple):
+    spec: Any                   # tf.compat.v1.train.ClusterSpec
+    task_type: str              # 'ps', 'chief' or 'worker'
+    task_index: int
+    is_chief: bool
+    nrof_workers: int           # chief + workers: the replicas that train
+
+    @property
+    def device(self):
+        return '/job:%s/task:%d' % (self.task_type, self.task_index)
+
+
+def from_environment(environ=None):
+    """The Cluster of TF_CONFIG, or None when it is unset or names no cluster (one process)."""
+    text = (os.environ if environ is None else environ).get('TF_CONFIG', '').strip()
+    if not text:
+        return None
+    try:
+        config = json.loads(text)
+        cluster, task = config.get('cluster') or {}, config.get('task') or {}
+        task_type, task_index = str(task['type']), int(task.get('index', 0))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError('TF_CONFIG is not a cluster and task description: %s' % e)
+    if not cluster:
+        return None
+    if task_type not in cluster or not 0 <= task_index < len(cluster[task_type]):
+        raise UserError('TF_CONFIG: task %s:%d is not in the cluster %s' % (task_type, task_index, sorted(cluster)))
+    if task_type not in WORKER_JOBS + ('ps',):
+        raise UserError('TF_CONFIG: task type %r (use ps, chief or worker)' % task_type)
+    if 'ps' not in cluster:
+        raise UserError('TF_CONFIG: the cluster needs a ps job (parameter servers)')
+    is_chief = task_type == 'chief' or (task_type == 'worker' and task_index == 0 and 'chief' not in cluster)
+    nrof_workers = sum(len(cluster.get(job, [])) for job in WORKER_JOBS)
+    return Cluster(tf1.train.ClusterSpec(cluster), task_type, task_index, is_chief, nrof_workers)
+
+
+def start_server(cluster, config=None):
+    """This task's tf.compat.v1.train.Server."""
+    try:
+        return tf1.train.Server(cluster.spec, job_name=cluster.task_type, task_index=cluster.task_index,
+                                config=config)
+    except tf.errors.OpError as e:
+        raise UserError('cannot start the server of %s (%s): %s' % (
+            cluster.device, cluster.spec.task_address(cluster.task_type, cluster.task_index), e.message))
+
+
+def serve_parameters(cluster, config=None):
+    """A ps task: serve the variables until the process is killed (never returns)."""
+    server = start_server(cluster, config)
+    print('Parameter server %s serving on %s' % (cluster.device, server.target), flush=True)
+    server.join()
+
+
+def device_scope(cluster):
+    """The device function of a worker's graph: variables on the ps tasks, the rest on this worker."""
+    if cluster is None:
+        return contextlib.nullcontext()
+    return tf1.device(tf1.train.replica_device_setter(worker_device=cluster.device, cluster=cluster.spec))
+
+
+class SyncReplicas(object):
+    """An optimizer_wrapper for build_train_op: SyncReplicasOptimizer over all the workers; the
+    wrapped optimizer is kept for the session (its init ops and chief queue runner)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.optimizer = None
+
+    def __call__(self, opt):
+        self.optimizer = tf1.train.SyncReplicasOptimizer(opt, replicas_to_aggregate=self.cluster.nrof_workers,
+                                                         total_num_replicas=self.cluster.nrof_workers)
+        return self.optimizer
+
+
+def optimizer_wrapper(cluster, replica_updates):
+    """SyncReplicas for --replica_updates sync in a cluster, else None (asynchronous or one process)."""
+    if cluster is None or replica_updates != 'sync':
+        return None
+    return SyncReplicas(cluster)
+
+
+def create_session(cluster, server, graph, checkpoint_dir, config, coord, wait_seconds=1):
+    """A session on this worker's server. The chief initialises the variables, restores the latest
+    checkpoint of checkpoint_dir (if any) and, with synchronous updates, puts the first tokens and
+    starts the queue runner that applies the averaged gradients; the other workers wait until the
+    variables are ready (polling every wait_seconds). Returns the session."""
+    manager = tf1.train.SessionManager(local_init_op=tf1.local_variables_initializer(),
+                                      ready_op=tf1.report_uninitialized_variables(tf1.global_variables()),
+                                      recovery_wait_secs=wait_seconds)
+    sync = graph.replicas.optimizer if graph.replicas is not None else None
+    if cluster.is_chief:
+        def restore(sess):
+            prefix = tf.train.latest_checkpoint(checkpoint_dir)
+            if prefix:
+                graph.saver.restore(sess, prefix)
+                print('Restored the run\'s latest checkpoint %s' % prefix)
+        sess = manager.prepare_session(server.target, init_op=tf1.global_variables_initializer(), init_fn=restore,
+                                       config=config)
+        if sync is not None:
+            sess.run(sync.chief_init_op)
+            sync.get_chief_queue_runner().create_threads(sess, coord=coord, daemon=True, start=True)
+            sess.run(sync.get_init_tokens_op())
+    else:
+        print('Waiting for the chief to initialise the variables', flush=True)
+        sess = manager.wait_for_session(server.target, config=config)
+        if sync is not None:
+            sess.run(sync.local_step_init_op)
+    print('%s joined the cluster at global step %d' % (cluster.device, sess.run(graph.global_step)), flush=True)
+    return sess
+
+
+class ClusterFinished(Exception):
+    """The cluster's global step has reached the end of training."""
+
+
+def check_finished(global_step, last_step):
+    """Raise ClusterFinished when global_step >= last_step."""
+    if global_step >= last_step:
+        raise ClusterFinished('the cluster has done its %d updates' % last_step)
+
+
+class NoSummaries(object):
+    """The summary writer of a worker that is not the chief: writes nothing."""
+
+    def add_summary(self, *args, **kwargs):
+        pass
+
+    def add_graph(self, *args, **kwargs):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
