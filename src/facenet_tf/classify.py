@@ -96,20 +96,25 @@ def training_embeddings(model):
     return train_emb
 
 
-def nearest_distances(model, embeddings, chunk=1024):
-    """L2 distance from each embedding to the nearest training embedding, and that embedding's label."""
-    train_emb = training_embeddings(model)
+def nearest_known(known, labels, embeddings, chunk=1024):
+    """(L2 distance from each embedding to the nearest row of `known`, that row's label), in chunks."""
+    known = np.asarray(known, dtype=np.float32)
     emb = np.asarray(embeddings, dtype=np.float32)
-    train_sq = np.sum(train_emb ** 2, axis=1)
+    known_sq = np.sum(known ** 2, axis=1)
     dist = np.zeros(len(emb), np.float32)
     nearest = np.zeros(len(emb), np.int64)
     for start in range(0, len(emb), chunk):
         part = emb[start:start + chunk]
-        sq = np.sum(part ** 2, axis=1)[:, None] + train_sq[None, :] - 2.0 * part @ train_emb.T
+        sq = np.sum(part ** 2, axis=1)[:, None] + known_sq[None, :] - 2.0 * part @ known.T
         idx = np.argmin(sq, axis=1)
         nearest[start:start + chunk] = idx
         dist[start:start + chunk] = np.sqrt(np.maximum(sq[np.arange(len(part)), idx], 0.0))
-    return dist, model.facenet_labels_[nearest]
+    return dist, np.asarray(labels)[nearest]
+
+
+def nearest_distances(model, embeddings, chunk=1024):
+    """L2 distance from each embedding to the nearest training embedding, and that embedding's label."""
+    return nearest_known(training_embeddings(model), model.facenet_labels_, embeddings, chunk)
 
 
 def predict(model, class_names, embeddings, unknown_threshold=None):

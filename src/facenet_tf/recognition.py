@@ -204,21 +204,6 @@ class FacePipeline(object):
         return per_image
 
 
-def nearest(known, labels, emb, chunk=1024):
-    """(distance to the nearest known embedding, its label) for each row of emb (L2)."""
-    emb = np.asarray(emb, np.float32)
-    known_sq = np.sum(known ** 2, axis=1)
-    dist = np.zeros(len(emb), np.float32)
-    idx = np.zeros(len(emb), np.int64)
-    for start in range(0, len(emb), chunk):
-        part = emb[start:start + chunk]
-        sq = np.sum(part ** 2, axis=1)[:, None] + known_sq[None, :] - 2.0 * part @ known.T
-        best = np.argmin(sq, axis=1)
-        idx[start:start + chunk] = best
-        dist[start:start + chunk] = np.sqrt(np.maximum(sq[np.arange(len(part)), best], 0.0))
-    return dist, np.asarray(labels)[idx]
-
-
 class GalleryNamer(object):
     """Names faces by the nearest gallery face: that person, or UNKNOWN beyond the threshold."""
 
@@ -230,7 +215,7 @@ class GalleryNamer(object):
         """[(name, distance, probability None)] for each embedding."""
         if not len(emb):
             return []
-        dist, labels = nearest(self.embeddings, self.labels, emb)
+        dist, labels = classify.nearest_known(self.embeddings, self.labels, emb)
         return [(UNKNOWN if d > self.unknown_threshold else self.names[int(lab)], float(d), None)
                 for d, lab in zip(dist, labels)]
 
