@@ -93,11 +93,15 @@ def test_configure_is_quiet_and_sets_tf1_semantics():
                    '    with tf1.Session(config=tf_setup.session_config()) as sess:\n'
                    '        sess.run(tf1.global_variables_initializer())\n'
                    '        sess.run(y, {x: [[1.0, 2.0, 3.0]]})\n'
-                   'import os\n'
-                   'print(os.environ["TF_ENABLE_ONEDNN_OPTS"], type(v).__name__)')
+                   'import os, sys\n'
+                   'keras_at_import = "keras" in sys.modules\n'
+                   'dense = tf.keras.layers.Dense(2)\n'
+                   'print(os.environ["TF_ENABLE_ONEDNN_OPTS"], type(v).__name__, keras_at_import, '
+                   'type(dense).__name__, sys.modules.get(tf_setup.EAGER_KERAS_MODULE) is not None)')
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ''
-    assert proc.stdout.split() == ['1', 'RefVariable']
+    # Keras is not imported with TensorFlow, and tf.keras still works (imported on first use)
+    assert proc.stdout.split() == ['1', 'RefVariable', 'False', 'Dense', 'True']
 
 
 def test_session_config():

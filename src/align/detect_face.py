@@ -30,6 +30,10 @@ STAGE_CHUNK = 2048   # crops per RNet/ONet session call (bounds memory on crowde
 # Networks
 
 def _param(layers, layer, name):
+    """The layer's weight variable; a reused scope (another PNet slot) gets it without building a
+    second initializer constant."""
+    if tf1.get_variable_scope().reuse:
+        return tf1.get_variable(name)
     return tf1.get_variable(name, initializer=tf.constant(layers[layer][name]), trainable=False)
 
 
