@@ -121,15 +121,32 @@ def optimizer_wrapper(cluster, replica_updates):
     return SyncReplicas(cluster)
 
 
-def create_session(cluster, server, graph, checkpoint_dir, config, coord, wait_seconds=1):
+def shared_learning_rate(learning_rate):
+    """The learning rate as a variable (a local one: not saved) that every training step sets from
+    `learning_rate` (its assign is an UPDATE_OPS op, run before the gradients): with synchronous
+    updates the chief's queue runner applies the averaged gradients in a run of its own, which
+    cannot feed the learning-rate placeholder."""
+    variable = tf1.Variable(0.0, trainable=False, collections=[tf1.GraphKeys.LOCAL_VARIABLES],
+                            name='learning_rate_value')
+    tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, tf1.assign(variable, learning_rate))
+    return variable
+
+
+def create_session(cluster, server, graph, checkpoint_dir, config, wait_seconds=1):
     """A session on this worker's server. The chief initialises the variables, restores the latest
-    checkpoint of checkpoint_dir (if any) and, with synchronous updates, puts the first tokens and
-    starts the queue runner that applies the averaged gradients; the other workers wait until the
-    variables are ready (polling every wait_seconds). Returns the session."""
-    manager = tf1.train.SessionManager(local_init_op=tf1.local_variables_initializer(),
-                                      ready_op=tf1.report_uninitialized_variables(tf1.global_variables()),
-                                      recovery_wait_secs=wait_seconds)
+    checkpoint of checkpoint_dir (if any) and, with synchronous updates, starts the queue runner that
+    applies the averaged gradients and puts the first tokens; the other workers wait until the
+    variables are ready (polling every wait_seconds). Returns (session, the queue runner's threads:
+    join them after closing the session)."""
     sync = graph.replicas.optimizer if graph.replicas is not None else None
+    config = tf1.ConfigProto.FromString(config.SerializeToString())
+    config.device_filters.extend(['/job:ps', cluster.device])  # not the other workers: they come and go
+    manager = tf1.train.SessionManager(
+        local_init_op=tf1.local_variables_initializer(),
+        ready_op=tf1.report_uninitialized_variables(tf1.global_variables()),
+        ready_for_local_init_op=sync.ready_for_local_init_op if sync is not None else None,
+        recovery_wait_secs=wait_seconds)
+    threads = []
     if cluster.is_chief:
         def restore(sess):
             prefix = tf.train.latest_checkpoint(checkpoint_dir)
@@ -140,7 +157,9 @@ def create_session(cluster, server, graph, checkpoint_dir, config, coord, wait_s
                                        config=config)
         if sync is not None:
             sess.run(sync.chief_init_op)
-            sync.get_chief_queue_runner().create_threads(sess, coord=coord, daemon=True, start=True)
+            # a coordinator of their own, not joined: the session's close ends their blocked run
+            threads = sync.get_chief_queue_runner().create_threads(sess, coord=tf.train.Coordinator(), daemon=True,
+                                                                   start=True)
             sess.run(sync.get_init_tokens_op())
     else:
         print('Waiting for the chief to initialise the variables', flush=True)
@@ -148,7 +167,7 @@ def create_session(cluster, server, graph, checkpoint_dir, config, coord, wait_s
         if sync is not None:
             sess.run(sync.local_step_init_op)
     print('%s joined the cluster at global step %d' % (cluster.device, sess.run(graph.global_step)), flush=True)
-    return sess
+    return sess, threads
 
 
 class ClusterFinished(Exception):

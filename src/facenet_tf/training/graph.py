@@ -120,7 +120,9 @@ def _build(args, network, group_size, tower_loss, queue_capacity, read_file, gra
     g.cluster = cluster
     g.replicas = distributed.optimizer_wrapper(cluster, getattr(args, 'replica_updates', 'sync'))
     g.train_op, g.saved, g.averages = build_train_op(
-        g.loss, global_step, args.optimizer, learning_rate, args.moving_average_decay, tf1.global_variables(),
+        g.loss, global_step, args.optimizer,
+        learning_rate if g.replicas is None else distributed.shared_learning_rate(learning_rate),
+        args.moving_average_decay, tf1.global_variables(),
         log_histograms, towers=None if num_towers == 1 else (towers, [o.loss for o in outputs], weights),
         optimizer_wrapper=g.replicas)
     add_run_ops(args, g)

@@ -9,6 +9,7 @@ pipeline becomes one UserError line.
 A script supplies what differs as an EpochStrategy: its epoch numbering and checkpoint numbering,
 its epoch of training steps, and what it records after an epoch or when stopped early."""
 import dataclasses
+import itertools
 import sys
 import time
 from typing import Any, Optional
@@ -97,12 +98,15 @@ class EpochStrategy(object):
 
 
 def run_epochs(run, strategy):
-    """Train epoch after epoch until the last one, the schedule's end or the strategy's stop.
+    """Train epoch after epoch until the last one, the schedule's end or the strategy's stop; in a
+    cluster until the cluster's last update (a worker done with its epochs repeats the last one).
     Returns the exit code: 0, 130 (Ctrl-C, checkpoint saved) or 1 (diverged)."""
     args = run.args
     step = run.global_step()
     epochs = strategy.epochs(args, step)
     epoch = epochs.start - 1
+    if run.graph.cluster is not None:   # a worker trains until the cluster's last update (ClusterFinished)
+        epochs = itertools.chain(epochs, itertools.repeat(epochs[-1] if len(epochs) else epoch))
     start = time.time()
     try:
         for epoch in epochs:

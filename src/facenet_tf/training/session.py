@@ -49,14 +49,17 @@ def training_session(args, graph, log_dir, model_dir=None):
     Yields (sess, summary_writer, coord)."""
     config = session_config_from_args(args, session_device_count(getattr(args, 'num_gpus', 1)))
     coord = tf.train.Coordinator()
+    update_threads = []     # the chief's queue runner of synchronous updates
     if graph.cluster is None:
         sess = tf1.Session(config=config)
         sess.run(tf1.global_variables_initializer())
         sess.run(tf1.local_variables_initializer())
     else:
         server = distributed.start_server(graph.cluster, config)
-        sess = distributed.create_session(graph.cluster, server, graph, model_dir, config, coord)
-    with sess:
+        sess, update_threads = distributed.create_session(graph.cluster, server, graph, model_dir, config)
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: [thread.join(5) for thread in update_threads])
+        stack.enter_context(sess)
         if args.pretrained_model and (graph.cluster is None or graph.cluster.is_chief):
             restore_pretrained(sess, args.pretrained_model, graph.saved, graph.averages)
         if graph.cluster is None or graph.cluster.is_chief:
@@ -79,7 +82,7 @@ def input_error(coord, error):
             coord.raise_requested_exception()
         except Exception as e:  # the thread's own error says which op failed
             cause = e
-    message = getattr(cause, 'message', None) or str(cause)
+    message = getattr(cause, "message", None) or str(cause)
     lines = [line.strip() for line in message.splitlines()
              if line.strip() and not line.startswith('Graph execution error')]
     return UserError('input pipeline failed: %s' % (lines[0] if lines else type(cause).__name__))
