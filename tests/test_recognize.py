@@ -41,7 +41,8 @@ def _frame(data_dir, faces):
     w, h = SIZE
     frame = np.tile(np.linspace(40, 200, w, dtype=np.uint8)[None, :, None], (h, 1, 3))
     if len(faces) == 1:
-        frame[:, (w - h) // 2:(w + h) // 2] = cv2.resize(_photo(data_dir, *faces[0]), (h, h), interpolation=cv2.INTER_AREA)
+        frame[:, (w - h) // 2:(w + h) // 2] = cv2.resize(_photo(data_dir, *faces[0]), (h, h),
+                                                         interpolation=cv2.INTER_AREA)
     for k, face in enumerate(faces if len(faces) == 2 else []):
         frame[40:200, 160 * k:160 * (k + 1)] = cv2.resize(_photo(data_dir, *face), (160, 160),
                                                           interpolation=cv2.INTER_AREA)

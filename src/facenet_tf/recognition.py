@@ -27,6 +27,7 @@ from facenet_tf import images as image_lib
 from facenet_tf.errors import FaceNetError
 from facenet_tf.model_io import model_tensors
 
+IMAGE_OUTPUT_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')   # others written as .png
 VIDEO_OUTPUT_CODECS = {'.mp4': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG', '.mov': 'mp4v'}
 GALLERY_CACHE = '.facenet_gallery.npz'
 UNKNOWN = classify.UNKNOWN
@@ -416,10 +417,12 @@ class Annotator(object):
                           % (frame.source.label, self.out))
             return
         if frame.source.kind == 'image':
-            path = self._unique(os.path.basename(frame.source.spec))
+            name = os.path.basename(frame.source.spec)
+            if not name.lower().endswith(IMAGE_OUTPUT_EXTENSIONS):
+                name = os.path.splitext(name)[0] + '.png'
+            path = self._unique(name)
             if not cv2.imwrite(path, draw_faces(frame.image, frame.faces or [])):
-                path = os.path.splitext(path)[0] + '.png'
-                cv2.imwrite(path, draw_faces(frame.image, frame.faces or []))
+                raise FaceNetError('cannot write the annotated image %s' % path)
             self.written[path] = 1
             return
         if self.writer_source is not frame.source:
@@ -520,7 +523,7 @@ def run(sources, pipeline, namer, emit, stats, annotator=None, every_n_frames=1,
     """Recognise every source in turn, `frame_batch` frames to work on at a time (1 for a camera, so
     that names follow it live). Returns the source being read when Ctrl-C stopped the run, else None."""
     note = note or (lambda text: sys.stderr.write(text + '\n'))
-    source = None
+    source, read = None, 0
     try:
         for source in sources:
             batch = 1 if source.kind == 'camera' else frame_batch
@@ -541,6 +544,7 @@ def run(sources, pipeline, namer, emit, stats, annotator=None, every_n_frames=1,
                 annotator.finish_video()
         return None
     except KeyboardInterrupt:
+        stats.sources += 1 if read else 0
         return source
     finally:
         if annotator is not None:
