@@ -71,15 +71,20 @@ def pytest_configure(config):
         config.addinivalue_line('markers', '%s: %s' % (name, text))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     have_shared, have_model = shared_present(), _keras_h5_path() is not None
     for item in items:
         names = set(getattr(item, 'fixturenames', ()))
+        # with `-n 2` (pytest.ini sets --dist loadgroup) a worker takes whole groups: a test file, or
+        # every test of the published model, so module and session fixtures are built once
+        published = names.intersection(PUBLISHED_MODEL_FIXTURES)
+        item.add_marker(pytest.mark.xdist_group('published_model' if published else item.nodeid.split('::')[0]))
         if names.intersection(SHARED_FIXTURES):
             item.add_marker(pytest.mark.needs_shared)
             if not have_shared:
                 item.add_marker(pytest.mark.skip(reason=_shared_skip_reason()))
-        if names.intersection(PUBLISHED_MODEL_FIXTURES):
+        if published:
             item.add_marker(pytest.mark.needs_published_model)
             if not have_model:
                 item.add_marker(pytest.mark.skip(reason=_published_model_skip_reason()))

@@ -33,11 +33,21 @@ def _align(raw, out):
     return out
 
 
+DEVTEST_PAIRS = 250  # of each kind: half of LFW View 1 DevTest, which keeps the test under a minute
+
+
 @pytest.fixture(scope='module')
 def devtest(data_dir, tmp_path_factory):
-    """(aligned folder, pairs file): the images of LFW View 1 DevTest (about 1,550) aligned at 160/32."""
+    """(aligned folder, pairs file): the first 250 same-person and the first 250 different-people pairs
+    of LFW View 1 DevTest (about 790 images), their images aligned at 160/32."""
     base = tmp_path_factory.mktemp('devtest')
-    pairs = os.path.join(data_dir, 'lfw_protocol', 'pairsDevTest.txt')
+    with open(os.path.join(data_dir, 'lfw_protocol', 'pairsDevTest.txt')) as f:
+        lines = f.read().splitlines()
+    n = int(lines[0])
+    pairs = str(base / 'pairs.txt')
+    with open(pairs, 'w') as f:
+        f.write('\n'.join([str(DEVTEST_PAIRS)] + lines[1:1 + DEVTEST_PAIRS] +
+                          lines[1 + n:1 + n + DEVTEST_PAIRS]) + '\n')
     for name, i in pair_images(pairs):
         (base / 'raw' / name).mkdir(parents=True, exist_ok=True)
         fname = '%s_%04d.jpg' % (name, i)
@@ -135,39 +145,50 @@ FINE_TUNE = ['--model_def', 'models.inception_resnet_v1', '--embedding_size', 12
              '--nrof_preprocess_threads', 1, '--max_nrof_epochs', 1, '--epoch_size', 2, '--seed', 1]
 
 
-def test_train_softmax_restores_everything_but_logits(published_model, orl, tmp_path, capsys):
-    """Before the first step every network variable holds the imported value, every moving average
-    starts from its variable, and only the classifier layer is new."""
-    folder, _ = published_model
-    argv = FINE_TUNE + ['--data_dir', orl, '--pretrained_model', folder, '--batch_size', 6,
-                        '--optimizer', 'ADAM', '--learning_rate', 0.0001,
-                        '--logs_base_dir', tmp_path / 'logs', '--models_base_dir', tmp_path / 'models']
-    args = train_softmax.parse_arguments([str(a) for a in argv])
-    imported = tf.train.load_checkpoint(training.checkpoint_prefix(folder))
+def _restored(folder, tmp_path, build, argv, parse):
+    """The network variables, their moving averages and the other saved variables of a training
+    session opened on `folder` as --pretrained_model, before any step (name -> value)."""
+    args = parse([str(a) for a in FINE_TUNE + argv + [
+        '--pretrained_model', folder, '--batch_size', 6, '--optimizer', 'ADAM', '--learning_rate', 0.0001,
+        '--logs_base_dir', tmp_path / 'logs', '--models_base_dir', tmp_path / 'models']])
     with tf1.Graph().as_default():
-        g = train_softmax.build_graph(args, inception_resnet_v1, 15, None)
+        g = build(args)
         with training.training_session(args, g, str(tmp_path / 'session')) as (sess, _, _):
-            values = sess.run({v.op.name: v for v in g.saved})
+            return sess.run({v.op.name: v for v in g.saved})
+
+
+def _check_restored(values, folder):
+    """Every network variable holds the imported value and every moving average its variable;
+    returns the names of the other saved variables (new layers)."""
+    imported = tf.train.load_checkpoint(training.checkpoint_prefix(folder))
     suffix = '/ExponentialMovingAverage'
     network = {n: v for n, v in values.items() if n.startswith('InceptionResnetV1/') and not n.endswith(suffix)}
     assert len(network) == 490
     for name, value in network.items():
         assert np.array_equal(value, imported.get_tensor(name)), name
     averages = [n for n in values if n.endswith(suffix) and not n.startswith('Logits')]
-    assert averages and all(np.array_equal(values[n], values[n[:-len(suffix)]]) for n in averages)
-    assert sorted(n for n in values if n.startswith('Logits') and not n.endswith(suffix)) == \
-        ['Logits/biases', 'Logits/weights']
+    assert len(averages) >= 490 and all(np.array_equal(values[n], values[n[:-len(suffix)]]) for n in averages)
+    return sorted(n for n in values if not n.startswith('InceptionResnetV1/') and not n.endswith(suffix))
+
+
+def test_train_softmax_restores_everything_but_logits(published_model, orl, tmp_path, capsys):
+    """Before the first step every network variable holds the imported value, every moving average
+    starts from its variable, and only the classifier layer (and the center-loss centres) are new."""
+    folder, _ = published_model
+    values = _restored(folder, tmp_path, lambda args: train_softmax.build_graph(args, inception_resnet_v1, 15, None),
+                       ['--data_dir', orl], train_softmax.parse_arguments)
+    assert _check_restored(values, folder) == ['Logits/biases', 'Logits/weights', 'centers']
     assert 'pretrained model: restored 490 variables' in capsys.readouterr().out
 
 
-def test_train_tripletloss_fine_tunes(published_model, orl, tmp_path, capsys):
+def test_train_tripletloss_restores_everything(published_model, orl, tmp_path, capsys):
+    """The triplet graph restores all 490 variables and starts their 490 moving averages from them
+    (a fine-tuning run of the small networks is in test_train_tripletloss.py)."""
     folder, _ = published_model
-    code, out, _ = _run(train_tripletloss, capsys, FINE_TUNE + [
-        '--data_dir', orl, '--pretrained_model', folder, '--people_per_batch', 3, '--images_per_person', 4,
-        '--batch_size', 6, '--optimizer', 'ADAM', '--learning_rate', 0.0001,
-        '--logs_base_dir', tmp_path / 'logs', '--models_base_dir', tmp_path / 'models'], 'train_tripletloss.py')
-    assert code == 0
-    # every network variable from the imported checkpoint; the moving averages (not in it) start
-    # from their restored variables
+    values = _restored(folder, tmp_path, lambda args: train_tripletloss.build_graph(args, inception_resnet_v1),
+                       ['--data_dir', orl, '--people_per_batch', 3, '--images_per_person', 4],
+                       train_tripletloss.parse_arguments)
+    assert _check_restored(values, folder) == []
+    out = capsys.readouterr().out
     assert 'pretrained model: restored 490 variables' in out
     assert '490 moving averages set from their variables' in out
