@@ -43,7 +43,7 @@ def main(args):
                            num_workers=args.num_workers, arg_string=' '.join(sys.argv), shard=shard)
     print(summary_line(counts))
     if counts['total'] == 0:
-        print('No images found in %s' % args.input_dir)
+        print('No images found in %s%s' % (args.input_dir, '' if shard is None else ' for shard %s' % (shard,)))
     if counts['total'] and counts['unreadable'] == counts['total'] - counts['already_done'] > 0:
         return 1
     return 0
