@@ -10,7 +10,8 @@ clustered on their embeddings (scikit-learn). OUTPUT_DIR gets one folder per clu
 Methods (N faces):
   dbscan (default): a face with --min_samples faces within --eps (L2 distance between embeddings,
     the scale compare.py prints) is a core; cores within eps join a cluster; the rest is noise.
-    Neighbour search on a ball tree: about O(N log N) to O(N^2) time, little memory.
+    Neighbours found by brute force on the embeddings: O(N^2) distances, computed in chunks;
+    memory for the neighbour lists only.
   agglomerative: average linkage, merged while groups are closer than --eps on average (or into
     --n_clusters groups); groups smaller than --min_samples are noise. O(N^2) memory (10,000 faces:
     about 400 MB), O(N^2 log N) time.
@@ -29,9 +30,8 @@ import numpy as np
 
 from align import aligner
 from facenet_tf import clustering, recognition, tf_setup
-from facenet_tf.cli import non_negative_int, positive_int, run
+from facenet_tf.cli import positive_int, run
 from facenet_tf.errors import FaceNetError
-from facenet_tf.precision import add_precision_argument
 
 
 def _positive_float(text):
@@ -119,16 +119,8 @@ def parse_arguments(argv):
                                                              'instead of linking them.')
     parser.add_argument('--evaluate', action='store_true',
                         help='INPUT_DIR holds one sub-folder per person: score the clusters against them.')
-    parser.add_argument('--image_size', type=positive_int, default=160,
-                        help='Image size (height, width) in pixels of the crops.')
-    parser.add_argument('--margin', type=non_negative_int, default=32,
-                        help='Margin for the crop around the bounding box (height, width) in pixels.')
     aligner.add_max_detect_side_argument(parser)
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of prewhitening.')
-    parser.add_argument('--batch_size', type=positive_int, default=90,
-                        help='Number of faces embedded in one batch.')
-    add_precision_argument(parser)
+    recognition.add_face_arguments(parser)
     args = parser.parse_args(argv)
     if args.n_clusters and args.method != 'agglomerative':
         parser.error('--n_clusters needs --method agglomerative')

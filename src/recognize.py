@@ -21,9 +21,8 @@ import sys
 
 from align import aligner
 from facenet_tf import recognition, tf_setup
-from facenet_tf.cli import non_negative_float, non_negative_int, positive_int, run
+from facenet_tf.cli import non_negative_float, positive_int, run
 from facenet_tf.errors import FaceNetError
-from facenet_tf.precision import add_precision_argument
 
 
 def _note(text):
@@ -106,15 +105,7 @@ def parse_arguments(argv):
                         help='Detect faces on a copy of each frame reduced to N pixels on its longest side '
                              '(crops are still cut from the full frame): much faster on HD video. 0 '
                              '(default): detect on the full frame, as the classic tools.')
-    parser.add_argument('--image_size', type=positive_int, default=160,
-                        help='Image size (height, width) in pixels of the crops the model expects.')
-    parser.add_argument('--margin', type=non_negative_int, default=32,
-                        help='Margin for the crop around the bounding box (height, width) in pixels.')
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of prewhitening.')
-    parser.add_argument('--batch_size', type=positive_int, default=90,
-                        help='Number of faces embedded in one batch.')
-    add_precision_argument(parser)
+    recognition.add_face_arguments(parser)
     return parser.parse_args(argv)
 
 

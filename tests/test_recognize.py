@@ -14,7 +14,7 @@ import pytest
 import recognize
 from facenet_tf import classify, recognition
 
-FPS = 2.0
+FPS = 1.0
 SIZE = (320, 240)
 KNOWN = ('Colin_Powell', 'Serena_Williams', 'Tony_Blair')   # gallery people; Tony Blair is never shown
 STRANGER = 'Gerhard_Schroeder'                              # in the video, not in the gallery

@@ -3,8 +3,8 @@ aligner does) or of aligned crops, embedded in batches, clustered with scikit-le
 folder per cluster plus the noise apart and a clusters.csv; pairwise precision/recall and NMI
 against folder identities.
 
-Complexity, N faces: DBSCAN computes each face's neighbours within eps (a ball tree on the
-embeddings: about O(N log N) to O(N^2) time, memory for the neighbour lists); agglomerative
+Complexity, N faces: DBSCAN computes each face's neighbours within eps (brute force on the
+high-dimensional embeddings: O(N^2) distances in chunks, memory for the neighbour lists); agglomerative
 clustering builds the full linkage tree from all pairwise distances (O(N^2) memory: 10,000 faces
 take about 400 MB; O(N^2 log N) time). Thousands of faces take seconds; the embedding pass
 dominates (about 25 faces/s for InceptionResnetV1 on 2 cores).

@@ -124,6 +124,23 @@ def frames(source, every_n_frames, decode_skipped, note):
         capture.release()
 
 
+def add_face_arguments(parser):
+    """The crop, standardisation and embedding flags of recognize.py and cluster.py."""
+    from facenet_tf.cli import non_negative_int, positive_int
+    from facenet_tf.precision import add_precision_argument
+    parser.add_argument('--image_size', type=positive_int, default=160,
+                        help='Image size (height, width) in pixels of the crops the model expects.')
+    parser.add_argument('--margin', type=non_negative_int, default=32,
+                        help='Margin for the crop around the bounding box (height, width) in pixels, as '
+                             'the LFW alignment (--margin 32) and the classic real-time script.')
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of prewhitening.')
+    parser.add_argument('--batch_size', type=positive_int, default=90,
+                        help='Number of faces embedded in one batch.')
+    add_precision_argument(parser)
+    return parser
+
+
 def standardizer(fixed_standardization):
     """The standardisation the model was trained with: fixed (x - 127.5) / 128 or per-image prewhiten."""
     return image_lib.fixed_standardize if fixed_standardization else image_lib.prewhiten
