@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,16 +45,6 @@ def test_tf_config_parsing():
         distributed.from_environment({'TF_CONFIG': '{"cluster": '})
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(('localhost', 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _start(task_type, cluster, data, tmp, log_name):
     env = dict(os.environ, PYTHONUNBUFFERED='1',
                TF_CONFIG=json.dumps({'cluster': cluster, 'task': {'type': task_type, 'index': 0}}))
@@ -80,7 +69,7 @@ def _wait_for(path, pattern, process, seconds=300):
 
 
 def test_local_cluster_trains_and_a_restarted_worker_rejoins(synthetic_faces, tmp_path):  # noqa: F811
-    ports = _free_ports(3)
+    ports = distributed.free_local_ports(3)
     cluster = {'ps': ['localhost:%d' % ports[0]], 'chief': ['localhost:%d' % ports[1]],
                'worker': ['localhost:%d' % ports[2]]}
     processes = []

@@ -68,7 +68,8 @@ def _tower_gradients(num_towers, images, labels, values=None):
             for i in (0, 1):    # forward (convolution fused into the ReLU) and backward
                 conv = 'tower_%d/TinyNet/Conv2d_1a_3x3/' % i
                 assert ran_on[conv + 'Relu'].endswith('CPU:%d' % i)
-                assert ran_on['tower_%d/gradients/%sConv2D_grad/Conv2DBackpropFilter' % (i, conv)].endswith('CPU:%d' % i)
+                backward = 'tower_%d/gradients/%sConv2D_grad/Conv2DBackpropFilter' % (i, conv)
+                assert ran_on[backward].endswith('CPU:%d' % i)
             assert ran_on['TinyNet/Conv2d_1a_3x3/weights'].endswith('CPU:0')
     return [v.op.name for v in variables], grad_values, var_values
 

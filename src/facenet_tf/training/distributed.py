@@ -29,6 +29,7 @@ for an update its peers, having finished, will never complete, a step that waits
 import contextlib
 import json
 import os
+import socket
 from typing import Any, NamedTuple
 
 from facenet_tf.cli import UserError
@@ -74,6 +75,19 @@ def from_environment(environ=None):
     is_chief = task_type == 'chief' or (task_type == 'worker' and task_index == 0 and 'chief' not in cluster)
     nrof_workers = sum(len(cluster.get(job, [])) for job in WORKER_JOBS)
     return Cluster(tf1.train.ClusterSpec(cluster), task_type, task_index, is_chief, nrof_workers)
+
+
+def free_local_ports(count):
+    """`count` TCP ports free on localhost now, for a cluster of processes on one machine (tests,
+    benchmarks)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(('localhost', 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def start_server(cluster, config=None):

@@ -100,9 +100,10 @@ def _build(args, network, group_size, tower_loss, queue_capacity, read_file, gra
                                                    bottleneck_layer_size=args.embedding_size,
                                                    weight_decay=args.weight_decay)
             tower_embeddings = tf.nn.l2_normalize(tower_prelogits, 1, 1e-10, name='embeddings')
-        if learning_rate is None:
-            learning_rate = learning_rate_tensor(learning_rate_placeholder, global_step, args.learning_rate_decay_epochs,
-                                                 args.epoch_size, args.learning_rate_decay_factor)
+        if learning_rate is None:   # created where the one-device graph creates it (same op ids, same seeds)
+            learning_rate = learning_rate_tensor(learning_rate_placeholder, global_step,
+                                                 args.learning_rate_decay_epochs, args.epoch_size,
+                                                 args.learning_rate_decay_factor)
         known = len(loss_collection)
         with tower.scope():
             outputs.append(tower_loss(tower, tower_prelogits, tower_embeddings, labels))
