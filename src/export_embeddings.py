@@ -13,18 +13,19 @@ classifier.py and validate_on_lfw.py take it in place of an image folder.
 import argparse
 import sys
 
-from facenet_tf import sharding
+from facenet_tf import embedding_export, embeddings_file, sharding
 from facenet_tf.cli import positive_int, run
 from facenet_tf.precision import add_precision_argument
 
 
 def main(args):
-    from facenet_tf import embedding_export, embeddings_file
     if args.merge:
         merged = embeddings_file.merge(args.inputs, args.output)
         print('Merged %d files into %s: %d embeddings of %d classes' % (
             len(args.inputs), args.output, len(merged.paths), len(merged.class_names)))
         return 0
+    from facenet_tf.model_io import find_model
+    find_model(args.model)
     shard, source = sharding.resolve(args.shard, args.shard_count)
     if shard is not None and source != '--shard':
         print('Shard %s from %s' % (shard, source))
@@ -66,7 +67,7 @@ def parse_arguments(argv):
                              'standardization.')
     parser.add_argument('--use_flipped_images', action='store_true',
                         help='Store [embedding of the image | embedding of its mirror image] per row.')
-    parser.add_argument('--chunk_size', type=positive_int, default=1000,
+    parser.add_argument('--chunk_size', type=positive_int, default=embedding_export.DEFAULT_CHUNK_SIZE,
                         help='Images per saved chunk (rounded up to whole batches): the most work a kill '
                              'can lose.')
     sharding.add_shard_arguments(parser)

@@ -121,6 +121,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line('%d test%s skipped: %s' % (n, '' if n == 1 else 's', reason))
 
 
+@pytest.fixture(scope='session', autouse=True)
+def no_scheduler_index():
+    """The aligner and export_embeddings.py take a shard index from these when no --shard is given:
+    a suite run inside a Slurm array task or a Kubernetes Indexed Job must not see them."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ('SLURM_ARRAY_TASK_ID', 'SLURM_ARRAY_TASK_COUNT', 'SLURM_ARRAY_TASK_MIN',
+                     'SLURM_ARRAY_TASK_STEP', 'JOB_COMPLETION_INDEX'):
+            patch.delenv(name, raising=False)
+        yield
+
+
 @pytest.fixture(scope='session')
 def test_data_dir():
     """tests/data: small reference numbers carried in the repository (see tests/data/README.md)."""

@@ -142,7 +142,10 @@ def test_errors_are_one_line(model_pb, dataset, tmp_path, capsys):
     from facenet_tf.cli import run
     for argv, message in [([model_pb, str(tmp_path / 'none'), str(tmp_path / 'e.h5')], 'dataset folder not found'),
                           ([model_pb, dataset, str(tmp_path / 'no' / 'e.h5')], 'folder of the output file not found'),
-                          (['--merge', str(tmp_path / 'm.h5'), dataset], 'embeddings file not found')]:
+                          (['--merge', str(tmp_path / 'm.h5'), dataset], 'embeddings file not found'),
+                          ([str(tmp_path / 'none.pb'), dataset, str(tmp_path / 'e.h5')], 'model not found'),
+                          ([model_pb, dataset, str(tmp_path / 'e.h5'), '--shard_count', '2'],
+                           '--shard_count needs an index')]:
         assert run(script.main, script.parse_arguments(argv), prog='export_embeddings.py') == 2
         err = capsys.readouterr().err
         assert err.startswith('export_embeddings.py: error: %s' % message) and err.count('\n') == 1
