@@ -144,7 +144,10 @@ def run_epochs(run, strategy):
         run.last_checkpoint = run.save_checkpoint(strategy.checkpoint_number(epoch, step))
     except (tf.errors.OutOfRangeError, tf.errors.CancelledError) as e:
         raise input_error(run.coord, e)
-    print(strategy.done_line(run, epoch, step, (time.time() - start) / 60.0))
+    minutes = (time.time() - start) / 60.0
+    print(strategy.done_line(run, epoch, step, minutes) if run.is_chief else
+          'Worker done at global step %d, %.1f min; the chief saves the model in %s'
+          % (step, minutes, run.folders.model_dir))
     return 0
 
 
