@@ -13,6 +13,7 @@ from PIL import Image
 import train_softmax
 import train_tripletloss
 from facenet_tf import losses, model_io, tf_setup
+from facenet_tf.cli import UserError
 from facenet_tf.training import towers as towers_lib
 from models import layers
 from training_faces import run_training
@@ -108,6 +109,8 @@ def test_tower_devices():
     assert towers_lib.tower_devices(1, nrof_gpus=1) == ['/gpu:0']
     assert towers_lib.session_device_count(2, nrof_gpus=0) == {'CPU': 2}
     assert towers_lib.session_device_count(2, nrof_gpus=2) == {}
+    with pytest.raises(UserError, match=r'--num_gpus 4, but TensorFlow sees 2 GPUs'):
+        towers_lib.tower_devices(4, nrof_gpus=2)
 
 
 @pytest.fixture(scope='module')

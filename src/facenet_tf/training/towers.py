@@ -6,13 +6,14 @@ triplet loss) that average is the gradient of the whole batch on one device (bat
 normalises each slice by its own moments, and in-batch triplet mining, which mines inside a slice,
 are the exceptions, as in every tower implementation).
 
-Devices: `/gpu:i` when at least N GPUs are visible, else the logical CPU devices `/cpu:0..N-1`
-that session_device_count() asks the session for (so the mechanics run and are tested on a CPU).
-Variables live on `/cpu:0` with N > 1 (the classic multi-GPU layout; every tower reads them), the
-input pipeline always on `/cpu:0`. With N = 1 the graph is the one-device graph: no tower name scope,
-the network on `/gpu:0` when a GPU is visible."""
+Devices: `/gpu:i` when at least N GPUs are visible (fewer is an error); without GPUs the logical CPU
+devices `/cpu:0..N-1` that session_device_count() asks the session for (so the mechanics run and
+are tested on a CPU). Variables live on `/cpu:0` with N > 1 (the classic multi-GPU layout; every
+tower reads them), the input pipeline always on `/cpu:0`. With N = 1 the graph is the one-device
+graph: no tower name scope, the network on `/gpu:0` when a GPU is visible."""
 import contextlib
 
+from facenet_tf.cli import UserError
 from facenet_tf.tf_setup import configure
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
@@ -28,11 +29,15 @@ def visible_gpus():
 
 
 def tower_devices(num_towers, nrof_gpus=None):
-    """The device of each tower: GPUs when there are enough of them, else logical CPU devices; a
-    single tower without a GPU gets None (no device scope: the one-device graph)."""
+    """The device of each tower: GPUs when there are enough of them, logical CPU devices when there
+    is no GPU (a single tower then gets None: no device scope, the one-device graph). Fewer GPUs
+    than towers is an error."""
     nrof_gpus = visible_gpus() if nrof_gpus is None else nrof_gpus
     if nrof_gpus >= num_towers:
         return ['/gpu:%d' % i for i in range(num_towers)]
+    if nrof_gpus > 0:
+        raise UserError('--num_gpus %d, but TensorFlow sees %d GPU%s' % (num_towers, nrof_gpus,
+                                                                        '' if nrof_gpus == 1 else 's'))
     if num_towers == 1:
         return [None]
     return ['/cpu:%d' % i for i in range(num_towers)]
