@@ -115,14 +115,17 @@ def shard_boxes_name(shard):
 
 def open_shard_boxes(output_dir, shard):
     """The shard's bounding-box file opened for appending, locked against a second process of the
-    same shard, with a partial last line (a kill during a write) cut off."""
+    same shard (where the file system has locks), with a partial last line (a kill during a write)
+    cut off."""
     path = os.path.join(output_dir, shard_boxes_name(shard))
     f = open(path, 'a')
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         f.close()
         raise FaceNetError('shard %s is already running on %s (%s is locked)' % (shard, output_dir, path))
+    except OSError:  # a file system without locks: run unguarded
+        pass
     with open(path, 'rb') as r:
         content_end = _end_of_last_line(r)
     if content_end != os.path.getsize(path):
