@@ -25,8 +25,8 @@ LINE = re.compile(r'^ {0,3}\d+  (.+): (\d\.\d{3})(?:  \(distance (\d+\.\d{3})\))
 
 
 @pytest.fixture(scope='module')
-def ref_model(tmp_path_factory, reference_dir):
-    return lfw_refmodel.write_frozen(reference_dir, str(tmp_path_factory.mktemp('ref') / 'model.pb'))
+def ref_model(ref_pb):
+    return ref_pb
 
 
 @pytest.fixture(scope='module')

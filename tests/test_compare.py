@@ -13,9 +13,8 @@ SCRIPT = os.path.join(ROOT, 'src', 'compare.py')
 
 
 @pytest.fixture(scope='module')
-def frozen_model(reference_dir, tmp_path_factory):
-    from lfw_refmodel import write_frozen
-    return write_frozen(reference_dir, str(tmp_path_factory.mktemp('cmp') / 'ref.pb'))
+def frozen_model(ref_pb):
+    return ref_pb
 
 
 def _run(*argv):
@@ -55,8 +54,8 @@ def test_compare_report(frozen_model, data_dir, tmp_path, capsys):
 
 
 def test_compare_fixed_standardization_changes_embeddings(frozen_model, data_dir, capsys):
-    people = os.path.join(data_dir, 'misc_faces', 'facenet_pytorch', 'test_images')
-    faces = [os.path.join(people, p, '1.jpg') for p in ('angelina_jolie', 'paul_rudd')]
+    lfw = os.path.join(data_dir, 'lfw_deepfunneled')
+    faces = [os.path.join(lfw, p, p + '_0001.jpg') for p in ('Colin_Powell', 'Serena_Williams')]
     a = _matrix(_run_in_process(capsys, frozen_model, *faces))
     b = _matrix(_run_in_process(capsys, frozen_model, *faces, '--use_fixed_image_standardization'))
     assert a.shape == b.shape == (2, 2) and abs(a[0, 1] - b[0, 1]) > 1e-4

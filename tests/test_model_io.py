@@ -159,17 +159,19 @@ def test_missing_tensor_is_named(tmp_path):
             model_io.load_model(pb)
 
 
-def test_tflite_export_gives_reference_embeddings(reference_dir, tmp_path):
+def test_tflite_export_gives_reference_embeddings(reference_dir, ref_checkpoint, tmp_path):
     """The published-format network, frozen then converted, embeds the reference crops as the classic code."""
     import warnings
 
-    from lfw_refmodel import reference_embeddings, write_checkpoint
-    model_dir = write_checkpoint(reference_dir, str(tmp_path / 'ckpt'))
+    from lfw_refmodel import reference_embeddings
+    model_dir = ref_checkpoint
     out = str(tmp_path / 'ref.tflite')
     r = subprocess.run([sys.executable, os.path.join(ROOT, 'src', 'export_tflite.py'), model_dir, out],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(str(tmp_path))) == ['ckpt', 'ref.tflite']
+    assert os.listdir(str(tmp_path)) == ['ref.tflite']  # and nothing written beside the model
+    assert sorted(os.listdir(model_dir)) == ['checkpoint', 'model-20260101-000000.ckpt-1.data-00000-of-00001',
+                                             'model-20260101-000000.ckpt-1.index', 'model-20260101-000000.meta']
     inputs = np.load(os.path.join(reference_dir, 'embeddings', 'seed1.npz'))['input_numpy_prewhiten']
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')

@@ -64,11 +64,6 @@ def lfw_subset(data_dir, tmp_path_factory):
     return str(aligned), str(pairs_file), pairs, images
 
 
-@pytest.fixture(scope='module')
-def ref_pb(reference_dir, tmp_path_factory):
-    return lfw_refmodel.write_frozen(reference_dir, str(tmp_path_factory.mktemp('model') / 'ref.pb'))
-
-
 def _parse(out):
     values = []
     for pattern in LINES:
@@ -206,8 +201,8 @@ def test_pipeline_embeddings_match_classic(reference_dir, ref_pb):
             np.testing.assert_allclose(emb, ref, rtol=0, atol=1e-6, err_msg=name)
 
 
-def test_checkpoint_folder_matches_classic(reference_dir, tmp_path):
-    model_dir = lfw_refmodel.write_checkpoint(reference_dir, str(tmp_path / 'ckpt'))
+def test_checkpoint_folder_matches_classic(reference_dir, ref_checkpoint):
+    model_dir = ref_checkpoint
     crops = os.path.join(reference_dir, 'embeddings', 'crops')
     with open(os.path.join(reference_dir, 'embeddings', 'seed1_files.txt')) as f:
         files = [os.path.join(crops, line.strip()) for line in f if line.strip()]
