@@ -1,5 +1,7 @@
 """validate_on_lfw.py end to end on real LFW images aligned by the project's MTCNN script, with a
 reference-weights InceptionResnetV1 (60 pairs of pairs.txt: 3 same + 3 different from each fold)."""
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -14,6 +16,7 @@ from PIL import Image
 import lfw
 import lfw_refmodel
 import validate_on_lfw
+from align import align_dataset_mtcnn
 from facenet_tf import embedding, evaluation, model_io
 from facenet_tf.cli import run
 from facenet_tf.verification_sets import read_bin, write_bin
@@ -57,8 +60,9 @@ def lfw_subset(data_dir, tmp_path_factory):
         src = os.path.join(data_dir, 'lfw_deepfunneled', name, '%s_%04d.jpg' % (name, i))
         shutil.copy(src, str(raw / name))
     aligned = base / 'aligned'
-    subprocess.run([sys.executable, os.path.join(ROOT, 'src', 'align', 'align_dataset_mtcnn.py'), str(raw),
-                    str(aligned), '--image_size', '160', '--margin', '32'], check=True, capture_output=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert align_dataset_mtcnn.main(align_dataset_mtcnn.parse_arguments(
+            [str(raw), str(aligned), '--image_size', '160', '--margin', '32'])) == 0
     pairs_file = base / 'pairs.txt'
     pairs_file.write_text('10\t3\n' + ''.join('\t'.join(p) + '\n' for p in pairs))
     return str(aligned), str(pairs_file), pairs, images
