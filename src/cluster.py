@@ -22,7 +22,6 @@ aligner would choose) is scored against its folder: pairwise precision/recall/F1
 
 Usage: python src/cluster.py model.pb photos/ clusters/ [--method dbscan|agglomerative] [--eps E]
 """
-import argparse
 import os
 import sys
 
@@ -30,15 +29,8 @@ import numpy as np
 
 from align import aligner
 from facenet_tf import clustering, recognition, tf_setup
-from facenet_tf.cli import positive_int, run
+from facenet_tf.cli import add_model_argument, doc_parser, positive_float, positive_int, run
 from facenet_tf.errors import FaceNetError
-
-
-def _positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError('must be > 0, got %g' % value)
-    return value
 
 
 def _note(text):
@@ -95,16 +87,13 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog='\n'.join(__doc__.splitlines()[2:]))
-    parser.add_argument('model', type=str,
-                        help='A model folder (one .meta and a checkpoint) or a frozen model (.pb) file')
+    parser = doc_parser(__doc__)
+    add_model_argument(parser)
     parser.add_argument('input_dir', type=str, help='Folder of photos (searched recursively).')
     parser.add_argument('output_dir', type=str, help='New (or empty) folder for the clusters.')
     parser.add_argument('--method', choices=['dbscan', 'agglomerative'], default='dbscan',
                         help='Clustering method (see the complexity notes below).')
-    parser.add_argument('--eps', type=_positive_float, default=None,
+    parser.add_argument('--eps', type=positive_float, default=None,
                         help='dbscan: neighbourhood radius (default 0.8); agglomerative: largest mean '
                              'distance of two groups merged (default 0.9); L2 between embeddings. The '
                              'defaults suit the published model (best on LFW, docs/cluster.md).')

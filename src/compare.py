@@ -10,7 +10,7 @@ import numpy as np
 from align import aligner
 from facenet_tf import images as image_lib
 from facenet_tf import tf_setup
-from facenet_tf.cli import run
+from facenet_tf.cli import add_model_argument, run
 from facenet_tf.errors import FaceNetError
 from facenet_tf.precision import add_precision_argument
 
@@ -86,8 +86,7 @@ def main(args):
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('model', type=str,
-                        help='A model folder (one .meta and a checkpoint) or a frozen model (.pb) file')
+    add_model_argument(parser)
     parser.add_argument('image_files', type=str, nargs='+', help='Images to compare')
     parser.add_argument('--image_size', type=int, help='Image size (height, width) in pixels.', default=160)
     parser.add_argument('--margin', type=int,

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from facenet_tf import embedding_export, embeddings_file, sharding
-from facenet_tf.cli import positive_int, run
+from facenet_tf.cli import add_model_argument, doc_parser, positive_int, run
 from facenet_tf.precision import add_precision_argument
 
 
@@ -50,11 +50,8 @@ def parse_arguments(argv):
         args = _merge_parser().parse_args([a for a in argv if a != '--merge'])
         args.merge = True
         return args
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog='\n'.join(__doc__.splitlines()[2:]))
-    parser.add_argument('model', type=str,
-                        help='A directory containing the meta_file and ckpt_file, or a model protobuf (.pb) file.')
+    parser = doc_parser(__doc__)
+    add_model_argument(parser)
     parser.add_argument('data_dir', type=str, help='The aligned dataset: one sub-folder of face images per class.')
     parser.add_argument('output', type=str, help='The embeddings file to write (.h5); with a shard, '
                                                  '<stem>.shard_<INDEX>_of_<COUNT>.h5.')

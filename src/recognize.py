@@ -14,14 +14,13 @@ Usage:
   python src/recognize.py model.pb photo.jpg folder/ clip.mp4 --gallery people/
   python src/recognize.py model.pb 0 --classifier people.pkl --annotate live.avi --max_side 640
 """
-import argparse
 import json
 import os
 import sys
 
 from align import aligner
 from facenet_tf import recognition, tf_setup
-from facenet_tf.cli import non_negative_float, positive_int, run
+from facenet_tf.cli import add_model_argument, doc_parser, non_negative_float, positive_int, run
 from facenet_tf.errors import FaceNetError
 
 
@@ -73,11 +72,8 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog='\n'.join(__doc__.splitlines()[2:]))
-    parser.add_argument('model', type=str,
-                        help='A model folder (one .meta and a checkpoint) or a frozen model (.pb) file')
+    parser = doc_parser(__doc__)
+    add_model_argument(parser)
     parser.add_argument('sources', type=str, nargs='+', metavar='SOURCE',
                         help='Image files, folders of images, video files (anything OpenCV reads) or a '
                              'camera index (0).')

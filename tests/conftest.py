@@ -9,7 +9,6 @@ Markers (added automatically at collection, see pytest_collection_modifyitems):
   needs_published_model  the test uses the published Keras model (fixtures keras_h5, published_model).
 Tests without these markers run on a clean clone: the classic numbers they check come from tests/data/.
 """
-import contextlib
 import fcntl
 import os
 import sys
@@ -184,35 +183,30 @@ def published_model(keras_h5, tmp_path_factory):
     return folder, pb
 
 
-@contextlib.contextmanager
-def _built_once(tmp_path_factory, name):
-    """Yields (path, done) for a file or folder `name` that every pytest-xdist worker of this run
-    shares: the first worker to take the lock builds it (done False), the others wait and reuse it."""
+def _built_once(tmp_path_factory, name, write):
+    """The path of a file or folder `name` that every pytest-xdist worker of this run shares: the
+    first worker to take the lock writes it with write(temporary path), the others wait and reuse it."""
     base = tmp_path_factory.getbasetemp()
     root = base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base  # the run's folder under xdist
     path = str(root / name)
     with open(path + '.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield path, os.path.exists(path)
+        if not os.path.exists(path):
+            write(path + '.tmp')
+            os.replace(path + '.tmp', path)
+    return path
 
 
 @pytest.fixture(scope='session')
 def ref_pb(reference_dir, tmp_path_factory):
     """tests/lfw_refmodel.py's reference-weights InceptionResnetV1 as a frozen .pb (built once a run)."""
     import lfw_refmodel
-    with _built_once(tmp_path_factory, 'refmodel.pb') as (path, done):
-        if not done:
-            lfw_refmodel.write_frozen(reference_dir, path + '.tmp')
-            os.replace(path + '.tmp', path)
-    return path
+    return _built_once(tmp_path_factory, 'refmodel.pb', lambda path: lfw_refmodel.write_frozen(reference_dir, path))
 
 
 @pytest.fixture(scope='session')
 def ref_checkpoint(reference_dir, tmp_path_factory):
     """The same network as a classic checkpoint folder (built once a run; tests must not write in it)."""
     import lfw_refmodel
-    with _built_once(tmp_path_factory, 'refmodel_ckpt') as (path, done):
-        if not done:
-            lfw_refmodel.write_checkpoint(reference_dir, path + '.tmp')
-            os.replace(path + '.tmp', path)
-    return path
+    return _built_once(tmp_path_factory, 'refmodel_ckpt',
+                       lambda path: lfw_refmodel.write_checkpoint(reference_dir, path))

@@ -34,10 +34,11 @@ def test_validators():
     parser.add_argument('--q', type=cli.int_between(1, 100))
     parser.add_argument('--t', type=cli.non_negative_float)
     parser.add_argument('--f', type=cli.fraction)
-    args = parser.parse_args(['--n', '1', '--k', '2', '--q', '100', '--t', '0', '--f', '1'])
-    assert (args.n, args.k, args.q, args.t, args.f) == (1, 2, 100, 0.0, 1.0)
+    parser.add_argument('--p', type=cli.positive_float)
+    args = parser.parse_args(['--n', '1', '--k', '2', '--q', '100', '--t', '0', '--f', '1', '--p', '0.5'])
+    assert (args.n, args.k, args.q, args.t, args.f, args.p) == (1, 2, 100, 0.0, 1.0, 0.5)
     for bad in (['--n', '0'], ['--n', 'x'], ['--k', '1'], ['--q', '101'], ['--t', '-1'], ['--f', '1.5'],
-                ['--t', 'nan']):
+                ['--t', 'nan'], ['--p', '0'], ['--p', 'nan']):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
 
@@ -47,6 +48,16 @@ def test_validator_messages():
         cli.positive_int('0')
     with pytest.raises(argparse.ArgumentTypeError, match="invalid int value: 'a'"):
         cli.non_negative_int('a')
+    with pytest.raises(argparse.ArgumentTypeError, match='must be > 0, got -1'):
+        cli.positive_float('-1')
+
+
+def test_doc_parser_keeps_the_docstring_as_help():
+    parser = cli.doc_parser('Does one thing.\n\nExample:\n  tool.py model x\n')
+    cli.add_model_argument(parser)
+    assert parser.description == 'Does one thing.' and parser.epilog == 'Example:\n  tool.py model x'
+    assert 'Example:\n  tool.py model x' in parser.format_help()
+    assert parser.parse_args(['m.pb']).model == 'm.pb'
 
 
 def test_library_error_is_the_cli_error(capsys):

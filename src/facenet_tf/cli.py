@@ -70,6 +70,28 @@ def non_negative_float(text):
     return value
 
 
+def positive_float(text):
+    """An argparse type: a float > 0."""
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError('must be > 0, got %g' % value)
+    return value
+
+
+def doc_parser(doc):
+    """An ArgumentParser whose description is the script docstring's first line and whose epilog is
+    the rest of it (after the blank second line), kept as written."""
+    lines = doc.splitlines()
+    return argparse.ArgumentParser(description=lines[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog='\n'.join(lines[2:]))
+
+
+def add_model_argument(parser):
+    """The positional `model` of the tools that embed faces: a model folder or a frozen .pb."""
+    parser.add_argument('model', type=str,
+                        help='A model folder (one .meta and a checkpoint) or a frozen model (.pb) file')
+
+
 def fraction(text):
     """An argparse type: a float in [0, 1]."""
     value = _number(text, float)
