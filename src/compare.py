@@ -10,18 +10,20 @@ import numpy as np
 from align import aligner
 from facenet_tf import images as image_lib
 from facenet_tf import tf_setup
-from facenet_tf.cli import add_model_argument, run
+from facenet_tf.cli import add_gpu_memory_arguments, add_model_argument, run
 from facenet_tf.errors import FaceNetError
 from facenet_tf.precision import add_precision_argument
 
 
-def load_and_align_data(image_paths, image_size, margin, standardize, max_detect_side=0):
+def load_and_align_data(image_paths, image_size, margin, standardize, max_detect_side=0, gpu_memory_fraction=None,
+                        allow_growth=False):
     """(kept paths, [N, size, size, 3] float images): the first detected face of each image, cropped
     with margin/2 per side and resized with PIL's bilinear filter; unusable images are named and left out.
-    Detection runs on the full image unless max_detect_side > 0 (then on a copy reduced to that side)."""
+    Detection runs on the full image unless max_detect_side > 0 (then on a copy reduced to that side);
+    gpu_memory_fraction and allow_growth set the detector's GPU memory."""
     from align.detect_face import MTCNN
     kept, faces = [], []
-    with MTCNN() as detector:
+    with MTCNN(gpu_memory_fraction=gpu_memory_fraction, allow_growth=allow_growth) as detector:
         for path in image_paths:
             try:
                 img = image_lib.read_rgb(path)
@@ -41,12 +43,14 @@ def load_and_align_data(image_paths, image_size, margin, standardize, max_detect
     return kept, np.stack(faces) if faces else np.zeros((0, image_size, image_size, 3), np.float32)
 
 
-def embed(model, faces, precision):
+def embed(model, faces, precision, gpu_memory_fraction=None, allow_growth=False):
     """Embeddings of the aligned faces with the model (.pb or checkpoint folder)."""
     tf1 = tf_setup.configure().compat.v1
     from facenet_tf.model_io import load_for_inference, model_tensors
     with tf1.Graph().as_default():
-        with tf1.Session(config=tf_setup.session_config(precision)) as sess:
+        config = tf_setup.session_config(precision, gpu_memory_fraction=gpu_memory_fraction,
+                                         allow_growth=allow_growth)
+        with tf1.Session(config=config) as sess:
             load_for_inference(model, sess)
             images, phase_train, embeddings = model_tensors(sess.graph)
             feed = {images: faces}
@@ -77,10 +81,10 @@ def main(args):
     tf_setup.configure()
     standardize = image_lib.fixed_standardize if args.use_fixed_image_standardization else image_lib.prewhiten
     paths, faces = load_and_align_data(args.image_files, args.image_size, args.margin, standardize,
-                                       args.max_detect_side)
+                                       args.max_detect_side, args.gpu_memory_fraction, args.allow_growth)
     if len(paths) < 2:
         raise FaceNetError('need at least two images with a detectable face, got %d' % len(paths))
-    emb = embed(args.model, faces, args.precision)
+    emb = embed(args.model, faces, args.precision, args.gpu_memory_fraction, args.allow_growth)
     print_matrix(paths, distance_matrix(emb))
 
 
@@ -92,9 +96,7 @@ def parse_arguments(argv):
     parser.add_argument('--margin', type=int,
                         help='Margin for the crop around the bounding box (height, width) in pixels.',
                         default=44)
-    parser.add_argument('--gpu_memory_fraction', type=float,
-                        help='Upper bound on the amount of GPU memory (accepted; no effect on a CPU).',
-                        default=1.0)
+    add_gpu_memory_arguments(parser)
     parser.add_argument('--use_fixed_image_standardization', action='store_true',
                         help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of prewhitening.')
     aligner.add_max_detect_side_argument(parser)

@@ -117,7 +117,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     for flag, value, message in [('--image_size', '0', 'must be at least 1'),
                                  ('--num_workers', '0', 'must be at least 1'),
-                                 ('--margin', '-1', 'must be at least 0')]:
+                                 ('--margin', '-1', 'must be at least 0'),
+                                 ('--gpu_memory_fraction', '1.5', 'must be above 0 and at most 1')]:
         with pytest.raises(SystemExit) as exit_info:  # flag values: argparse reports them
             script.parse_arguments([str(tmp_path), str(tmp_path / 'out'), flag, value])
         assert exit_info.value.code == 2
@@ -188,6 +189,21 @@ def test_workers_give_the_same_outputs(data_dir, tmp_path, capsys):
         outs[workers] = sorted((os.path.relpath(p[0], out), p[1:]) for p in _bb_lines(out))
     assert len(outs[1]) == 6
     assert outs[1] == outs[2]
+
+
+def test_gpu_memory_flags_reach_the_detector_session(tmp_path):
+    args = script.parse_arguments([str(tmp_path), str(tmp_path / 'out'), '--gpu_memory_fraction', '0.4',
+                                   '--allow_growth'])
+    opts = dataset_alignment.Options(args.image_size, args.margin, False, False, 0, args.gpu_memory_fraction,
+                                     args.allow_growth)
+    batch_aligner = dataset_alignment.BatchAligner(opts)
+    try:
+        gpu = batch_aligner.detector.session_config.gpu_options
+        assert gpu.per_process_gpu_memory_fraction == pytest.approx(0.4) and gpu.allow_growth
+    finally:
+        batch_aligner.close()
+    defaults = script.parse_arguments([str(tmp_path), str(tmp_path / 'out')])
+    assert (defaults.gpu_memory_fraction, defaults.allow_growth) == (1.0, False)
 
 
 def test_similarity_transform_recovers_a_known_transform():

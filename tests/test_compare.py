@@ -193,6 +193,17 @@ def test_compare_detects_on_the_full_image_by_default(tiny_model, data_dir, caps
     assert abs(reduced[0, 1] - default[0, 1]) > 1e-3
 
 
+def test_compare_gpu_memory_flags(capsys):
+    import compare
+    args = compare.parse_arguments(['m.pb', 'a.jpg', 'b.jpg', '--gpu_memory_fraction', '0.25', '--allow_growth'])
+    assert (args.gpu_memory_fraction, args.allow_growth) == (0.25, True)
+    with pytest.raises(SystemExit) as e:
+        compare.parse_arguments(['m.pb', 'a.jpg', 'b.jpg', '--gpu_memory_fraction', '0'])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        ': error: argument --gpu_memory_fraction: must be above 0 and at most 1, got 0')
+
+
 def test_compare_max_detect_side_must_not_be_negative(capsys):
     import compare
     assert compare.parse_arguments(['m.pb', 'a.jpg', 'b.jpg', '--max_detect_side', '900']).max_detect_side == 900

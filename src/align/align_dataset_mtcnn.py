@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from align.aligner import add_max_detect_side_argument  # noqa: E402
 from facenet_tf import sharding, tf_setup  # noqa: E402
-from facenet_tf.cli import non_negative_int, positive_int, run  # noqa: E402
+from facenet_tf.cli import add_gpu_memory_arguments, non_negative_int, positive_int, run  # noqa: E402
 from facenet_tf.errors import FaceNetError  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def main(args):
     tf_setup.configure()
     from align.dataset_alignment import Options, align_dataset, summary_line
     opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment,
-                   args.max_detect_side)
+                   args.max_detect_side, args.gpu_memory_fraction, args.allow_growth)
     counts = align_dataset(args.input_dir, args.output_dir, opts, random_order=args.random_order,
                            num_workers=args.num_workers, arg_string=' '.join(sys.argv), shard=shard)
     print(summary_line(counts))
@@ -58,8 +58,7 @@ def parse_arguments(argv):
                         help='Margin for the crop around the bounding box (height, width) in pixels.')
     parser.add_argument('--random_order', action='store_true',
                         help='Shuffles the order of images to enable alignment using multiple processes.')
-    parser.add_argument('--gpu_memory_fraction', type=float, default=1.0,
-                        help='Upper bound on the amount of GPU memory used (accepted; CPU only here).')
+    add_gpu_memory_arguments(parser)
     parser.add_argument('--detect_multiple_faces', type=_flag, nargs='?', const=True, default=False,
                         help='Detect and align multiple faces per image.')
     parser.add_argument('--landmark_alignment', type=_flag, nargs='?', const=True, default=False,

@@ -39,9 +39,10 @@ DETECT_THREADS = 2  # batches in detection at once
 PNG_COMPRESSION = 1  # zlib level: 4x faster to write than the default 6, files ~10% larger
 
 Job = namedtuple('Job', 'src base')  # input image path; output path without '.png'
-# max_detect_side: 0 = detect on the full image (classic), N > 0 = on a copy reduced to N px
-Options = namedtuple('Options', 'image_size margin detect_multiple_faces landmark_alignment max_detect_side',
-                     defaults=(0,))
+# max_detect_side: 0 = detect on the full image (classic), N > 0 = on a copy reduced to N px;
+# gpu_memory_fraction, allow_growth: the detector session's GPU memory (per process)
+Options = namedtuple('Options', 'image_size margin detect_multiple_faces landmark_alignment max_detect_side '
+                     'gpu_memory_fraction allow_growth', defaults=(0, None, False))
 Result = namedtuple('Result', 'status lines message')  # status: aligned / noface / unreadable
 
 
@@ -231,7 +232,8 @@ class BatchAligner(object):
     def __init__(self, opts, threads=None):
         from align.detect_face import MTCNN
         self.opts = opts
-        self.detector = MTCNN(threads=threads)
+        self.detector = MTCNN(threads=threads, gpu_memory_fraction=opts.gpu_memory_fraction,
+                              allow_growth=opts.allow_growth)
         self.pool = ThreadPoolExecutor(WORKER_THREADS)
 
     def _load(self, job):

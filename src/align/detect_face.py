@@ -152,9 +152,12 @@ def cpu_count():
     return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 
-def session_config(threads=None):
-    """CPU session settings: `threads` (default: all cores) inside an op, two ops at a time."""
-    return tf_setup.session_config(intra_op_threads=threads or cpu_count(), inter_op_threads=2)
+def session_config(threads=None, gpu_memory_fraction=None, allow_growth=False):
+    """Detector session settings: `threads` (default: all cores) inside an op, two ops at a time; on
+    a GPU, the share of its memory this process may take (`--gpu_memory_fraction`) or allocation as
+    needed (`--allow_growth`)."""
+    return tf_setup.session_config(intra_op_threads=threads or cpu_count(), inter_op_threads=2,
+                                   gpu_memory_fraction=gpu_memory_fraction, allow_growth=allow_growth)
 
 
 def create_mtcnn(sess, model_path=None):
@@ -323,15 +326,18 @@ class MTCNN(object):
 
     With sess None the detector owns a graph and a CPU session; otherwise it builds its networks
     in the given session's graph. model_path None means the packaged weights, else a folder with
-    det1.npy, det2.npy, det3.npy. `threads` sets the CPU threads of an owned session.
+    det1.npy, det2.npy, det3.npy. `threads`, `gpu_memory_fraction` and `allow_growth` set up an
+    owned session (see session_config).
     """
 
     def __init__(self, sess=None, model_path=None, minsize=DEFAULT_MINSIZE, threshold=DEFAULT_THRESHOLD,
-                 factor=DEFAULT_FACTOR, threads=None):
+                 factor=DEFAULT_FACTOR, threads=None, gpu_memory_fraction=None, allow_growth=False):
         weights = load_weights(model_path)
         self.own_session = sess is None
+        self.session_config = None  # the ConfigProto of an owned session
         if sess is None:
-            sess = tf1.Session(graph=tf.Graph(), config=session_config(threads))
+            self.session_config = session_config(threads, gpu_memory_fraction, allow_growth)
+            sess = tf1.Session(graph=tf.Graph(), config=self.session_config)
         self.sess = sess
         self.minsize = minsize
         self.threshold = tuple(threshold)

@@ -98,3 +98,20 @@ def fraction(text):
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError('must be between 0 and 1, got %g' % value)
     return value
+
+
+def memory_fraction(text):
+    """An argparse type: a float in (0, 1]."""
+    value = _number(text, float)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError('must be above 0 and at most 1, got %g' % value)
+    return value
+
+
+def add_gpu_memory_arguments(parser):
+    """The classic `--gpu_memory_fraction` (share of each GPU's memory this process may take) and
+    `--allow_growth` (allocate as needed instead); both go to the session config, no effect on a CPU."""
+    parser.add_argument('--gpu_memory_fraction', type=memory_fraction, default=1.0,
+                        help='Upper bound on the share of GPU memory used by the process (no effect on CPU).')
+    parser.add_argument('--allow_growth', action='store_true',
+                        help='Allocate GPU memory as needed instead of the whole fraction at start (no effect on CPU).')

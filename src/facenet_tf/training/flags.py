@@ -37,10 +37,7 @@ def _add_run_arguments(parser):
                         help='Directory where to write event logs.')
     parser.add_argument('--models_base_dir', type=str, default='~/models/facenet',
                         help='Directory where to write trained models and checkpoints.')
-    parser.add_argument('--gpu_memory_fraction', type=float, default=1.0,
-                        help='Upper bound on the amount of GPU memory used by the process (no effect on CPU).')
-    parser.add_argument('--allow_growth', action='store_true',
-                        help='Allocate GPU memory as needed instead of the whole fraction at start (no effect on CPU).')
+    cli.add_gpu_memory_arguments(parser)
     parser.add_argument('--num_gpus', type=cli.positive_int, default=1,
                         help='Towers: the batch is split over this many GPUs (logical CPU devices without GPUs), '
                         'their gradients averaged before one update.')
