@@ -7,6 +7,10 @@ configure() (idempotent, thread-safe, cheap after the first call) does, once per
   once, when TensorFlow loads: configure() must run before anything imports TensorFlow;
 - imports TensorFlow with stderr closed (its C++ start-up lines are printed before any log setting
   applies, and would break the scripts' one-line error contract) and sets its Python logger to ERROR;
+  the GPU platform is probed there too (`list_physical_devices('GPU')`, free on the CPU build): on
+  a machine without a CUDA driver the `tensorflow` wheel prints `failed call to cuInit` (an E-level
+  line) when its devices are first listed, i.e. at the first session, which would otherwise reach
+  every script's output;
 - leaves Keras to TensorFlow's lazy loader: `import tensorflow` otherwise imports Keras 3 eagerly
   (and with it scikit-learn wrappers and IPython), about a quarter of the import's CPU time
   (1.3-1.6 s of 5-6 s measured on the 2-core machine), which no tool here uses; `tf.keras` still
@@ -32,8 +36,8 @@ EAGER_KERAS_MODULE = 'keras.src.optimizers'  # what `import tensorflow` imports 
 
 
 def _import_quietly():
-    """Import TensorFlow with file descriptor 2 pointed at /dev/null, without its eager Keras
-    import (a None entry in sys.modules makes that import fail, which TensorFlow ignores)."""
+    """Import TensorFlow and list its GPUs with file descriptor 2 pointed at /dev/null, without its
+    eager Keras import (a None entry in sys.modules makes that import fail, which TensorFlow ignores)."""
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     blocked = EAGER_KERAS_MODULE not in sys.modules
@@ -42,6 +46,7 @@ def _import_quietly():
         if blocked:
             sys.modules[EAGER_KERAS_MODULE] = None
         import tensorflow
+        tensorflow.config.list_physical_devices('GPU')
     finally:
         if blocked:
             sys.modules.pop(EAGER_KERAS_MODULE, None)
