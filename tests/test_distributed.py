@@ -45,13 +45,13 @@ def test_tf_config_parsing():
         distributed.from_environment({'TF_CONFIG': '{"cluster": '})
 
 
-def _start(task_type, cluster, data, tmp, log_name):
+def _start(task_type, cluster, data, tmp, log_name, extra=()):
     env = dict(os.environ, PYTHONUNBUFFERED='1',
                TF_CONFIG=json.dumps({'cluster': cluster, 'task': {'type': task_type, 'index': 0}}))
     log = open(tmp / log_name, 'w')
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, 'src', 'train_tripletloss.py'), '--data_dir',
                                 str(data), '--logs_base_dir', str(tmp / 'logs'), '--models_base_dir',
-                                str(tmp / 'models')] + FLAGS, cwd=ROOT, env=env, stdout=log,
+                                str(tmp / 'models')] + FLAGS + list(extra), cwd=ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT)
     log.close()
     return process
@@ -113,3 +113,38 @@ def _one_device_variables(data):
     with tf.Graph().as_default():
         graph = train_tripletloss.build_graph(args, __import__('models.small_cnn', fromlist=['inference']))
         return sorted(v.op.name for v in graph.saved)
+
+
+ASYNC_UPDATES = 60
+
+
+def test_asynchronous_updates_each_worker_applies_its_own(synthetic_faces, tmp_path):  # noqa: F811
+    """--replica_updates async: every step of either worker is one update of the shared variables, so
+    the global step runs ahead of each worker's own step count by the other's updates (with
+    synchronous updates it equals that count: one update takes a gradient from each worker)."""
+    ports = distributed.free_local_ports(3)
+    cluster = {'ps': ['localhost:%d' % ports[0]], 'chief': ['localhost:%d' % ports[1]],
+               'worker': ['localhost:%d' % ports[2]]}
+    flags = ['--replica_updates', 'async', '--max_nrof_epochs', '1', '--epoch_size', str(ASYNC_UPDATES)]
+    processes = []
+    try:
+        processes += [_start(task, cluster, synthetic_faces, tmp_path, task + '.log', flags)
+                      for task in ('ps', 'chief', 'worker')]
+        for process, name in zip(processes[1:], ('chief.log', 'worker.log')):
+            assert process.wait(timeout=300) == 0, (tmp_path / name).read_text()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    ends = []
+    for name in ('chief', 'worker'):
+        log = (tmp_path / (name + '.log')).read_text()
+        # progress lines: Epoch: [epoch][own step/epoch_size]  step <global step> ...
+        own, global_step = map(int, re.findall(r'^Epoch: \[0\]\[(\d+)/%d\]\tstep (\d+)' % ASYNC_UPDATES, log, re.M)[-1])
+        assert own >= 10 and global_step >= own + 5, (name, own, global_step)  # the other one's updates
+        ends.append(int(re.search(r'the cluster has done its %d updates: training ends at global step (\d+)'
+                                  % ASYNC_UPDATES, log).group(1)))
+    assert ASYNC_UPDATES <= max(ends) <= ASYNC_UPDATES + 2, ends  # both may start the last update
+    prefix = tf.train.latest_checkpoint(str(tmp_path / 'models' / 'cluster'))
+    assert prefix.endswith('model-cluster.ckpt-%d' % ends[0])  # the chief's checkpoint at its last step
