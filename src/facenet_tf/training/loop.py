@@ -42,6 +42,7 @@ class Run:
     last_checkpoint: Optional[str] = None
     best: Optional[BestCheckpoint] = None
     step_options: Any = None            # RunOptions of a training step (the timeout of sync replicas)
+    steps_run: int = 0                  # training steps this process has run
 
     def train_step(self, names, feed, epoch, with_summary):
         """One training step fetching the graph's `names` (see session.run_train_step). In a cluster
@@ -49,6 +50,7 @@ class Run:
         (distributed.ClusterFinished)."""
         if self.graph.cluster is not None:
             distributed.check_finished(self.global_step(), self.args.max_nrof_epochs * self.args.epoch_size)
+        self.steps_run += 1
         return run_train_step(self.sess, self.graph, names, feed, epoch, self.summary_writer, with_summary,
                               self.last_checkpoint, self.step_options)
 
@@ -138,9 +140,9 @@ def run_epochs(run, strategy):
         return 1
     except (distributed.ClusterFinished, tf.errors.DeadlineExceededError) as e:
         step = run.global_step()
-        print('%s: training ends at global step %d' % (
+        print('%s: training ends at global step %d (%d steps run here)' % (
             e if isinstance(e, distributed.ClusterFinished) else 'A step waited %g s for the other workers, which '
-            'have finished' % run.args.replica_step_timeout, step))
+            'have finished' % run.args.replica_step_timeout, step, run.steps_run))
         run.last_checkpoint = run.save_checkpoint(strategy.checkpoint_number(epoch, step))
     except (tf.errors.OutOfRangeError, tf.errors.CancelledError) as e:
         raise input_error(run.coord, e)
