@@ -178,9 +178,9 @@ def test_compare_detects_on_the_full_image_by_default(tiny_model, data_dir, caps
             expected.append(image_lib.prewhiten(aligner.crop_face(img, boxes[0, 0:4], 160, 44)[0]))
     fed, real_embed = [], compare.embed
 
-    def recording_embed(model, faces, precision):
+    def recording_embed(model, faces, *settings):
         fed.append(faces)
-        return real_embed(model, faces, precision)
+        return real_embed(model, faces, *settings)
     monkeypatch.setattr(compare, 'embed', recording_embed)
     default = _matrix(_run_in_process(capsys, tiny_model, *paths))
     np.testing.assert_allclose(fed[0], np.stack(expected), atol=1e-5)
