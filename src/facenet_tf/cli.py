@@ -1,4 +1,6 @@
 """Running a script's main: bad input becomes one clear line on stderr, never a traceback.
+FaceNetError (bad input the library recognised) and OSError (a path that is missing, unreadable, a
+folder, or a full disk) print `<script>: error: <reason>` and exit 2.
 
 Also the argparse validators the scripts use as `type=` for numeric flags (positive_int,
 non_negative_int, int_at_least, int_between, non_negative_float, fraction): a bad value is reported
@@ -21,10 +23,23 @@ def run(main, args, prog=None):
     except FaceNetError as e:
         sys.stderr.write('%s: error: %s\n' % (prog, e))
         return 2
+    except OSError as e:  # a path the user gave: missing, unreadable, a folder, a full disk
+        sys.stderr.write('%s: error: %s\n' % (prog, os_error_line(e)))
+        return 2
+    except MemoryError:
+        sys.stderr.write('%s: error: out of memory (lower the batch or size flags)\n' % prog)
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write('%s: interrupted\n' % prog)
         return 130
     return 0 if code is None else int(code)
+
+
+def os_error_line(e):
+    """One line for an OSError: its reason and the file(s) it names."""
+    reason = e.strerror or str(e) or type(e).__name__
+    names = [n for n in (e.filename, e.filename2) if n is not None]
+    return '%s: %s' % (reason, ' -> '.join(str(n) for n in names)) if names else reason
 
 
 def _number(text, kind):
