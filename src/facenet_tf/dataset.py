@@ -30,6 +30,30 @@ def get_image_paths(facedir):
             if not f.startswith('.') and os.path.isfile(os.path.join(facedir, f))]
 
 
+def output_stems(paths):
+    """{path: output name without extension} for the images of one folder: the file's stem (the
+    classic name, `x.jpg` -> `x`), except where several files share a stem (`x.jpg`, `x.png`): each
+    of those is named stem + '_' + its extension (`x_jpg`, `x_png`), and a number is added
+    (`x_jpg_2`) if that name is taken too. Depends only on the names, not on the order of processing."""
+    stems = [os.path.splitext(os.path.basename(p)) for p in paths]
+    count = {}
+    for stem, _ in stems:
+        count[stem] = count.get(stem, 0) + 1
+    names = {p: stem for p, (stem, _) in zip(paths, stems) if count[stem] == 1}
+    taken = set(names.values())
+    for p, (stem, ext) in sorted(zip(paths, stems)):
+        if count[stem] == 1:
+            continue
+        base = name = '%s_%s' % (stem, ext.lstrip('.').lower() or 'noext')
+        n = 1
+        while name in taken:
+            n += 1
+            name = '%s_%d' % (base, n)
+        taken.add(name)
+        names[p] = name
+    return names
+
+
 def get_dataset(path, has_class_directories=True):
     """ImageClass list of one folder, or of several joined by ':' (classes sorted by name per folder)."""
     dataset = []
