@@ -1,17 +1,19 @@
 """Freeze a checkpoint folder into a single `.pb`: variables as constants, inference branch only.
 
-Usage: python src/freeze_graph.py model_dir output_file [--use_moving_averages]
+Usage: python src/freeze_graph.py model_dir output_file [--use_moving_averages] [--overwrite]
 """
 import argparse
 import sys
 
-from facenet_tf import tf_setup
+from facenet_tf import files, tf_setup
 from facenet_tf.cli import run
 
 
 def main(args):
     tf_setup.configure()
     from facenet_tf import model_io
+    model_io.find_model(args.model_dir)
+    files.check_new_output(args.output_file, args.overwrite)
     nodes = model_io.freeze_model(args.model_dir, args.output_file, args.use_moving_averages)
     print('%d ops in the final graph: %s' % (nodes, args.output_file))
 
@@ -24,6 +26,7 @@ def parse_arguments(argv):
     parser.add_argument('--use_moving_averages', action='store_true',
                         help='Freeze the moving averages of the weights (kept by the training scripts) '
                         'instead of the weights.')
+    files.add_overwrite_argument(parser, 'the output .pb file')
     return parser.parse_args(argv)
 
 

@@ -6,14 +6,21 @@ InceptionResnetV1 with a 128-D bottleneck) names its layers after the classic va
 Conv2d_0a_1x1/weights`, `..._BatchNorm/moving_mean:0` is `.../BatchNorm/moving_mean`, and the last,
 unrepeated Block8 is `Block8_6`. Only the weight arrays are read, with h5py: the file's model config
 holds Python bytecode (its Lambda layers) that is never looked at, let alone run.
+
+The file may come from anywhere: only hard links inside it are followed (an external link opens
+another file), a weight must be a float dataset stored in the file itself (external storage and
+virtual datasets read other files), and every weight's declared shape is checked against the
+network before any data is read, so memory is set by the network, not by the file.
 """
 import os
 import re
 import shutil
+import tempfile
 
 import numpy as np
 
 from facenet_tf.errors import FaceNetError
+from facenet_tf.files import check_new_output, temporary_name
 from facenet_tf.tf_setup import configure
 
 SCOPE = 'InceptionResnetV1'
@@ -63,46 +70,149 @@ def _text(value):
     return value.decode('utf8') if isinstance(value, bytes) else str(value)
 
 
-def read_keras_weights(path):
-    """({Keras weight name: float32 array}, input size) of a Keras HDF5 model or weights file, read
-    with h5py in one pass."""
+MAX_NAMES = 100000        # layer and weight names a file may list (the published one: 490 weights)
+MAX_EMBEDDING_SIZE = 8192
+MAX_IMAGE_SIZE = 4096
+BUILTIN_FILTERS = (1, 2, 3, 4, 5, 6, 32000)   # deflate, shuffle, fletcher32, szip, nbit, scaleoffset, lzf
+
+
+def open_h5(path):
+    """The Keras HDF5 file `path` opened read-only with h5py (one-line errors for a missing file or
+    one that is not HDF5)."""
     import h5py
     if not os.path.isfile(path):
         raise FaceNetError('Keras model file not found: %s' % path)
     try:
-        f = h5py.File(path, 'r')
+        return h5py.File(path, 'r')
     except OSError:
         raise FaceNetError('%s is not an HDF5 file (expected a Keras .h5 model such as facenet_keras.h5)' % path)
-    with f:
-        root = f['model_weights'] if 'model_weights' in f else f
-        if 'layer_names' not in root.attrs:
-            raise FaceNetError('%s holds no Keras layer weights (no layer_names attribute)' % path)
-        weights = {}
-        for layer in root.attrs['layer_names']:
-            group = root[_text(layer)]
-            for name in group.attrs.get('weight_names', []):
-                name = _text(name)
-                if name in weights:
-                    raise FaceNetError('%s: weight %s appears twice' % (path, name))
-                weights[name] = np.asarray(group[name], dtype=np.float32)
-        size = _input_size(f.attrs.get('model_config'))
-    if not weights:
+
+
+def _names(node, attr, path):
+    """The list of names in attribute `attr` of an HDF5 group (a Keras layer_names / weight_names)."""
+    try:
+        values = np.asarray(node.attrs[attr]) if attr in node.attrs else np.empty(0, object)
+    except (OSError, TypeError, ValueError) as e:
+        raise FaceNetError('%s: unreadable %s attribute of %s (%s)' % (path, attr, node.name, type(e).__name__))
+    if values.size == 0:
+        return []
+    if values.ndim != 1 or values.size > MAX_NAMES or values.dtype.kind not in 'SUO':
+        raise FaceNetError('%s: the %s attribute of %s is not a list of names' % (path, attr, node.name))
+    if not all(isinstance(v, (str, bytes)) for v in values.tolist()):
+        raise FaceNetError('%s: the %s attribute of %s is not a list of names' % (path, attr, node.name))
+    return [_text(v) for v in values]
+
+
+def _member(group, name, path):
+    """group[name] reached through hard links only: an external link (another file) or a soft link
+    inside `name` is refused before it is followed."""
+    import h5py
+    node = group
+    for part in name.split('/'):
+        if part in ('', '.'):
+            continue
+        link = node.get(part, getlink=True) if isinstance(node, h5py.Group) else None
+        if link is None:
+            raise FaceNetError('%s: %s has no member %s' % (path, node.name, part))
+        if not isinstance(link, h5py.HardLink):
+            raise FaceNetError('%s: %s/%s is %s (refused: only data stored in this file is read)'
+                               % (path, node.name.rstrip('/'), part,
+                                  'an external link to %s' % link.filename if isinstance(link, h5py.ExternalLink)
+                                  else 'a %s' % type(link).__name__))
+        node = node[part]
+    return node
+
+
+def _weight_dataset(group, name, path):
+    """The dataset of weight `name` in a layer group, checked before any of its data is read: a
+    float array stored in this file (no external storage, no virtual dataset)."""
+    import h5py
+    dataset = _member(group, name, path)
+    where = '%s: weight %s' % (path, name)
+    if not isinstance(dataset, h5py.Dataset):
+        raise FaceNetError('%s is a %s, not a dataset' % (where, type(dataset).__name__))
+    if dataset.is_virtual:
+        raise FaceNetError('%s is a virtual dataset (refused: it reads other files)' % where)
+    if dataset.external:
+        raise FaceNetError('%s has external storage in %s (refused: only data stored in this file is read)'
+                           % (where, _text(dataset.external[0][0])))
+    filters = dataset.id.get_create_plist()
+    for i in range(filters.get_nfilters()):
+        code = filters.get_filter(i)[0]
+        if code not in BUILTIN_FILTERS:
+            raise FaceNetError('%s needs HDF5 filter %d (refused: only built-in filters, no filter plugin is '
+                               'loaded)' % (where, code))
+    if dataset.dtype.kind != 'f' or dataset.dtype.fields is not None or dataset.dtype.subdtype is not None:
+        raise FaceNetError('%s has type %s, not float' % (where, dataset.dtype))
+    if dataset.shape is None:
+        raise FaceNetError('%s has no shape' % where)
+    return dataset
+
+
+def keras_weight_datasets(f, path):
+    """{Keras weight name: h5py dataset} of an open Keras HDF5 model or weights file, every dataset
+    checked (links, storage, type) but none read."""
+    import h5py
+    root = _member(f, 'model_weights', path) if 'model_weights' in f else f
+    if not isinstance(root, h5py.Group) or 'layer_names' not in root.attrs:
+        raise FaceNetError('%s holds no Keras layer weights (no layer_names attribute)' % path)
+    datasets = {}
+    for layer in _names(root, 'layer_names', path):
+        group = _member(root, layer, path)
+        if not isinstance(group, h5py.Group):
+            raise FaceNetError('%s: layer %s is a %s, not a group' % (path, layer, type(group).__name__))
+        for name in _names(group, 'weight_names', path):
+            if name in datasets:
+                raise FaceNetError('%s: weight %s appears twice' % (path, name))
+            datasets[name] = _weight_dataset(group, name, path)
+    if not datasets:
         raise FaceNetError('%s holds no weights' % path)
+    return datasets
+
+
+def read_dataset(dataset, shape, path):
+    """The float32 data of a checked dataset whose shape must be `shape` (checked before reading)."""
+    if tuple(dataset.shape) != tuple(shape):
+        raise FaceNetError('%s: %s has shape %s, expected %s' % (path, dataset.name, dataset.shape, tuple(shape)))
+    try:
+        return np.asarray(dataset[()], dtype=np.float32).reshape(shape)
+    except (OSError, ValueError, TypeError) as e:
+        raise FaceNetError('%s: cannot read %s (%s)' % (path, dataset.name, (str(e).splitlines() or [''])[0]))
+
+
+def read_keras_weights(path):
+    """({Keras weight name: float32 array}, input size) of a Keras HDF5 model or weights file, read
+    with h5py in one pass (every dataset checked as in keras_weight_datasets)."""
+    with open_h5(path) as f:
+        weights = {name: read_dataset(d, d.shape, path) for name, d in keras_weight_datasets(f, path).items()}
+        size = input_size(f, path)
     return weights, size
 
 
-def _input_size(config, default=160):
+def input_size(f, path, default=160):
     """The square input size of the Keras model's input layer, read from its JSON config (only the
     shape field), or `default` when the file has no model config."""
     import json
+    config = f.attrs.get('model_config')
     if config is None:
         return default
     try:
         layers = json.loads(_text(config))['config']['layers']
         shape = next(l['config']['batch_input_shape'] for l in layers if l['class_name'] == 'InputLayer')
-        return int(shape[1])
-    except (ValueError, KeyError, TypeError, StopIteration, IndexError):
+        size = int(shape[1])
+    except (ValueError, KeyError, TypeError, StopIteration, IndexError, AttributeError):
         return default
+    if not 1 <= size <= MAX_IMAGE_SIZE:
+        raise FaceNetError('%s: the model config declares an input size of %d pixels' % (path, size))
+    return size
+
+
+class _Declared:
+    """A weight's declared shape, standing for its array until the shape has been checked."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        self.ndim = len(self.shape)
 
 
 def _listed(names, limit=3):
@@ -131,6 +241,9 @@ def embedding_size(weights, path='the file'):
     kernel = weights.get(SCOPE + '/Bottleneck/weights')
     if kernel is None or kernel.ndim != 2:
         raise FaceNetError('%s has no Bottleneck/kernel weight (the embedding layer)' % path)
+    if not 1 <= kernel.shape[1] <= MAX_EMBEDDING_SIZE:
+        raise FaceNetError('%s: the Bottleneck/kernel weight declares an embedding size of %d'
+                           % (path, kernel.shape[1]))
     return int(kernel.shape[1])
 
 
@@ -178,35 +291,64 @@ def load_weights(sess, weights):
              {var.initializer.inputs[1]: weights[var.op.name] for var in variables})
 
 
-def _prepare_folder(model_dir):
-    """A fresh temporary folder beside model_dir; model_dir itself must be absent or empty."""
+def check_outputs(model_dir, pb_file=None, overwrite=False):
+    """Refuse, before any work, a model folder that exists and is not empty, or an existing pb_file,
+    unless `overwrite`. Returns the absolute model folder."""
     model_dir = os.path.abspath(os.path.expanduser(model_dir))
-    if os.path.exists(model_dir) and (not os.path.isdir(model_dir) or os.listdir(model_dir)):
-        raise FaceNetError('%s already exists and is not an empty folder (give a new model folder)' % model_dir)
-    tmp = model_dir + '.importing'
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    return model_dir, tmp
+    if os.path.lexists(model_dir) and (not os.path.isdir(model_dir) or os.listdir(model_dir)) and not overwrite:
+        raise FaceNetError('%s already exists and is not an empty folder (give a new model folder, or '
+                           '--overwrite replaces it)' % model_dir)
+    if pb_file:
+        check_new_output(pb_file, overwrite)
+    return model_dir
 
 
-def import_model(h5_file, model_dir, network, model_name, pb_file=None, log=print):
+def _move_into_place(tmp, model_dir):
+    """Rename the complete folder `tmp` to model_dir; what was there (an empty folder, or what
+    --overwrite replaces) goes only once the new folder is in place."""
+    parent, name = os.path.split(model_dir)
+    old = None
+    if os.path.isdir(model_dir) and not os.path.islink(model_dir):
+        old = tempfile.mkdtemp(prefix='.%s.' % name, suffix='.replaced', dir=parent)
+        os.rename(model_dir, old)
+    elif os.path.lexists(model_dir):
+        os.remove(model_dir)
+    os.rename(tmp, model_dir)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def import_model(h5_file, model_dir, network, model_name, pb_file=None, log=print, overwrite=False):
     """Write the Keras weights of `h5_file` as the classic folder `model_dir` (`model-<name>.meta`,
-    `model-<name>.ckpt-0`, `checkpoint`) and, with pb_file, as a frozen graph. The folder appears
-    complete or not at all. Returns (number of variables, embedding size)."""
+    `model-<name>.ckpt-0`, `checkpoint`) and, with pb_file, as a frozen graph. Existing outputs are
+    refused unless `overwrite`; the weights are read and checked before anything is written, under a
+    temporary folder of this run, so the folder appears complete or not at all. Returns (number of
+    variables, embedding size)."""
     tf = configure()
     from facenet_tf import model_io
     tf1 = tf.compat.v1
-    keras_weights, image_size = read_keras_weights(h5_file)
-    weights = classic_weights(keras_weights, h5_file)
-    bottleneck = embedding_size(weights, h5_file)
-    log('read %d weights from %s (embedding size %d, input %dx%d)'
-        % (len(weights), h5_file, bottleneck, image_size, image_size))
-    model_dir, tmp = _prepare_folder(model_dir)
-    try:
-        with tf1.Graph().as_default():
+    model_dir = check_outputs(model_dir, pb_file, overwrite)
+    with open_h5(h5_file) as f:
+        datasets = keras_weight_datasets(f, h5_file)
+        image_size = input_size(f, h5_file)
+        declared = classic_weights({name: _Declared(d.shape) for name, d in datasets.items()}, h5_file)
+        bottleneck = embedding_size(declared, h5_file)
+        graph = tf1.Graph()
+        with graph.as_default():
             build_classic_graph(network, bottleneck, image_size)
             variables = tf1.global_variables()
-            check_complete(weights, variables, h5_file)
+            check_complete(declared, variables, h5_file)
+        keras_names = {classic_name(name): name for name in datasets}
+        weights = {var.op.name: read_dataset(datasets[keras_names[var.op.name]], declared[var.op.name].shape,
+                                             h5_file) for var in variables}
+    log('read %d weights from %s (embedding size %d, input %dx%d)'
+        % (len(weights), h5_file, bottleneck, image_size, image_size))
+    parent = os.path.dirname(model_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = temporary_name(model_dir)
+    os.mkdir(tmp)   # new, this run's (fails rather than reuse anything there)
+    try:
+        with graph.as_default():
             with tf1.Session() as sess:
                 load_weights(sess, weights)
                 saver = tf1.train.Saver(variables, save_relative_paths=True)
@@ -215,11 +357,10 @@ def import_model(h5_file, model_dir, network, model_name, pb_file=None, log=prin
         if frozen is not None:
             model_io.write_graph_def(frozen, pb_file)
             log('wrote %s (%d ops)' % (pb_file, len(frozen.node)))
-        if os.path.isdir(model_dir):
-            os.rmdir(model_dir)
-        os.rename(tmp, model_dir)
+        _move_into_place(tmp, model_dir)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
     log('wrote %s: model-%s.meta, model-%s.ckpt-0 (%d variables)' % (model_dir, model_name, model_name,
                                                                      len(variables)))
     return len(variables), bottleneck

@@ -5,9 +5,15 @@ checkpoints; a frozen model is a single GraphDef `.pb`. Tensor contract of every
 `input:0` (float [N,H,W,3]), `phase_train:0` (bool), `embeddings:0` (L2-normalised).
 `load_for_inference` is how every tool loads a model to embed images; `load_model` is the classic
 facenet.load_model.
+
+Model files come from anywhere, so every GraphDef and meta graph is screened (`screen_graph`) before it
+is imported: the ops that the fetched tensors depend on (embeddings, and a checkpoint's restore op)
+must be inference ops of INFERENCE_OPS (no file, network or Python-call op), the Saver may restore
+only the checkpoint this module names, and a checkpoint folder's files must lie inside it.
 """
 import os
 import re
+import stat
 import time
 
 from facenet_tf.errors import FaceNetError
@@ -19,6 +25,102 @@ tf1 = tf.compat.v1
 
 REQUIRED_TENSORS = ('input:0', 'embeddings:0')
 _CKPT_RE = re.compile(r'^(model-[\w\- ]+\.ckpt-(\d+))')
+
+
+# Ops a model's embeddings (or its Saver's restore) may depend on: the ops of the project's networks,
+# of the published model's graph and .meta, of MTCNN and of classic TF1 graphs (batch norm, dropout,
+# v1 control flow), and plain tensor arithmetic. None reads or writes a file, talks to a network or
+# calls Python; RestoreV2 is admitted only with the Saver's own file name (see screen_graph).
+INFERENCE_OPS = frozenset("""
+    Const Placeholder PlaceholderWithDefault Identity IdentityN StopGradient PreventGradient Snapshot NoOp
+    VariableV2 Variable VarHandleOp ReadVariableOp Assign AssignSub AssignAdd AssignVariableOp
+    AssignSubVariableOp AssignAddVariableOp RestoreV2
+    Switch RefSwitch Merge RefMerge RefIdentity
+    Conv2D DepthwiseConv2dNative Conv2DBackpropInput BiasAdd BiasAddV1 MatMul BatchMatMul BatchMatMulV2
+    BatchMatMulV3 MaxPool MaxPoolV2 AvgPool FusedBatchNorm FusedBatchNormV2 FusedBatchNormV3 LRN
+    Relu Relu6 Elu Selu LeakyRelu Softplus Softsign Sigmoid Tanh Softmax LogSoftmax
+    Add AddV2 AddN Sub Mul RealDiv Div DivNoNan FloorDiv FloorMod Maximum Minimum Neg Abs Sign Square Sqrt
+    Rsqrt Reciprocal Exp Log Log1p Pow SquaredDifference Floor Ceil Round Erf Cast
+    Sum Mean Prod Max Min ArgMax ArgMin L2Loss
+    Equal NotEqual Less LessEqual Greater GreaterEqual LogicalAnd LogicalOr LogicalNot Select SelectV2
+    Shape ShapeN Size Rank Reshape Squeeze ExpandDims Transpose ConcatV2 Concat Pack Unpack Slice
+    StridedSlice Split SplitV Tile Pad PadV2 MirrorPad Fill ZerosLike OnesLike Range BroadcastTo
+    BroadcastArgs ResizeBilinear ResizeNearestNeighbor
+    RandomUniform RandomStandardNormal TruncatedNormal
+""".split())
+MAX_CONST_BYTES = 1 << 30   # a Const, or a tensor made from a constant shape, is refused above this size
+_SHAPE_INPUT = {'Fill': 0, 'RandomUniform': 0, 'RandomStandardNormal': 0, 'TruncatedNormal': 0, 'BroadcastTo': 1}
+
+
+def _node_name(ref):
+    return ref.lstrip('^').split(':')[0]
+
+
+def screen_graph(graph_def, path, fetches=('embeddings',), feeds=('input', 'phase_train'), saver_def=None):
+    """Refuse (FaceNetError naming `path`) a graph whose fetched nodes depend on an op outside
+    INFERENCE_OPS or on a Const declaring a huge tensor it does not hold; with `saver_def` (a meta
+    graph's Saver) also screen its restore op, whose RestoreV2 may read only the checkpoint the
+    Saver is given. Nodes in `feeds` are fed by the tools: what feeds them never runs."""
+    by_name = {node.name: node for node in graph_def.node}
+    roots = [(name, tuple(feeds)) for name in fetches]
+    filename = None
+    if saver_def is not None:
+        filename = _node_name(saver_def.filename_tensor_name)
+        roots.append((_node_name(saver_def.restore_op_name), (filename,)))
+    for root, fed in roots:
+        stack, screened, expanded = [(root, False)], set(), set()
+        while stack:
+            name, control = stack.pop()
+            node = by_name.get(name)
+            if node is None or name in expanded:
+                continue
+            if name not in screened:
+                screened.add(name)
+                _screen_node(node, path)
+                if node.op in _SHAPE_INPUT and len(node.input) > _SHAPE_INPUT[node.op]:
+                    _screen_shape(by_name.get(_node_name(node.input[_SHAPE_INPUT[node.op]])), node, path)
+                if node.op == 'RestoreV2' and (filename is None or not node.input
+                                               or _node_name(node.input[0]) != filename):
+                    raise FaceNetError('%s: refused op RestoreV2 (node %s): it reads a file other than the model '
+                                       'folder\'s checkpoint' % (path, node.name))
+            if name in fed and not control:
+                continue   # a fed tensor: its node runs only when something waits on it (a control input)
+            expanded.add(name)
+            stack.extend((_node_name(ref), ref.startswith('^')) for ref in node.input)
+
+
+def _screen_node(node, path):
+    if node.op not in INFERENCE_OPS:
+        raise FaceNetError('%s: refused op %s (node %s): a model may hold only inference ops, not file, '
+                           'network or Python-call ops' % (path, node.op, node.name))
+    if node.op == 'Const':
+        tensor = node.attr['value'].tensor
+        try:
+            itemsize = 1 if tensor.dtype == tf.string.as_datatype_enum else tf.dtypes.as_dtype(tensor.dtype).size
+        except (TypeError, ValueError):
+            raise FaceNetError('%s: node %s is not a valid constant' % (path, node.name))
+        size = itemsize
+        for dim in tensor.tensor_shape.dim:
+            size *= max(dim.size, 0)
+        if size > MAX_CONST_BYTES and size > 2 * tensor.ByteSize():
+            raise FaceNetError('%s: node %s declares a %.1f GB constant the file does not hold'
+                               % (path, node.name, size / 1e9))
+
+
+def _screen_shape(shape_node, node, path):
+    """Refuse an op that makes a tensor of a constant shape (Fill, random ops, BroadcastTo) larger
+    than MAX_CONST_BYTES: memory is set by the model's real weights, not by a declared shape."""
+    if shape_node is None or shape_node.op != 'Const':
+        return
+    try:
+        dims = tf1.make_ndarray(shape_node.attr['value'].tensor).reshape(-1)
+    except (TypeError, ValueError):
+        raise FaceNetError('%s: node %s has an unreadable shape' % (path, node.name))
+    size = 4
+    for dim in dims.tolist():
+        size *= max(int(dim), 0)
+    if size > MAX_CONST_BYTES:
+        raise FaceNetError('%s: node %s (%s) declares a %.1f GB tensor' % (path, node.name, node.op, size / 1e9))
 
 
 def model_not_found(model):
@@ -46,23 +148,71 @@ def get_model_filenames(model_dir):
     if len(meta_files) > 1:
         raise FaceNetError('more than one .meta file in the model folder %s (%s)'
                         % (model_dir, ', '.join(meta_files)))
-    ckpt = tf1.train.get_checkpoint_state(model_dir)
-    if ckpt and ckpt.model_checkpoint_path:
-        ckpt_file = os.path.basename(ckpt.model_checkpoint_path)
-        if _checkpoint_exists(os.path.join(model_dir, ckpt_file)):
-            return meta_files[0], ckpt_file
-    best_step, ckpt_file = -1, None
-    for f in files:
-        m = _CKPT_RE.match(f)
-        if m is not None and int(m.group(2)) > best_step:
-            best_step, ckpt_file = int(m.group(2)), m.group(1)
+    _check_inside(model_dir, meta_files[0])
+    ckpt_file = _named_checkpoint(model_dir)
+    if ckpt_file is None:
+        best_step = -1
+        for f in files:
+            m = _CKPT_RE.match(f)
+            if m is not None and int(m.group(2)) > best_step:
+                best_step, ckpt_file = int(m.group(2)), m.group(1)
     if ckpt_file is None:
         raise FaceNetError('no checkpoint (model-*.ckpt-N) in the model folder %s' % model_dir)
+    for f in files:
+        if f.startswith(ckpt_file + '.'):
+            _check_inside(model_dir, f)
     return meta_files[0], ckpt_file
+
+
+def _named_checkpoint(model_dir):
+    """The checkpoint that the folder's `checkpoint` file names, as a file name in the folder (None
+    without one, or when it names a checkpoint of this folder since deleted). A path elsewhere (a
+    folder trained on another machine keeps absolute paths) stands for its file name in this folder;
+    when no such file is here the path is an error, never followed."""
+    path = os.path.join(model_dir, 'checkpoint')
+    if not os.path.lexists(path):
+        return None
+    _check_inside(model_dir, 'checkpoint')
+    ckpt = tf1.train.get_checkpoint_state(model_dir)
+    if not (ckpt and ckpt.model_checkpoint_path):
+        return None
+    named = ckpt.model_checkpoint_path
+    ckpt_file = os.path.basename(named)
+    if ckpt_file not in ('', '.', '..') and _checkpoint_exists(os.path.join(model_dir, ckpt_file)):
+        return ckpt_file
+    folder = os.path.abspath(model_dir)
+    if os.path.commonpath([os.path.abspath(os.path.join(model_dir, named)), folder]) != folder:
+        raise FaceNetError('%s: model_checkpoint_path %r is outside the model folder (only a checkpoint '
+                           'inside it is restored)' % (path, named))
+    return None   # a checkpoint of this folder since deleted: the highest one present is used
+
+
+def _check_inside(model_dir, name):
+    """Refuse a model-folder entry that is not a regular file inside the folder (a link leading
+    out of it, a FIFO, a folder)."""
+    path = os.path.join(model_dir, name)
+    real, folder = os.path.realpath(path), os.path.realpath(model_dir)
+    if os.path.commonpath([real, folder]) != folder:
+        raise FaceNetError('%s: links outside the model folder %s' % (path, model_dir))
+    if not stat.S_ISREG(os.stat(real).st_mode):
+        raise FaceNetError('%s: not a regular file' % path)
 
 
 def _checkpoint_exists(prefix):
     return os.path.exists(prefix + '.index') or os.path.exists(prefix)
+
+
+def read_meta_graph(model_dir, meta_file):
+    """The parsed MetaGraphDef of `meta_file` in model_dir (one-line error when it is not one)."""
+    path = os.path.join(model_dir, meta_file)
+    meta = tf1.MetaGraphDef()
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        meta.ParseFromString(data)
+    except Exception as e:  # protobuf raises its own DecodeError type
+        raise FaceNetError('%s is not a TensorFlow meta graph: %s' % (path, type(e).__name__))
+    return meta
 
 
 AVERAGE_SUFFIX = '/ExponentialMovingAverage'
@@ -80,15 +230,19 @@ def load_model(model, input_map=None, session=None, use_moving_averages=False):
         sess = session or tf1.get_default_session()
         if sess is None:
             raise FaceNetError('load_model needs a session to restore a checkpoint folder')
+        meta_path = os.path.join(model_exp, meta_file)
+        meta = read_meta_graph(model_exp, meta_file)
+        screen_graph(meta.graph_def, meta_path, saver_def=meta.saver_def if meta.HasField('saver_def') else None)
         try:
-            saver = tf1.train.import_meta_graph(os.path.join(model_exp, meta_file), input_map=input_map,
-                                                clear_devices=True)
+            saver = tf1.train.import_meta_graph(meta, input_map=input_map, clear_devices=True)
+            if saver is None:
+                raise FaceNetError('%s has no Saver to restore its checkpoint' % meta_path)
             if use_moving_averages:
                 saver = averages_saver(os.path.join(model_exp, ckpt_file), model)
             saver.restore(sess, os.path.join(model_exp, ckpt_file))
-        except (tf.errors.OpError, ValueError, KeyError) as e:
+        except (tf.errors.OpError, ValueError, KeyError, TypeError) as e:
             raise FaceNetError('cannot restore %s from %s: %s'
-                            % (ckpt_file, model, str(e).strip().splitlines()[0]))
+                            % (ckpt_file, model, (str(e).strip().splitlines() or [type(e).__name__])[0]))
     else:
         raise model_not_found(model)
     check_tensors(tf1.get_default_graph(), model)
@@ -100,10 +254,13 @@ def import_frozen_graph(graph_def, model, input_map=None, use_moving_averages=Fa
     if use_moving_averages:
         raise FaceNetError('%s is a frozen graph: it holds one set of weights (freeze the checkpoint folder '
                         'with --use_moving_averages instead)' % model)
+    screen_graph(graph_def, model)
+    for node in graph_def.node:
+        node.device = ''   # a file's device names (another machine's GPUs or jobs) are not placements here
     try:
         tf1.import_graph_def(graph_def, input_map=input_map, name='')
-    except ValueError as e:
-        raise FaceNetError('cannot import %s: %s' % (model, str(e).strip().splitlines()[0]))
+    except (ValueError, TypeError, KeyError, tf.errors.OpError) as e:
+        raise FaceNetError('cannot import %s: %s' % (model, (str(e).strip().splitlines() or [type(e).__name__])[0]))
 
 
 def averages_saver(checkpoint, model):
@@ -128,9 +285,12 @@ def averages_saver(checkpoint, model):
 def read_graph_def(path):
     """Parse a binary GraphDef file, with a one-line error when it is not one."""
     graph_def = tf1.GraphDef()
+    if not os.path.isfile(path):
+        raise FaceNetError('%s is not a frozen TensorFlow graph (.pb): not a regular file' % path)
+    with open(path, 'rb') as f:
+        data = f.read()
     try:
-        with tf.io.gfile.GFile(path, 'rb') as f:
-            graph_def.ParseFromString(f.read())
+        graph_def.ParseFromString(data)
     except Exception as e:  # protobuf raises its own DecodeError type
         raise FaceNetError('%s is not a frozen TensorFlow graph (.pb): %s' % (path, type(e).__name__))
     return graph_def
@@ -156,12 +316,7 @@ def _has_phase_train(model):
         return any(n.name == 'phase_train' for n in graph_def.node), graph_def
     if os.path.isdir(model):
         meta_file, _ = get_model_filenames(model)
-        meta = tf1.MetaGraphDef()
-        try:
-            with open(os.path.join(model, meta_file), 'rb') as f:
-                meta.ParseFromString(f.read())
-        except Exception as e:  # protobuf raises its own DecodeError type
-            raise FaceNetError('cannot read %s: %s' % (meta_file, type(e).__name__))
+        meta = read_meta_graph(model, meta_file)
         return any(n.name == 'phase_train' for n in meta.graph_def.node), None
     raise model_not_found(model)
 
@@ -394,25 +549,44 @@ def write_graph_def(graph_def, output_file):
         f.write(graph_def.SerializeToString())
 
 
+def _embedding_graph(graph_def, model, image_size):
+    """The part of a screened frozen graph that computes `embeddings` from an `input` placeholder of
+    [1, image_size, image_size, 3] (an `input` fed by anything else becomes that placeholder)."""
+    names = {node.name for node in graph_def.node}
+    if not {'input', 'embeddings'} <= names:
+        raise FaceNetError('model %s has no tensor %s' % (model, ', '.join(sorted({'input', 'embeddings'} - names))))
+    rewired = tf1.GraphDef()
+    rewired.versions.CopyFrom(graph_def.versions)
+    for node in graph_def.node:
+        if node.name == 'input':
+            node = _placeholder('input', tf.float32, [1, image_size, image_size, 3])
+        rewired.node.extend([node])
+    return tf1.graph_util.extract_sub_graph(rewired, ['embeddings'])
+
+
 def export_tflite(model, output_file, image_size=160):
-    """Convert a frozen `.pb` or a checkpoint folder (frozen first) to a TensorFlow Lite flatbuffer
-    with input `input` [1, image_size, image_size, 3] and output `embeddings`. Returns its size."""
+    """Convert a frozen `.pb` or a checkpoint folder (frozen first, in memory) to a TensorFlow Lite
+    flatbuffer with input `input` [1, image_size, image_size, 3] and output `embeddings`, written
+    atomically. Returns its size."""
     model_exp = os.path.expanduser(model)
     if os.path.isdir(model_exp):
-        frozen_path = output_file + '.frozen.pb'
-        freeze_model(model_exp, frozen_path)
+        with tf1.Graph().as_default() as graph:
+            with tf1.Session(graph=graph) as sess:
+                load_model(model_exp, session=sess)
+                graph_def = freeze_session(sess)
     elif os.path.isfile(model_exp):
-        frozen_path = model_exp
+        graph_def = read_graph_def(model_exp)
+        screen_graph(graph_def, model)
     else:
         raise model_not_found(model)
-    try:
-        converter = tf1.lite.TFLiteConverter.from_frozen_graph(
-            frozen_path, ['input'], ['embeddings'], input_shapes={'input': [1, image_size, image_size, 3]})
-        flatbuffer = converter.convert()
-    except Exception as e:  # the converter raises several unrelated types
-        raise FaceNetError('TensorFlow Lite conversion failed: %s' % str(e).strip().splitlines()[0])
-    finally:
-        if frozen_path != model_exp and os.path.exists(frozen_path):
-            os.remove(frozen_path)
+    graph_def = _embedding_graph(graph_def, model, image_size)
+    with tf1.Graph().as_default() as graph:
+        import_frozen_graph(graph_def, model)
+        try:
+            converter = tf1.lite.TFLiteConverter(graph_def, [graph.get_tensor_by_name('input:0')],
+                                                 [graph.get_tensor_by_name('embeddings:0')])
+            flatbuffer = converter.convert()
+        except Exception as e:  # the converter raises several unrelated types
+            raise FaceNetError('TensorFlow Lite conversion failed: %s' % str(e).strip().splitlines()[0])
     write_atomic(output_file, flatbuffer)
     return len(flatbuffer)
