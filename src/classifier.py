@@ -24,6 +24,7 @@ from facenet_tf import classify, embeddings_file, tf_setup
 from facenet_tf.cli import non_negative_float, run
 from facenet_tf.dataset import get_dataset, get_image_paths_and_labels
 from facenet_tf.errors import FaceNetError
+from facenet_tf.files import add_overwrite_argument, check_new_output
 from facenet_tf.precision import add_precision_argument
 
 # an image folder (stored None) or an embeddings file (paths relative, as stored in it)
@@ -72,6 +73,9 @@ def load_images(args, data_dir, mode, split):
     stored = None
     if embeddings_file.is_embeddings_file(data_dir):
         stored = embeddings_file.read(data_dir)
+    elif os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise FaceNetError('%s is neither a folder of aligned faces nor an embeddings file (HDF5)' % data_dir)
+    if stored is not None:
         print('Embeddings read from %s (model %s)' % (data_dir, stored.attrs.get('model')))
     dataset = load_dataset(data_dir, args, mode, split, stored)
     if mode == 'TRAIN' and len(dataset) < 2:
@@ -110,7 +114,6 @@ def report(model, class_names, dataset, labels, emb, unknown_threshold):
 def main(args):
     data_dir = os.path.expanduser(args.data_dir)
     classifier_file = os.path.expanduser(args.classifier_filename)
-    tf_setup.configure()
     np.random.seed(seed=args.seed)
     if args.mode == 'CLASSIFY':
         model, class_names = classify.load(classifier_file)
@@ -119,6 +122,7 @@ def main(args):
         images = load_images(args, data_dir, 'CLASSIFY', args.use_split_dataset)
         dataset, labels = images.dataset, images.labels
         emb, = embeddings_of(args, images)
+        classify.check_embedding_size(classifier_file, model, emb)
         print('Testing classifier')
         print('Loaded classifier model from file "%s"' % classifier_file)
         report(model, class_names, dataset, labels, emb, args.unknown_threshold)
@@ -126,6 +130,7 @@ def main(args):
     folder = os.path.dirname(os.path.abspath(classifier_file))
     if not os.path.isdir(folder):
         raise FaceNetError('folder of the classifier file not found: %s' % folder)
+    check_new_output(classifier_file, args.overwrite)
     train_images = load_images(args, data_dir, 'TRAIN', args.use_split_dataset)
     dataset, labels = train_images.dataset, train_images.labels
     test = None
@@ -133,6 +138,9 @@ def main(args):
         print('Test data: %s' % args.test_data_dir)
         test = load_images(args, os.path.expanduser(args.test_data_dir), 'CLASSIFY', False)
     embeddings = embeddings_of(args, train_images, *([test] if test else []))
+    if test and embeddings[1].shape[1] != embeddings[0].shape[1]:
+        raise FaceNetError('%s gives %d-D embeddings, %s %d-D ones (made with another model?)' % (
+            args.test_data_dir, embeddings[1].shape[1], data_dir, embeddings[0].shape[1]))
     print('Training classifier')
     class_names = [classify.display_name(cls.name) for cls in dataset]
     model = classify.train(embeddings[0], labels)
@@ -182,6 +190,7 @@ def parse_arguments(argv):
     parser.add_argument('--use_fixed_image_standardization', action='store_true',
                         help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of per-image '
                              'standardization.')
+    add_overwrite_argument(parser, 'the classifier file in mode TRAIN')
     add_precision_argument(parser)
     return parser.parse_args(argv)
 

@@ -4,7 +4,7 @@ shardable), or merge the files of the shards of one export.
 Examples:
   python src/export_embeddings.py ~/models/20170512-110547.pb ~/datasets/lfw_160 ~/lfw_emb.h5
   python src/export_embeddings.py model.pb aligned/ emb.h5 --shard 3/10     # writes emb.shard_3_of_10.h5
-  python src/export_embeddings.py --merge emb.h5 emb.shard_*_of_10.h5
+  python src/export_embeddings.py --merge emb.h5 emb.shard_*_of_10.h5     # --overwrite replaces emb.h5
 
 The file holds `embeddings` (float32 [N, D]), `labels`, `paths` (relative to the dataset folder),
 `class_names` and the model's name and preprocessing flags as attributes (docs/cluster_jobs.md).
@@ -15,11 +15,13 @@ import sys
 
 from facenet_tf import embedding_export, embeddings_file, sharding
 from facenet_tf.cli import add_model_argument, doc_parser, positive_int, run
+from facenet_tf.files import add_overwrite_argument, check_new_output
 from facenet_tf.precision import add_precision_argument
 
 
 def main(args):
     if args.merge:
+        check_new_output(args.output, args.overwrite)
         merged = embeddings_file.merge(args.inputs, args.output)
         print('Merged %d files into %s: %d embeddings of %d classes' % (
             len(args.inputs), args.output, len(merged.paths), len(merged.class_names)))
@@ -42,6 +44,7 @@ def _merge_parser():
                                      description='Merge the shard files of one export into one file.')
     parser.add_argument('output', help='The merged embeddings file to write.')
     parser.add_argument('inputs', nargs='+', help='The files of shards 0..COUNT-1.')
+    add_overwrite_argument(parser, 'the merged file')
     return parser
 
 

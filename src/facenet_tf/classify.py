@@ -69,22 +69,119 @@ def save(path, model, class_names):
 
 def load(path):
     """(model, class_names) of a classifier file (classic or ours), with one-line errors. The file is
-    unpickled by facenet_tf.safe_pickle: a file naming anything but scikit-learn estimators, NumPy
-    arrays and builtins is refused before any of it runs."""
-    if not os.path.isfile(path):
+    unpickled by facenet_tf.safe_pickle (only an SVC, NumPy arrays and builtins, memory bounded by the
+    file's size), then its content is checked (check_content) before any of it is used."""
+    if not os.path.exists(path):
         raise FaceNetError('classifier file not found: %s (write one with mode TRAIN)' % path)
+    if not os.path.isfile(path):
+        raise FaceNetError('%s: not a regular file (a classifier file is a .pkl written by mode TRAIN)' % path)
+    if os.path.getsize(path) > safe_pickle.MAX_FILE_BYTES:
+        raise FaceNetError('%s: %d bytes, more than a classifier file holds (%d)'
+                           % (path, os.path.getsize(path), safe_pickle.MAX_FILE_BYTES))
     try:
         with open(path, 'rb') as f:
             content = safe_pickle.load(f)
     except safe_pickle.RefusedClass as e:
         raise FaceNetError('%s: %s' % (path, e))
+    except (OSError, MemoryError):
+        raise
     except Exception as e:  # pickle raises many types on foreign or damaged files
-        raise FaceNetError('%s is not a classifier file: %s' % (path, str(e).splitlines()[0] if str(e)
-                                                              else type(e).__name__))
-    if not (isinstance(content, tuple) and len(content) == 2 and hasattr(content[0], 'predict_proba')):
-        raise FaceNetError('%s is not a classifier file (expected a pickle of (model, class_names))' % path)
+        raise FaceNetError('%s is not a classifier file: %s' % (path, _first_line(e)))
+    if not (isinstance(content, tuple) and len(content) == 2):
+        raise FaceNetError('%s is not a classifier file (expected a pickle of (model, class_names), got %s)'
+                           % (path, type(content).__name__))
     model, class_names = content
+    check_content(path, model, class_names)
     return model, list(class_names)
+
+
+def _first_line(e):
+    return str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _array(path, model, name, dtype, ndim):
+    """The model's array attribute `name` of that dtype (an integer one for dtype int) and rank."""
+    value = getattr(model, name, None)
+    if not (isinstance(value, np.ndarray) and value.ndim == ndim and value.flags.c_contiguous
+            and (value.dtype.kind == 'i' if dtype is int else value.dtype == dtype)):
+        raise FaceNetError('%s: the classifier\'s %s is not a %d-D %s array in C order'
+                           % (path, name, ndim, 'integer' if dtype is int else np.dtype(dtype)))
+    if value.dtype.kind == 'f' and not np.all(np.isfinite(value)):
+        raise FaceNetError('%s: the classifier\'s %s holds NaN or infinite values' % (path, name))
+    return value
+
+
+def _expect(path, ok, what):
+    if not ok:
+        raise FaceNetError('%s: %s' % (path, what))
+
+
+def check_content(path, model, class_names):
+    """Refuse (one line naming `path`) a classifier whose parts do not fit together: the SVM library
+    indexes its arrays by the sizes stored beside them, so a file that disagrees with itself could
+    read out of bounds instead of raising."""
+    _expect(path, type(model) is SVC, 'the model is a %s, not the SVC that mode TRAIN writes' % type(model).__name__)
+    _expect(path, isinstance(class_names, (list, tuple)) and all(type(c) is str for c in class_names),
+            'the class names are not a list of strings')
+    _expect(path, len(class_names) >= 2, 'a classifier needs at least two classes, the file names %d'
+            % len(class_names))
+    params = model.__dict__
+    _expect(path, params.get('kernel') in ('linear', 'poly', 'rbf', 'sigmoid'), 'unknown SVC kernel %r'
+            % (params.get('kernel'),))
+    _expect(path, params.get('_sparse') is False and params.get('probability') is True
+            and params.get('decision_function_shape') in ('ovr', 'ovo') and type(params.get('break_ties')) is bool,
+            'the SVC was not fitted with probabilities on dense embeddings')
+    _expect(path, all(type(params.get(k)) in (int, float, np.float64) and np.isfinite(params.get(k))
+                      for k in ('_gamma', 'coef0', 'cache_size'))
+            and type(params.get('degree')) is int and 0 <= params['degree'] <= 100,
+            'the SVC\'s kernel parameters are not numbers')
+    dim = params.get('n_features_in_')
+    _expect(path, type(dim) is int and dim >= 1, 'the classifier has no embedding size')
+    shape_fit = params.get('shape_fit_')
+    _expect(path, isinstance(shape_fit, tuple) and len(shape_fit) == 2 and shape_fit[1] == dim
+            and all(type(n) is int for n in shape_fit), 'the SVC was fitted on data of another shape than '
+            'its %d-D embeddings' % dim)
+    vectors = _array(path, model, 'support_vectors_', np.float64, 2)
+    n_sv = vectors.shape[0]
+    _expect(path, vectors.shape[1] == dim and n_sv >= 1,
+            'support vectors of shape %s for %d-D embeddings' % (vectors.shape, dim))
+    classes = _array(path, model, 'classes_', int, 1)
+    n_class, n_pairs = len(classes), len(classes) * (len(classes) - 1) // 2
+    _expect(path, n_class >= 2, 'a classifier needs at least two classes, the model has %d' % n_class)
+    _expect(path, np.all((classes >= 0) & (classes < len(class_names))) and len(np.unique(classes)) == n_class,
+            'the model\'s classes are not distinct indexes of its %d class names' % len(class_names))
+    n_support = _array(path, model, '_n_support', np.int32, 1)
+    _expect(path, n_support.shape == (n_class,) and np.all(n_support >= 0) and int(n_support.sum()) == n_sv,
+            'support vector counts %s do not add up to %d support vectors of %d classes'
+            % (n_support.tolist()[:10], n_sv, n_class))
+    _expect(path, _array(path, model, 'support_', np.int32, 1).shape == (n_sv,),
+            'support_ does not match the support vectors')
+    for name in ('dual_coef_', '_dual_coef_'):
+        _expect(path, _array(path, model, name, np.float64, 2).shape == (n_class - 1, n_sv),
+                '%s is not of shape (%d, %d)' % (name, n_class - 1, n_sv))
+    for name in ('intercept_', '_intercept_', '_probA', '_probB'):
+        _expect(path, _array(path, model, name, np.float64, 1).shape == (n_pairs,),
+                '%s does not have %d entries (one per pair of classes)' % (name, n_pairs))
+    _expect(path, _array(path, model, 'class_weight_', np.float64, 1).shape == (n_class,),
+            'class_weight_ does not have %d entries' % n_class)
+    if params.get('facenet_embeddings_') is not None:
+        emb = _array(path, model, 'facenet_embeddings_', np.float32, 2)
+        labels = _array(path, model, 'facenet_labels_', int, 1)
+        _expect(path, emb.shape[1] == dim and len(emb) == len(labels) and len(emb) >= 1
+                and np.all(np.isin(labels, classes)),
+                'the training embeddings kept in the file do not match the classifier')
+    try:
+        predict(model, class_names, np.zeros((1, dim), np.float32))
+    except Exception as e:
+        raise FaceNetError('%s: the classifier cannot predict: %s' % (path, _first_line(e)))
+
+
+def check_embedding_size(path, model, embeddings):
+    """Refuse embeddings of another size than the classifier was trained on (another model)."""
+    size = np.shape(embeddings)[1] if np.ndim(embeddings) == 2 else None
+    if size != model.n_features_in_:
+        raise FaceNetError('%s takes %d-D embeddings, got %s-D ones (made with another model?)'
+                           % (path, model.n_features_in_, size))
 
 
 def training_embeddings(model):
@@ -121,6 +218,7 @@ def predict(model, class_names, embeddings, unknown_threshold=None):
     """(names, probabilities, distances): each face's best class name and its probability; with
     unknown_threshold, faces whose nearest training embedding is farther than it are named UNKNOWN
     (distances is None without a threshold)."""
+    check_embedding_size('the classifier', model, embeddings)
     predictions = model.predict_proba(embeddings)
     best = np.argmax(predictions, axis=1)
     probabilities = predictions[np.arange(len(best)), best]

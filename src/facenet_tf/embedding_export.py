@@ -11,6 +11,7 @@ the shard files of an export merge into exactly the file of one run (on the same
 thread count). The cost is a short batch per class: small on datasets of tens to hundreds of images
 per class. An image that cannot be decoded gets one `unreadable:` line and is left out of the file.
 """
+import hashlib
 import io
 import itertools
 import os
@@ -78,6 +79,28 @@ def model_name(model):
     return base[:-3] if base.endswith('.pb') else base
 
 
+def model_identity(model):
+    """What the embeddings depend on in the model file(s): the sha256 of a .pb; for a checkpoint
+    folder, the sha256 of its graph (.meta), `checkpoint` and index files (an index holds a checksum of
+    every weight) and the names and sizes of its other files. A resumed run with another identity
+    starts again instead of mixing rows of two models."""
+    model = os.path.abspath(os.path.expanduser(model))
+    files = [model] if os.path.isfile(model) else sorted(
+        os.path.join(model, n) for n in os.listdir(model) if os.path.isfile(os.path.join(model, n)))
+    identity = []
+    for path in files:
+        name = os.path.basename(path)
+        if path == model or name == 'checkpoint' or name.endswith(('.meta', '.index', '.pb')):
+            digest = hashlib.sha256()
+            with open(path, 'rb') as f:
+                for block in iter(lambda: f.read(1 << 20), b''):
+                    digest.update(block)
+            identity.append('%s sha256 %s' % (name, digest.hexdigest()))
+        else:
+            identity.append('%s %d bytes' % (name, os.path.getsize(path)))
+    return identity
+
+
 class _ChunkEmbedder(object):
     """Embeds the images of a chunk; images that cannot be decoded are found one by one, noted and
     left out."""
@@ -140,21 +163,29 @@ def export(model, data_dir, output, settings, shard=None, chunk_size=DEFAULT_CHU
     attrs = dict(settings._asdict(), model=model_name(model), data_dir=data_dir,
                  shard='' if shard is None else str(shard))
     partial = embeddings_file.PartialRun(output, {'paths': paths, 'labels': labels, 'class_names': class_names,
-                                                  'attrs': attrs, 'chunks': chunks})
+                                                  'attrs': attrs, 'chunks': chunks, 'model': model_identity(model)})
     if partial.discarded:
-        log('An earlier unfinished run of %s had other inputs or settings: starting again' % output)
-    start = min(partial.complete(), len(chunks))
+        log('An earlier unfinished run of %s had other inputs, settings or model file: starting again' % output)
+    sizes = [sum(c) for c in chunks]
+    start = partial.complete(sizes)
     if start:
         counts['resumed_images'] = sum(sum(c) for c in chunks[:start])
         log('Resumed at chunk %d of %d (%d of %d images embedded by an earlier run)'
             % (start, len(chunks), counts['resumed_images'], len(paths)))
     if start < len(chunks):
-        _compute(model, data_dir, paths, settings, partial, chunks, start, counts, log)
-    ok, rows = [], []
-    for i in range(len(chunks)):
-        chunk_ok, chunk_rows = partial.load(i)
+        try:
+            _compute(model, data_dir, paths, settings, partial, chunks, start, counts, log)
+        except FaceNetError:
+            if not start and not counts['computed_images']:  # e.g. a model that does not load
+                partial.remove()
+            raise
+    ok, rows, dim = [], [], None
+    for i, size in enumerate(sizes):
+        chunk_ok, chunk_rows = partial.load(i, size, dim)
         ok += list(chunk_ok)
-        rows.append(chunk_rows)
+        if len(chunk_rows):
+            rows.append(chunk_rows)
+            dim = chunk_rows.shape[1]
     keep = [i for i, good in enumerate(ok) if good]
     embeddings = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
     embeddings_file.write(output, embeddings_file.Embeddings(
