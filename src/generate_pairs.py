@@ -20,17 +20,32 @@ import numpy as np
 from facenet_tf.cli import positive_int, run
 from facenet_tf.errors import FaceNetError
 from facenet_tf import pairs as pairs_io
-from facenet_tf.files import write_atomic
+from facenet_tf.files import add_overwrite_argument, check_new_output, write_atomic
 
 MAX_ENUMERATED_PAIRS = 200000
 
 
+def _writable_name(name):
+    """True when `name` can be one field of a pairs line: no whitespace, UTF-8 text."""
+    try:
+        name.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return name.split() == [name]
+
+
 def person_images(data_dir):
-    """{name: sorted image numbers} of the person folders under data_dir (see module doc)."""
+    """{name: sorted image numbers} of the person folders under data_dir (see module doc). A
+    folder whose name cannot be written in a pairs file (whitespace, not UTF-8) is skipped with a
+    note, since validate_on_lfw.py could not read it back."""
     people = {}
     for name in sorted(os.listdir(data_dir)):
         folder = os.path.join(data_dir, name)
         if name.startswith('.') or not os.path.isdir(folder):
+            continue
+        if not _writable_name(name):
+            sys.stderr.write('skipped the folder %r in %s: a pairs file cannot name it (whitespace or '
+                             'not UTF-8)\n' % (name, data_dir))
             continue
         files = pairs_io.image_files(folder)
         numbers = [pairs_io.lfw_number(name, f) for f in files]
@@ -47,10 +62,34 @@ def deal_people(names, nrof_folds, rng):
     return [[names[i] for i in order[k::nrof_folds]] for k in range(nrof_folds)]
 
 
+class _DrawnPairs(object):
+    """The same-person pairs of one person with more than MAX_ENUMERATED_PAIRS of them, drawn at
+    random without repeats instead of listed and shuffled: memory grows with the pairs drawn (at
+    most --nrof_pairs), not with the square of the person's image count."""
+
+    def __init__(self, numbers, rng):
+        self.numbers, self.rng, self.drawn = numbers, rng, set()
+        self.capacity = len(numbers) * (len(numbers) - 1) // 2
+
+    def __bool__(self):
+        return len(self.drawn) < self.capacity
+
+    def pop(self):
+        while True:
+            i, j = sorted(self.rng.choice(len(self.numbers), 2, replace=False))
+            if (i, j) not in self.drawn:
+                self.drawn.add((i, j))
+                return self.numbers[i], self.numbers[j]
+
+
 def same_pairs(people, names, n, rng):
     """n distinct same-person pairs, taking people in turn (shuffled) so they spread over everyone."""
     pools = {}
     for name in names:
+        count = len(people[name])
+        if count * (count - 1) // 2 > MAX_ENUMERATED_PAIRS:
+            pools[name] = _DrawnPairs(people[name], rng)
+            continue
         combos = list(itertools.combinations(people[name], 2))
         if combos:
             pools[name] = [combos[i] for i in rng.permutation(len(combos))]
@@ -79,7 +118,7 @@ def different_pairs(people, names, n, rng):
         chosen = rng.choice(len(flat), size=min(n, len(flat)), replace=False)
         return [(names[a], i, names[b], j) for a, i, b, j in (flat[c] for c in chosen)]
     seen, pairs = set(), []
-    while len(pairs) < n:
+    while len(pairs) < min(n, capacity):
         a, b = sorted(rng.choice(len(names), 2, replace=False))
         i = people[names[a]][rng.randint(counts[a])]
         j = people[names[b]][rng.randint(counts[b])]
@@ -110,14 +149,15 @@ def main(args):
     data_dir = os.path.expanduser(args.data_dir)
     if not os.path.isdir(data_dir):
         raise FaceNetError('dataset folder not found: %s' % args.data_dir)
+    check_new_output(args.output_file, args.overwrite)
+    out_dir = os.path.dirname(os.path.abspath(args.output_file))
+    if not os.path.isdir(out_dir):
+        raise FaceNetError('output folder does not exist: %s' % out_dir)
     people = person_images(data_dir)
     if len(people) < 2 * args.nrof_folds:
         raise FaceNetError('%s has %d people with images: need at least 2 per fold (%d folds)'
                         % (args.data_dir, len(people), args.nrof_folds))
     lines = generate(people, args.nrof_folds, args.nrof_pairs, args.seed)
-    out_dir = os.path.dirname(os.path.abspath(args.output_file))
-    if not os.path.isdir(out_dir):
-        raise FaceNetError('output folder does not exist: %s' % out_dir)
     write_atomic(args.output_file, '\n'.join(lines) + '\n')
     print('Wrote %d folds x (%d same + %d different) pairs of %d people to %s'
           % (args.nrof_folds, args.nrof_pairs, args.nrof_pairs, len(people), args.output_file))
@@ -132,6 +172,7 @@ def parse_arguments(argv):
     parser.add_argument('--nrof_pairs', type=positive_int, default=300,
                         help='Same-person pairs per fold, and as many different-person pairs.')
     parser.add_argument('--seed', type=int, default=666, help='Random seed.')
+    add_overwrite_argument(parser, 'the pairs file')
     return parser.parse_args(argv)
 
 

@@ -18,17 +18,21 @@ from facenet_tf import recordio, verification_sets
 from facenet_tf.cli import int_between, run
 from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import get_dataset
-from facenet_tf.files import atomic_path
-from facenet_tf.images import pil_to_rgb
+from facenet_tf.files import add_overwrite_argument, atomic_path, check_new_output
+from facenet_tf.images import ImageReadError, pil_to_rgb
 from facenet_tf.progress import Progress
 
 KEPT_FORMATS = ('JPEG', 'PNG')
+MAX_FILE_BYTES = 64 << 20  # an image file larger than this is skipped unread (an aligned face is ~10 KB)
+RECORD_FILES = ('train.rec', 'train.idx', 'property')
 
 
 class Encoder(object):
     """Turns image files into the bytes to store: JPEG and PNG files as they are (other formats
     re-encoded as PNG so every reader decodes them), or everything re-encoded as JPEG with a quality.
-    Checks that every image decodes and that all have the same size."""
+    Checks that every image decodes and that all have the same size. A file over MAX_FILE_BYTES, or
+    an image whose header declares more than recordio.MAX_IMAGE_PIXELS, is skipped before it is read
+    or decoded, so memory stays bounded whatever the folder holds."""
 
     def __init__(self, jpeg_quality=None):
         self.jpeg_quality = jpeg_quality
@@ -40,7 +44,10 @@ class Encoder(object):
         """Bytes to store for `path`, or None (after one line on stderr) when it cannot be read."""
         try:
             with open(path, 'rb') as f:
-                data = f.read()
+                if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
+                    raise ValueError('file larger than %d MiB' % (MAX_FILE_BYTES >> 20))
+                data = f.read(MAX_FILE_BYTES + 1)
+            recordio.image_size(data)
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 fmt, size = img.format, img.size
@@ -49,7 +56,8 @@ class Encoder(object):
                 elif fmt not in KEPT_FORMATS:
                     data = _encode(_png_ready(img), 'PNG')
                     self.reencoded += 1
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImageReadError,
+                Image.DecompressionBombError) as e:
             reason = 'not an image file' if isinstance(e, UnidentifiedImageError) else \
                 (str(e).strip().splitlines()[0] if str(e) else type(e).__name__)
             sys.stderr.write('skipped %s: %s\n' % (path, reason))
@@ -81,7 +89,7 @@ def pack_folder(input_dir, output_dir, jpeg_quality=None):
     if not total:
         raise FaceNetError('no images in %s (expected one sub-folder of images per identity)' % input_dir)
     os.makedirs(output_dir, exist_ok=True)
-    names = ('train.rec', 'train.idx', 'property')
+    names = RECORD_FILES
     encoder = Encoder(jpeg_quality)
     progress = Progress(total, 'packing', 'img')
     with contextlib.ExitStack() as files:  # the three files are renamed into place together, or removed
@@ -141,6 +149,7 @@ def main(args):
     if args.pairs:
         if not output.endswith('.bin'):
             raise FaceNetError('with --pairs the output is a .bin file, got %s' % args.output)
+        check_new_output(output, args.overwrite)
         written, left_out = write_pairs_bin(input_dir, args.pairs, output, args.jpeg_quality)
         print('Wrote %d pairs (%d images) to %s; %d pairs left out'
               % (written, 2 * written, output, left_out))
@@ -148,6 +157,8 @@ def main(args):
         if os.path.isfile(output):
             raise FaceNetError('output must be a folder (train.rec, train.idx and property are written '
                             'in it), got the file %s' % args.output)
+        for name in RECORD_FILES:
+            check_new_output(os.path.join(output, name), args.overwrite)
         nrof_classes, nrof_images, skipped = pack_folder(input_dir, output, args.jpeg_quality)
         print('Wrote %d images of %d identities to %s (train.rec, train.idx, property); %d files skipped'
               % (nrof_images, nrof_classes, output, skipped))
@@ -167,6 +178,7 @@ def parse_arguments(argv):
     parser.add_argument('--jpeg_quality', type=int_between(1, 100), default=None,
                         help='Re-encode every image as JPEG with this quality (1-100) instead of storing '
                              'the files as they are.')
+    add_overwrite_argument(parser, 'the .bin file, or train.rec/train.idx/property in the output folder,')
     return parser.parse_args(argv)
 
 

@@ -21,40 +21,87 @@ PROTOCOL_HINT = ('the official LFW protocol files are pairs.txt (View 2, 10 fold
                  'data with src/generate_pairs.py')
 
 
+MAX_LINE = 4096          # characters in one line of a pairs file (LFW's longest is under 80)
+MAX_IMAGE_NUMBER_DIGITS = 9
+_NUMBER_RE = re.compile(r'[0-9]{1,%d}' % MAX_IMAGE_NUMBER_DIGITS)  # ASCII digits only: '²' is not one
+
+
 def _read_lines(pairs_filename):
+    """The stripped lines of a pairs file; a binary file or an overlong line is one error."""
     path = os.path.expanduser(pairs_filename)
     if not os.path.isfile(path):
         raise FaceNetError('pairs file not found: %s (%s)' % (pairs_filename, PROTOCOL_HINT))
+    lines = []
     try:
-        with open(path, 'r') as f:
-            return [line.strip() for line in f]
-    except (OSError, UnicodeDecodeError) as e:
-        raise FaceNetError('cannot read pairs file %s: %s' % (pairs_filename, e))
+        with open(path, 'rb') as f:
+            while True:
+                line = f.readline(MAX_LINE + 1)
+                if not line:
+                    break
+                where = '%s line %d' % (pairs_filename, len(lines) + 1)
+                if len(line) > MAX_LINE:
+                    raise FaceNetError('%s: longer than %d bytes (not a pairs file)' % (where, MAX_LINE))
+                if b'\0' in line:
+                    raise FaceNetError('%s: holds a NUL byte (a binary file, not a pairs file)' % where)
+                try:
+                    lines.append(line.decode('utf-8').strip())
+                except UnicodeDecodeError:
+                    raise FaceNetError('%s: not UTF-8 text (a binary file, not a pairs file)' % where)
+    except OSError as e:
+        raise FaceNetError('cannot read pairs file %s: %s' % (pairs_filename, e.strerror or e))
+    return lines
 
 
 def read_pairs_header(pairs_filename):
     """The numbers on the first line: [nrof_folds, n] for View 2 files, [n] for View 1 files."""
-    lines = _read_lines(pairs_filename)
+    return _header(pairs_filename, _read_lines(pairs_filename))
+
+
+def _header(pairs_filename, lines):
     fields = lines[0].split() if lines else []
-    try:
-        return [int(x) for x in fields]
-    except ValueError:
+    if not fields or len(fields) > 2 or not all(_NUMBER_RE.fullmatch(x) for x in fields):
         raise FaceNetError('%s: the first line must hold the pair counts (e.g. "10<TAB>300"), found "%s"'
-                        % (pairs_filename, lines[0]))
+                           % (pairs_filename, lines[0][:80] if lines else ''))
+    return [int(x) for x in fields]
+
+
+def is_safe_name(name):
+    """True when `name` is one plain folder name: no separator, not '.' or '..', so a pairs entry
+    can only name a folder directly inside the dataset folder."""
+    seps = {'/', os.sep} | ({os.altsep} if os.altsep else set())
+    return name not in ('', '.', '..') and not any(c in name for c in seps) and '\0' not in name
+
+
+def _check_pair(pairs_filename, lineno, line, pair):
+    """One line of the pairs file checked: field count, names inside the dataset folder, image
+    numbers 1..999999999 in ASCII digits."""
+    where = '%s line %d' % (pairs_filename, lineno)
+    if len(pair) not in (3, 4):
+        raise FaceNetError('%s: expected "name i j" or "name1 i name2 j", found %d fields in "%s"'
+                           % (where, len(pair), line[:80]))
+    names = (pair[0],) if len(pair) == 3 else (pair[0], pair[2])
+    numbers = pair[1:] if len(pair) == 3 else (pair[1], pair[3])
+    for name in names:
+        if not is_safe_name(name):
+            raise FaceNetError('%s: the name "%s" is not a folder inside the dataset folder (a name '
+                               'holds no "/" and is not "." or "..")' % (where, name[:80]))
+    for number in numbers:
+        if not _NUMBER_RE.fullmatch(number) or int(number) < 1:
+            raise FaceNetError('%s: the image number "%s" is not a whole number from 1 to %s'
+                               % (where, number[:80], '9' * MAX_IMAGE_NUMBER_DIGITS))
 
 
 def read_pairs(pairs_filename):
-    """The pairs after the header line: `name i j` (same person) or `name1 i name2 j` (different)."""
+    """The pairs after the header line: `name i j` (same person) or `name1 i name2 j` (different).
+    Every line is checked (see _check_pair); a bad one is a one-line error naming its line."""
     lines = _read_lines(pairs_filename)
-    read_pairs_header(pairs_filename)
+    _header(pairs_filename, lines)
     pairs = []
     for lineno, line in enumerate(lines[1:], start=2):
         if not line:
             continue
         pair = line.split()
-        if len(pair) not in (3, 4) or not pair[1].isdigit() or not pair[-1].isdigit():
-            raise FaceNetError('%s line %d: expected "name i j" or "name1 i name2 j", found "%s"'
-                            % (pairs_filename, lineno, line))
+        _check_pair(pairs_filename, lineno, line, pair)
         pairs.append(pair)
     if not pairs:
         raise FaceNetError('%s holds no pairs' % pairs_filename)
@@ -105,6 +152,8 @@ class _ImageFinder(object):
         return image_files(folder)
 
     def __call__(self, name, number):
+        if not is_safe_name(name):  # pairs given as lists, not read by read_pairs
+            return None
         path = self._with_extension(os.path.join(self.lfw_dir, name, '%s_%04d' % (name, number)))
         if path is not None:
             return path

@@ -37,6 +37,10 @@ _FRAME = struct.Struct('<II')
 _IR = struct.Struct('<IfQQ')
 IR_SIZE = _IR.size
 MAX_LENGTH = (1 << 29) - 1
+MAX_INDEX_LINE = 256            # characters in one `.idx` line (two integers)
+MAX_PROPERTY_BYTES = 256        # a `property` file is one short line
+MAX_IMAGE_SIDE = 1 << 14        # pixels: a stored face image is far smaller
+MAX_IMAGE_PIXELS = 1 << 24      # 16 M pixels (48 MiB as RGB): the most a stored image may decode to
 
 
 class RecordFormatError(FaceNetError):
@@ -74,15 +78,40 @@ def unpack(record):
     return IRHeader(flag, label, id1, id2), bytes(rest)
 
 
+def image_size(encoded, strict=True):
+    """(width, height) an encoded image declares, read from its header only (nothing decoded), or
+    ImageReadError when it declares more than MAX_IMAGE_PIXELS pixels, so no decoder ever allocates
+    for a decompression bomb. Bytes that are not an image are an ImageReadError too, or, with
+    strict=False, None (left to the decoder, which refuses them without allocating)."""
+    try:
+        with Image.open(io.BytesIO(encoded)) as img:
+            width, height = img.size
+    except UnidentifiedImageError:
+        if not strict:
+            return None
+        raise ImageReadError('not an image')
+    except Image.DecompressionBombError:
+        raise ImageReadError('image too large (over %d pixels)' % MAX_IMAGE_PIXELS)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageReadError('cannot decode image (%s)' % str(e).strip().splitlines()[0]
+                             if str(e) else 'cannot decode image')
+    if width * height > MAX_IMAGE_PIXELS or max(width, height) > MAX_IMAGE_SIDE:
+        raise ImageReadError('image of %dx%d pixels is too large (at most %d pixels, %d per side)'
+                             % (width, height, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE))
+    return width, height
+
+
 def decode_image(encoded):
-    """Encoded image bytes (JPEG, PNG, ...) to an HxWx3 uint8 RGB array, or ImageReadError."""
+    """Encoded image bytes (JPEG, PNG, ...) to an HxWx3 uint8 RGB array, or ImageReadError (also for
+    an image larger than MAX_IMAGE_PIXELS, refused before decoding)."""
+    image_size(encoded)
     try:
         with Image.open(io.BytesIO(encoded)) as img:
             img.load()
             return pil_to_rgb(img)
     except UnidentifiedImageError:
         raise ImageReadError('not an image')
-    except (OSError, ValueError, SyntaxError) as e:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageReadError('cannot decode image (%s)' % str(e).strip().splitlines()[0]
                              if str(e) else 'cannot decode image')
 
@@ -131,24 +160,40 @@ class RecordWriter(object):
 
 
 def read_index(idx_path):
-    """{key: offset} of a `.idx` file, in file order."""
+    """{key: offset} of a `.idx` file, in file order: distinct keys, offsets >= 0 (each is checked
+    against the `.rec` file when its record is read)."""
     index = {}
+    lineno = 0
     try:
-        with open(idx_path, 'r') as f:
-            for lineno, line in enumerate(f, start=1):
+        with open(idx_path, 'rb') as f:
+            while True:
+                line = f.readline(MAX_INDEX_LINE + 1)
+                if not line:
+                    break
+                lineno += 1
+                if len(line) > MAX_INDEX_LINE:
+                    raise RecordFormatError('%s line %d: longer than %d characters (not a .idx file)'
+                                            % (idx_path, lineno, MAX_INDEX_LINE))
+                line = line.decode('ascii')
                 fields = line.split()
                 if not fields:
                     continue
                 if len(fields) != 2:
                     raise RecordFormatError('%s line %d: expected "key<TAB>offset", found "%s"'
                                             % (idx_path, lineno, line.strip()))
-                try:
-                    index[int(fields[0])] = int(fields[1])
-                except ValueError:
-                    raise RecordFormatError('%s line %d: key and offset must be integers, found "%s"'
+                if not all(x.isascii() and x.isdigit() for x in fields):
+                    raise RecordFormatError('%s line %d: key and offset must be integers >= 0, found "%s"'
                                             % (idx_path, lineno, line.strip()))
-    except (OSError, UnicodeDecodeError) as e:
-        raise RecordFormatError('cannot read %s: %s' % (idx_path, e))
+                key, offset = int(fields[0]), int(fields[1])
+                if max(key, offset) >= 1 << 63:
+                    raise RecordFormatError('%s line %d: key or offset beyond 2^63' % (idx_path, lineno))
+                if key in index:
+                    raise RecordFormatError('%s line %d: key %d is listed twice' % (idx_path, lineno, key))
+                index[key] = offset
+    except UnicodeDecodeError:
+        raise RecordFormatError('%s line %d: not a text .idx file' % (idx_path, lineno))
+    except OSError as e:
+        raise RecordFormatError('cannot read %s: %s' % (idx_path, e.strerror or e))
     return index
 
 
@@ -176,13 +221,26 @@ class RecordReader(object):
             raise RecordFormatError('%s: truncated record at byte %d' % (self.rec_path, offset))
         return data
 
+    def _read_frame_word(self, offset):
+        """(magic, length word) of the frame at `offset`, checked to be a frame start in the file."""
+        if offset % 4:  # frames are padded to 4 bytes: this offset points inside a record
+            raise RecordFormatError('%s: no record starts at byte %d, not a multiple of 4 (a stale .idx, '
+                                    'or a damaged one)' % (self.rec_path, offset))
+        if offset + _FRAME.size > self._size:
+            raise RecordFormatError('%s: byte %d is past the end of the file (%d bytes; a stale .idx, '
+                                    'or a damaged one)' % (self.rec_path, offset, self._size))
+        return _FRAME.unpack(self._read_exact(_FRAME.size, offset))
+
     def _read_frame(self, offset):
         """(cflag, payload bytes, offset of the next frame) of the frame at `offset`."""
-        magic, word = _FRAME.unpack(self._read_exact(8, offset))
+        magic, word = self._read_frame_word(offset)
         if magic != MAGIC:
             raise RecordFormatError('%s: no record starts at byte %d (not a RecordIO file, or a '
                                     'stale .idx)' % (self.rec_path, offset))
         cflag, length = word >> 29, word & MAX_LENGTH
+        if offset + 8 + length > self._size:  # checked before reading: no allocation for a declared size
+            raise RecordFormatError('%s: truncated record at byte %d: it declares %d bytes, past the end '
+                                    'of the file (%d bytes)' % (self.rec_path, offset, length, self._size))
         data = self._read_exact(length, offset + 8) if length else b''
         return cflag, data, offset + 8 + length + (-length % 4)
 
@@ -210,6 +268,25 @@ class RecordReader(object):
             _, offset = self.read_at(offset)
         return index
 
+    def check_offsets(self, keys, what='record'):
+        """One-line error unless every record of `keys` (int64 array) is in the index at a 4-byte
+        aligned offset inside the file; vectorised, so an open checks all its image records without
+        reading them."""
+        known = np.fromiter(self.index.keys(), np.int64, len(self.index))
+        offsets = np.fromiter(self.index.values(), np.int64, len(self.index))
+        order = np.argsort(known)
+        where = np.minimum(np.searchsorted(known[order], keys), max(len(known) - 1, 0))
+        missing = np.flatnonzero(known[order][where] != keys) if len(known) else np.arange(len(keys))
+        if missing.size:
+            raise RecordFormatError('%s holds no record %d (%s)' % (self.rec_path, keys[missing[0]], what))
+        offsets = offsets[order][where]
+        bad = np.flatnonzero((offsets % 4 != 0) | (offsets + _FRAME.size > self._size))
+        if bad.size:
+            try:
+                self._read_frame_word(int(offsets[bad[0]]))
+            except RecordFormatError as e:
+                raise RecordFormatError('%s (%s %d)' % (e, what, keys[bad[0]]))
+
     def offset(self, key):
         """Byte offset of the record with `key`, or a one-line error."""
         try:
@@ -219,12 +296,19 @@ class RecordReader(object):
 
     def read(self, key):
         """Payload of the record with `key`."""
-        return self.read_at(self.offset(key))[0]
+        offset = self.offset(key)
+        try:
+            return self.read_at(offset)[0]
+        except RecordFormatError as e:
+            raise RecordFormatError('%s (record %s)' % (e, key))
 
     def read_header(self, key):
         """IRHeader of the record with `key`, reading only its first bytes when it is in one part."""
         offset = self.offset(key)
-        magic, word = _FRAME.unpack(self._read_exact(8, offset))
+        try:
+            magic, word = self._read_frame_word(offset)
+        except RecordFormatError as e:
+            raise RecordFormatError('%s (record %s)' % (e, key))
         length = word & MAX_LENGTH
         if magic == MAGIC and word >> 29 == 0 and length >= IR_SIZE:
             head = self._read_exact(min(length, 64), offset + 8)
@@ -257,13 +341,18 @@ class RecordReader(object):
 def read_property(path):
     """(num_classes, height, width) of a `property` file."""
     try:
-        with open(path, 'r') as f:
-            text = f.read().strip()
-        num_classes, height, width = (int(x) for x in text.split(','))
+        with open(path, 'rb') as f:
+            text = f.read(MAX_PROPERTY_BYTES + 1)
     except OSError as e:
-        raise RecordFormatError('cannot read %s: %s' % (path, e))
-    except ValueError:
+        raise RecordFormatError('cannot read %s: %s' % (path, e.strerror or e))
+    fields = text.decode('ascii', 'replace').strip().split(',')
+    if (len(text) > MAX_PROPERTY_BYTES or len(fields) != 3
+            or not all(x.strip().isascii() and x.strip().isdigit() for x in fields)):
         raise RecordFormatError('%s: expected "num_classes,height,width"' % path)
+    num_classes, height, width = (int(x) for x in fields)
+    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
+        raise RecordFormatError('%s: image size %dx%d is not between 1 and %d pixels per side'
+                                % (path, height, width, MAX_IMAGE_SIDE))
     return num_classes, height, width
 
 
@@ -271,6 +360,14 @@ def label_of(header):
     """Integer class label of an image record's header (first value of a label vector)."""
     label = header.label
     return int(label[0]) if np.ndim(label) else int(label)
+
+
+def _whole(value, low, high, what):
+    """`value` (a float from a record header) as an int in [low, high], or a one-line reason."""
+    value = float(value)
+    if not (np.isfinite(value) and value == int(value) and low <= value <= high):
+        raise RecordFormatError('%s is %r, not a whole number from %d to %d' % (what, value, low, high))
+    return int(value)
 
 
 class RecordDataset(object):
@@ -303,33 +400,61 @@ class RecordDataset(object):
         self._load_labels()
 
     def _load_labels(self):
-        if not len(self.reader):
+        """Keys and labels of the image records; every number a header declares is checked against
+        the records the file really holds before anything is allocated for it."""
+        count = len(self.reader)
+        if not count:
             raise FaceNetError('%s holds no records' % self.rec_path)
         head, image = unpack(self.reader.read(self.reader.keys[0]))
         if head.flag >= 2 and not image:
-            end_images, end_ids = int(head.label[0]), int(head.label[1])
-            self.header = (end_images, end_ids)
-            ranges = []
-            for key in range(end_images, end_ids):
-                r = self.reader.read_header(key)
-                if r.flag < 2:
-                    raise RecordFormatError('%s: identity record %d has no [first, end) range'
-                                            % (self.rec_path, key))
-                ranges.append((int(r.label[0]), int(r.label[1])))
-            self.ranges = ranges
-            keys = [np.arange(a, b, dtype=np.int64) for a, b in ranges]
-            labels = [np.full(b - a, c, dtype=np.int64) for c, (a, b) in enumerate(ranges)]
-            self.keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
-            self.labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-            self.num_classes = len(ranges)
+            self._load_ranges(head, count)
         else:
             self.keys = np.asarray(self.reader.keys, dtype=np.int64)
-            self.labels = np.array([label_of(self.reader.read_header(int(k))) for k in self.keys],
-                                   dtype=np.int64)
+            self.labels = np.array(
+                [_whole(np.ravel(self.reader.read_header(int(k)).label)[0], 0, count - 1,
+                        '%s: the label of record %d' % (self.rec_path, k)) for k in self.keys],
+                dtype=np.int64)
             self.num_classes = int(self.labels.max()) + 1 if self.labels.size else 0
         if self.property is not None and self.property[0] != self.num_classes:
             raise RecordFormatError('%s: property says %d classes, the records hold %d'
                                     % (self.rec_path, self.property[0], self.num_classes))
+
+    def _load_ranges(self, head, count):
+        """The insightface layout: header [N + 1, M], identity records N+1..M-1 holding disjoint
+        [first, end) ranges of image keys inside 1..N."""
+        what = '%s: record 0 (header)' % self.rec_path
+        end_images = _whole(head.label[0], 1, count, what + ' end of the images')
+        end_ids = _whole(head.label[1], end_images, end_images + count, what + ' end of the identities')
+        self.header = (end_images, end_ids)
+        ranges = []
+        for key in range(end_images, end_ids):
+            r = self.reader.read_header(key)
+            if r.flag < 2:
+                raise RecordFormatError('%s: identity record %d has no [first, end) range'
+                                        % (self.rec_path, key))
+            what = '%s: identity record %d' % (self.rec_path, key)
+            first = _whole(r.label[0], 1, end_images, what + ' first image')
+            end = _whole(r.label[1], 1, end_images, what + ' end')
+            if end < first:
+                raise RecordFormatError('%s: identity record %d has the inverted range [%d, %d)'
+                                        % (self.rec_path, key, first, end))
+            ranges.append((first, end))
+        bounds = np.array(ranges, dtype=np.int64).reshape(-1, 2)
+        sizes = bounds[:, 1] - bounds[:, 0]
+        order = np.flatnonzero(sizes)  # empty ranges overlap nothing
+        order = order[np.argsort(bounds[order, 0], kind='stable')]
+        overlap = np.flatnonzero(bounds[order[1:], 0] < bounds[order[:-1], 1])
+        if overlap.size:
+            a, b = order[overlap[0]], order[overlap[0] + 1]
+            raise RecordFormatError('%s: identity records %d and %d have overlapping ranges [%d, %d) and '
+                                    '[%d, %d)' % (self.rec_path, end_images + a, end_images + b,
+                                                  *ranges[a], *ranges[b]))
+        self.ranges = ranges
+        self.labels = np.repeat(np.arange(len(ranges), dtype=np.int64), sizes)
+        self.keys = (np.repeat(bounds[:, 0] - np.cumsum(sizes) + sizes, sizes)
+                     + np.arange(int(sizes.sum()), dtype=np.int64))
+        self.reader.check_offsets(self.keys, 'image record of an identity range')
+        self.num_classes = len(ranges)
 
     @property
     def image_size(self):
@@ -354,6 +479,17 @@ class RecordDataset(object):
         except ImageReadError as e:
             raise FaceNetError('%s record %d: %s' % (self.rec_path, int(key), e))
 
+    def read_checked_bytes(self, key):
+        """The encoded image of record `key` unless its header declares more than MAX_IMAGE_PIXELS
+        (then a one-line error: a bomb stops the reader rather than being decoded; bytes that are
+        no image are passed on, and the decoder refuses them)."""
+        data = self.read_bytes(key)
+        try:
+            image_size(data, strict=False)
+        except ImageReadError as e:
+            raise FaceNetError('%s record %d: %s' % (self.rec_path, int(key), e))
+        return data
+
     def classes(self):
         """ImageClass list, one per label 0..num_classes-1, named by the label, whose
         `image_paths` are the record keys (ints) of that class's images."""
@@ -365,7 +501,7 @@ class RecordDataset(object):
     def encoded_tensor(self, key):
         """tf.string tensor of the encoded image in record `key` (an int64 tensor), for tf.data maps."""
         tf = configure()
-        out = tf.numpy_function(lambda k: self.read_bytes(int(k)), [key], tf.string, stateful=False)
+        out = tf.numpy_function(lambda k: self.read_checked_bytes(int(k)), [key], tf.string, stateful=False)
         out.set_shape([])
         return out
 

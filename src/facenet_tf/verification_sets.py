@@ -11,21 +11,69 @@ import pickle
 import numpy as np
 
 from facenet_tf.errors import FaceNetError
+from facenet_tf.images import ImageReadError
+from facenet_tf.recordio import image_size
+
+MAX_ENCODED_BYTES = 16 << 20  # one stored image (a 112 px face is about 10 KB)
+_ARRAY_DTYPES = (np.dtype(np.uint8), np.dtype(np.bool_))  # image bytes as uint8, issame as bool
+
+
+def _latin1_encode(text, encoding='latin1'):
+    """`_codecs.encode` as protocol-2 pickles use it for bytes: only the latin-1 codec."""
+    if not isinstance(text, str) or encoding.replace('-', '').lower() != 'latin1':
+        raise pickle.UnpicklingError('refusing _codecs.encode(%s, %r)' % (type(text).__name__, encoding))
+    return text.encode('latin-1')
+
+
+def _bytearray(*args):
+    """`bytearray` as protocol-2 pickles call it (text, 'latin-1'), or with bytes: never from a
+    size (bytearray(n) would allocate what the file asks for)."""
+    if not args:
+        return b''
+    if len(args) == 2 and isinstance(args[0], str):
+        return _latin1_encode(*args)
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytes(args[0])
+    raise pickle.UnpicklingError('refusing bytearray(%s)' % ', '.join(type(a).__name__ for a in args))
+
+
+def _dtype(spec, *args):
+    """numpy.dtype restricted to uint8 and bool: no object arrays."""
+    dtype = np.dtype(spec) if isinstance(spec, str) and spec in ('u1', 'b1', '|u1', '|b1') else None
+    if dtype not in _ARRAY_DTYPES:
+        raise pickle.UnpicklingError('refusing numpy dtype %r' % (spec,))
+    return dtype
+
+
+def _frombuffer(buffer, dtype, shape, order):
+    """The protocol-5 array constructor, for uint8 / bool arrays whose bytes the file holds."""
+    if dtype not in _ARRAY_DTYPES:
+        raise pickle.UnpicklingError('refusing numpy dtype %r' % (dtype,))
+    return np.frombuffer(buffer, dtype).reshape(shape, order=order)
+
 
 _ALLOWED = {
-    ('_codecs', 'encode'),
-    ('numpy', 'ndarray'), ('numpy', 'dtype'),
-    ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
-    ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
-    ('__builtin__', 'bytearray'), ('builtins', 'bytearray'),
+    ('_codecs', 'encode'): _latin1_encode,
+    ('__builtin__', 'bytearray'): _bytearray, ('builtins', 'bytearray'): _bytearray,
+    ('numpy', 'dtype'): _dtype,
+    ('numpy', 'ndarray'): np.ndarray,
+    ('numpy.core.multiarray', '_reconstruct'): None, ('numpy._core.multiarray', '_reconstruct'): None,
+    ('numpy.core.multiarray', 'scalar'): None, ('numpy._core.multiarray', 'scalar'): None,
+    ('numpy.core.numeric', '_frombuffer'): _frombuffer, ('numpy._core.numeric', '_frombuffer'): _frombuffer,
 }
 
 
 class _SafeUnpickler(pickle.Unpickler):
+    """Builds only lists, tuples, bytes, str, numbers, booleans and uint8 / bool numpy arrays;
+    any other global (a function, a class) is refused, so a `.bin` cannot run code."""
+
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED:
             raise pickle.UnpicklingError('refusing to load %s.%s' % (module, name))
-        return super().find_class(module, name)
+        return _ALLOWED[module, name] or super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError('refusing a persistent id')
 
 
 def _as_bytes(item):
@@ -35,11 +83,51 @@ def _as_bytes(item):
         return item.tobytes()
     if isinstance(item, str):
         return item.encode('latin-1')
-    raise TypeError(type(item).__name__)
+    raise TypeError('entry of type %s' % type(item).__name__)
+
+
+def _images(path, bins):
+    """The encoded images as bytes; each one checked: at most MAX_ENCODED_BYTES, and when it is an
+    image, one whose header declares at most recordio.MAX_IMAGE_PIXELS (so no decoder allocates for
+    a bomb; bytes that are no image are left to the decoder, which refuses them). An entry the file
+    lists several times is converted once."""
+    if not isinstance(bins, (list, tuple)):
+        raise FaceNetError('%s: the images must be a list of encoded images, found %s'
+                           % (path, type(bins).__name__))
+    images, seen = [], {}
+    for i, item in enumerate(bins):
+        data = seen.get(id(item))
+        if data is None:
+            try:
+                data = _as_bytes(item)
+            except TypeError as e:
+                raise FaceNetError('%s: image %d is not encoded image bytes (%s)' % (path, i, e))
+            if len(data) > MAX_ENCODED_BYTES:
+                raise FaceNetError('%s: image %d is %d bytes, more than %d'
+                                   % (path, i, len(data), MAX_ENCODED_BYTES))
+            try:
+                image_size(data, strict=False)
+            except ImageReadError as e:
+                raise FaceNetError('%s: image %d: %s' % (path, i, e))
+            seen[id(item)] = data
+        images.append(data)
+    return images
+
+
+def _issame(path, issame):
+    if isinstance(issame, np.ndarray):
+        ok = issame.dtype == np.bool_
+    else:
+        ok = isinstance(issame, (list, tuple)) and all(isinstance(x, (bool, np.bool_)) for x in issame)
+    if not ok:
+        raise FaceNetError('%s: issame must be a list of booleans' % path)
+    return np.asarray(issame, dtype=bool).reshape(-1)
 
 
 def read_bin(path):
-    """(encoded images: list of bytes, issame: bool array) of a `.bin` verification set."""
+    """(encoded images: list of bytes, issame: bool array) of a `.bin` verification set. (A length
+    the pickle declares beyond the file's end is read in chunks by the unpickler and fails as
+    truncated, without allocating it.)"""
     try:
         with open(path, 'rb') as f:
             content = _SafeUnpickler(f, encoding='bytes').load()
@@ -47,19 +135,15 @@ def read_bin(path):
         raise FaceNetError('cannot read %s: %s' % (path, e.strerror or e))
     except Exception as e:  # any unpickling failure means "not a .bin set"
         raise FaceNetError('%s is not a verification set (.bin: a pickle of (images, issame)): %s'
-                        % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
+                           % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
     if not (isinstance(content, (tuple, list)) and len(content) == 2):
         raise FaceNetError('%s is not a verification set: expected a pickled (images, issame) pair' % path)
     bins, issame = content
-    try:
-        images = [_as_bytes(b) for b in bins]
-        issame = np.asarray(issame, dtype=bool).reshape(-1)
-    except (TypeError, ValueError) as e:
-        raise FaceNetError('%s: the images must be encoded image bytes and issame booleans (%s)' % (path, e))
-    if len(images) != 2 * issame.size or issame.size == 0:
+    issame = _issame(path, issame)
+    if len(bins) != 2 * issame.size or issame.size == 0:
         raise FaceNetError('%s holds %d images for %d pairs (need exactly two per pair)'
-                        % (path, len(images), issame.size))
-    return images, issame
+                           % (path, len(bins), issame.size))
+    return _images(path, bins), issame
 
 
 def write_bin(path, images, issame):
