@@ -61,7 +61,7 @@ def main():
             out = os.path.join(tmp, 'out%d' % rep)
             os.makedirs(out)
             t0, c0 = time.time(), _cpu_seconds()
-            jobs, _ = da.plan(os.path.join(tmp, 'in'), out, False, False)
+            jobs = da.plan(os.path.join(tmp, 'in'), out, False, False).jobs
             done, first = 0, None
             for results in da._results(jobs, opts, args.num_workers):
                 done += len(results)

@@ -36,15 +36,17 @@ def main(args):
     if shard is not None and source != '--shard':
         print('Shard %s from %s' % (shard, source))
     tf_setup.configure()
-    from align.dataset_alignment import Options, align_dataset, summary_line
+    from align.dataset_alignment import Options, align_dataset, nothing_aligned, summary_line
     opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment,
                    args.max_detect_side, args.gpu_memory_fraction, args.allow_growth)
     counts = align_dataset(args.input_dir, args.output_dir, opts, random_order=args.random_order,
                            num_workers=args.num_workers, arg_string=' '.join(sys.argv), shard=shard)
     print(summary_line(counts))
-    if counts['total'] == 0:
-        print('No images found in %s%s' % (args.input_dir, '' if shard is None else ' for shard %s' % (shard,)))
-    if counts['total'] and counts['unreadable'] == counts['total'] - counts['already_done'] > 0:
+    if counts['total'] == 0 and shard is not None and counts['input_images']:
+        print('No images in %s for shard %s (the other shards have them)' % (args.input_dir, shard))
+    nothing = nothing_aligned(counts)
+    if nothing:
+        print('%s in %s%s' % (nothing, args.input_dir, '' if shard is None else ' for shard %s' % (shard,)))
         return 1
     return 0
 

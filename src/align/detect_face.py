@@ -24,6 +24,11 @@ DEFAULT_THRESHOLD = (0.6, 0.7, 0.7)
 DEFAULT_FACTOR = 0.709
 PNET_SLOTS = 16      # pyramid levels that one PNet session call can take
 STAGE_CHUNK = 2048   # crops per RNet/ONet session call (bounds memory on crowded images)
+# PNet's working memory is about 150 bytes per input pixel: a session call takes at most
+# PNET_CALL_PIXELS input pixels (or one level tile), and levels longer than PNET_TILE on a side are
+# run in overlapping tiles (mtcnn_boxes.pnet_tiles) that give the same map as the whole level.
+PNET_CALL_PIXELS = 1 << 21
+PNET_TILE = 1024
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,46 +183,112 @@ def _empty():
 
 
 class Pyramid(object):
-    """An image with its PNet inputs: one width-first normalised array per scale.
+    """An image with its PNet inputs: one width-first uint8 array per scale (normalised when fed,
+    a quarter of the memory of float32 levels).
 
-    Building it (resizing, scaling) is independent of the networks, so callers may do it ahead,
-    in other threads, while the networks work on other images.
+    Building it (resizing) is independent of the networks, so callers may do it ahead, in other
+    threads, while the networks work on other images.
     """
 
     def __init__(self, img, minsize=DEFAULT_MINSIZE, factor=DEFAULT_FACTOR):
         self.img = _as_rgb_uint8(img)
         h, w = self.img.shape[0], self.img.shape[1]
         self.scales = mb.pyramid_scales(h, w, minsize, factor)
-        self.levels = [mb.normalize(mb.imresample(self.img, mb.scaled_size(h, w, s))).transpose(1, 0, 2)
+        self.levels = [mb.imresample(self.img, mb.scaled_size(h, w, s)).transpose(1, 0, 2)
                        for s in self.scales]
 
+    @property
+    def pixels(self):
+        """Pixels of the image and of its levels (what it holds in memory, in RGB pixels)."""
+        return self.img.shape[0] * self.img.shape[1] + sum(lv.shape[0] * lv.shape[1] for lv in self.levels)
 
-def _stage_pnet(pyramids, threshold, run_pnet):
-    """Candidate boxes per image after PNet: fixed-point squares [N, 5] (classic stage one)."""
+
+def _pnet_work(pyramids, tile):
+    """{input shape: [(image, level, (row range), (column range), first cell (row, column))]}: every
+    level, or its tiles when a side is longer than `tile`, grouped by shape in order of appearance."""
     groups = {}
     for idx, pyr in enumerate(pyramids):
         for k, level in enumerate(pyr.levels):
-            groups.setdefault(level.shape, []).append((idx, k))
-    keys = list(groups)
-    batches = [np.stack([pyramids[idx].levels[k] for idx, k in groups[shape]]) for shape in keys]
-    outputs = run_pnet(batches) if batches else []
-    per_level = {}
-    for shape, (reg, prob) in zip(keys, outputs):
-        for j, member in enumerate(groups[shape]):
-            per_level[member] = (reg[j].transpose(1, 0, 2), prob[j].transpose(1, 0, 2))
+            for r0, r1, o0, _ in mb.pnet_tiles(level.shape[0], tile):
+                for c0, c1, o1, _ in mb.pnet_tiles(level.shape[1], tile):
+                    groups.setdefault((r1 - r0, c1 - c0), []).append((idx, k, (r0, r1), (c0, c1), (o0, o1)))
+    return groups
+
+
+def _pnet_batches(pyramids, tile, call_pixels):
+    """Lists of (work items, their normalised inputs stacked) with at most `call_pixels` input
+    pixels (at least one item) each, built one by one as they are run."""
+    for shape, members in _pnet_work(pyramids, tile).items():
+        per = max(1, call_pixels // (shape[0] * shape[1]))
+        for start in range(0, len(members), per):
+            part = members[start:start + per]
+            x = np.stack([mb.normalize(pyramids[i].levels[k][r0:r1, c0:c1])
+                          for i, k, (r0, r1), (c0, c1), _ in part])
+            yield part, x
+
+
+def _pnet_calls(pyramids, tile, call_pixels):
+    """The batches of _pnet_batches packed into session calls of at most `call_pixels` pixels and
+    PNET_SLOTS batches."""
+    call, pixels = [], 0
+    for part, x in _pnet_batches(pyramids, tile, call_pixels):
+        n = x.shape[0] * x.shape[1] * x.shape[2]
+        if call and (pixels + n > call_pixels or len(call) == PNET_SLOTS):
+            yield call
+            call, pixels = [], 0
+        call.append((part, x))
+        pixels += n
+    if call:
+        yield call
+
+
+def _level_boxes(prob, reg, scale, threshold):
+    """PNet candidates of one level after its NMS (classic), from the upright maps."""
+    boxes = mb.generate_bounding_box(prob, reg, scale, threshold)
+    pick = mb.nms(boxes, 0.5, 'Union')
+    return boxes[pick] if pick.size else None
+
+
+def _stage_pnet(pyramids, threshold, run_pnet, tile=PNET_TILE, call_pixels=PNET_CALL_PIXELS):
+    """Candidate boxes per image after PNet: fixed-point squares [N, 5] (classic stage one).
+
+    A level's maps are assembled from its tiles and turned into boxes as soon as they are complete,
+    so what is held at once is one call's inputs and the maps of unfinished levels."""
+    maps = {}      # (image, level) -> [prob map, reg map, tiles missing]
+    for idx, pyr in enumerate(pyramids):
+        for k, level in enumerate(pyr.levels):
+            rows = mb.pnet_map_size(level.shape[0])
+            cols = mb.pnet_map_size(level.shape[1])
+            tiles = len(mb.pnet_tiles(level.shape[0], tile)) * len(mb.pnet_tiles(level.shape[1], tile))
+            maps[(idx, k)] = [None, None, tiles, (rows, cols)]
+    found = {}
+    for call in _pnet_calls(pyramids, tile, call_pixels):
+        outputs = run_pnet([x for _, x in call])
+        for (part, _), (reg, prob) in zip(call, outputs):
+            for j, (idx, k, _, _, (o0, o1)) in enumerate(part):
+                entry = maps[(idx, k)]
+                if entry[2] == 1 and entry[0] is None:  # a whole level
+                    p, r = prob[j, :, :, 1], reg[j]
+                else:
+                    if entry[0] is None:
+                        entry[0] = np.empty(entry[3], np.float32)
+                        entry[1] = np.empty(entry[3] + (4,), np.float32)
+                    n0, n1 = prob.shape[1], prob.shape[2]
+                    entry[0][o0:o0 + n0, o1:o1 + n1] = prob[j, :, :, 1]
+                    entry[1][o0:o0 + n0, o1:o1 + n1] = reg[j]
+                    entry[2] -= 1
+                    if entry[2]:
+                        continue
+                    p, r = entry[0], entry[1]
+                del maps[(idx, k)]
+                found[(idx, k)] = _level_boxes(p.T, r.transpose(1, 0, 2), pyramids[idx].scales[k], threshold)
     result = []
     for idx, pyr in enumerate(pyramids):
-        found = []
-        for k, scale in enumerate(pyr.scales):
-            reg, prob = per_level[(idx, k)]
-            boxes = mb.generate_bounding_box(prob[:, :, 1], reg, scale, threshold)
-            pick = mb.nms(boxes, 0.5, 'Union')
-            if pick.size:
-                found.append(boxes[pick])
-        if not found:
+        parts = [found[(idx, k)] for k in range(len(pyr.scales)) if found[(idx, k)] is not None]
+        if not parts:
             result.append(np.empty((0, 5)))
             continue
-        boxes = np.concatenate(found, axis=0)
+        boxes = np.concatenate(parts, axis=0)
         boxes = boxes[mb.nms(boxes, 0.7, 'Union')]
         regw = boxes[:, 2] - boxes[:, 0]
         regh = boxes[:, 3] - boxes[:, 1]
@@ -230,27 +301,35 @@ def _stage_pnet(pyramids, threshold, run_pnet):
     return result
 
 
-def _crops(images, boxes_per_image, size):
-    """Width-first normalised crops of every image's boxes, stacked, plus each image's slice."""
-    crops, bounds, start = [], [], 0
-    for img, boxes in zip(images, boxes_per_image):
-        if boxes.shape[0]:
-            crops.append(mb.crop_boxes(img, boxes, size))
+def _run_on_crops(images, boxes_per_image, size, run):
+    """Outputs of `run` on the width-first normalised size x size crops of every image's boxes, in
+    order, with each image's slice; the crops are made STAGE_CHUNK at a time (a crowded photo's
+    candidates never all in memory). (None, bounds) when there are no boxes."""
+    bounds, start = [], 0
+    for boxes in boxes_per_image:
         bounds.append((start, start + boxes.shape[0]))
         start += boxes.shape[0]
-    if not crops:
+    if start == 0:
         return None, bounds
-    stacked = np.concatenate(crops, axis=0)
-    return mb.normalize(stacked).transpose(0, 2, 1, 3), bounds
+    parts = []
+    for c in range(0, start, STAGE_CHUNK):
+        stop = min(start, c + STAGE_CHUNK)
+        crops = [mb.crop_boxes(img, boxes[max(a, c) - a:min(b, stop) - a], size)
+                 for img, boxes, (a, b) in zip(images, boxes_per_image, bounds) if a < stop and b > c]
+        x = np.concatenate(crops, axis=0) if len(crops) > 1 else crops[0]
+        parts.append(run(mb.normalize(x).transpose(0, 2, 1, 3)))
+    if len(parts) == 1:
+        return parts[0], bounds
+    return tuple(np.concatenate(p, axis=0) for p in zip(*parts)), bounds
 
 
 def _stage_rnet(images, candidates, threshold, run_rnet):
     """RNet refinement of the PNet squares (classic stage two)."""
     candidates = [c[mb.valid_boxes(c)] for c in candidates]
-    x, bounds = _crops(images, candidates, 24)
-    if x is None:
+    out, bounds = _run_on_crops(images, candidates, 24, run_rnet)
+    if out is None:
         return candidates
-    reg, prob = run_rnet(x)
+    reg, prob = out
     result = []
     for boxes, (a, b) in zip(candidates, bounds):
         score = prob[a:b, 1]
@@ -267,10 +346,10 @@ def _stage_onet(images, candidates, threshold, run_onet):
     """ONet output: final boxes [N, 5] and landmarks [10, N] per image (classic stage three)."""
     candidates = [np.fix(c).astype(np.int32) for c in candidates]
     candidates = [c[mb.valid_boxes(c)] for c in candidates]
-    x, bounds = _crops(images, candidates, 48)
-    if x is None:
+    out, bounds = _run_on_crops(images, candidates, 48, run_onet)
+    if out is None:
         return [_empty() for _ in images]
-    reg, marks, prob = run_onet(x)
+    reg, marks, prob = out
     result = []
     for boxes, (a, b) in zip(candidates, bounds):
         score = prob[a:b, 1]

@@ -178,5 +178,35 @@ def valid_boxes(boxes):
 
 
 def normalize(x):
-    """Classic MTCNN input scaling (x - 127.5) / 128, as float32."""
+    """Classic MTCNN input scaling (x - 127.5) / 128, as float32. uint8 input is scaled in float32
+    directly (exact for integers, so the same values) without a float64 copy four times its size."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        y = x.astype(np.float32, order='C')
+        y -= 127.5
+        y *= 0.0078125
+        return y
     return ((np.asarray(x, dtype=np.float64) - 127.5) * 0.0078125).astype(np.float32)
+
+
+def pnet_map_size(n):
+    """Cells of the PNet output map along an input side of n pixels (n >= 11)."""
+    return (n - 1) // 2 - 4
+
+
+def pnet_tiles(n, tile):
+    """Overlapping ranges along one side of n pixels on which PNet gives, cell for cell, the map it
+    gives on the whole side: [(start, stop, first cell, cells)]. PNet is fully convolutional with
+    stride 2 and a 12-pixel window, so a range starting at an even offset reproduces every cell
+    whose window lies inside it; each range but the last keeps those cells, the last one runs to
+    the end of the side (and so repeats the edge's padding). `tile` (even, >= 12) is a range's
+    length; sides up to `tile` are one range."""
+    if n <= tile:
+        return [(0, n, 0, pnet_map_size(n))]
+    cells = (tile - PNET_CELL) // PNET_STRIDE + 1
+    ranges, start = [], 0
+    while start + tile < n:
+        ranges.append((start, start + tile, start // 2, cells))
+        start += PNET_STRIDE * cells
+    ranges.append((start, n, start // 2, pnet_map_size(n) - start // 2))
+    return ranges

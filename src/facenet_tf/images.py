@@ -2,9 +2,21 @@
 
 Every odd file a user may hold (grayscale, palette, RGBA, 16-bit, CMYK, EXIF-rotated, truncated,
 not an image at all) either becomes an HxWx3 uint8 array or raises ImageReadError with one line.
+Only regular files are opened (a FIFO or a device named `a.jpg` is refused, never waited on), and
+an image whose header declares more than twice PIL's `Image.MAX_IMAGE_PIXELS` (179 million pixels
+by default; PIL's DecompressionBombError) is refused before it is decoded.
 """
+import os
+import stat
+import warnings
+
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+EXIF_ORIENTATION = 0x0112
+# Between MAX_IMAGE_PIXELS and twice that PIL only warns, in two lines on stderr: the refusal above
+# twice it is the one limit, so the warning is silenced.
+warnings.simplefilter('ignore', Image.DecompressionBombWarning)
 
 
 class ImageReadError(Exception):
@@ -42,16 +54,52 @@ def pil_to_rgb(img):
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
+def open_regular(path):
+    """`path` opened for reading in binary, only if it is a regular file (a FIFO, socket or device
+    would block or never end): ImageReadError otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
+    except FileNotFoundError:
+        raise ImageReadError('no such file')
+    except IsADirectoryError:
+        raise ImageReadError('not a regular file')
+    except OSError as e:
+        raise ImageReadError('cannot open (%s)' % (e.strerror or e))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageReadError('not a regular file')
+    return os.fdopen(fd, 'rb')
+
+
+def image_size(path):
+    """(width, height) from the file's header, without decoding it; None if it is not a readable image."""
+    try:
+        with open_regular(path) as f, Image.open(f) as img:
+            return img.size
+    except (ImageReadError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def _upright(img):
+    """The image turned by a valid EXIF orientation (2-8); a missing or garbage tag leaves it as is
+    (and costs no copy)."""
+    try:
+        orientation = img.getexif().get(EXIF_ORIENTATION)
+    except Exception:  # a malformed EXIF block: read the pixels as stored
+        return img
+    if orientation not in (2, 3, 4, 5, 6, 7, 8):
+        return img
+    return ImageOps.exif_transpose(img)
+
+
 def read_rgb(path, exif_transpose=True):
     """Read `path` as an HxWx3 uint8 RGB array, turned upright by its EXIF orientation."""
     try:
-        with Image.open(path) as img:
+        with open_regular(path) as f, Image.open(f) as img:
             img.load()
             if exif_transpose:
-                img = ImageOps.exif_transpose(img)
+                img = _upright(img)
             arr = pil_to_rgb(img)
-    except FileNotFoundError:
-        raise ImageReadError('no such file')
     except UnidentifiedImageError:
         raise ImageReadError('not an image file')
     except Image.DecompressionBombError as e:
