@@ -38,13 +38,18 @@ def _note(text):
 
 
 def embed_faces(args, input_dir, output_dir):
-    """(faces, embeddings) of the input: detected and cropped, or the aligned crops as they are."""
+    """(faces, embeddings) of the input: detected and cropped, or the aligned crops as they are.
+    The output folder is made only once the model has loaded."""
     tf1 = tf_setup.configure().compat.v1
     from facenet_tf import embedding
     with tf1.Graph().as_default(), tf1.Session(config=tf_setup.session_config_from_args(args)) as sess:
         embedding.load_for_inference(args.model, sess)
+        os.makedirs(output_dir, exist_ok=True)
+        if clustering.unfinished_by(output_dir) is not None:
+            clustering.take_over(output_dir)
+        clustering.begin_output(output_dir)
         if args.aligned:
-            faces = clustering.aligned_faces(input_dir)
+            faces = clustering.readable(clustering.aligned_faces(input_dir), _note)
             emb = embedding.embed(sess, [f.crop for f in faces], image_size=args.image_size,
                                   batch_size=args.batch_size,
                                   fixed_standardization=args.use_fixed_image_standardization)
@@ -58,20 +63,52 @@ def embed_faces(args, input_dir, output_dir):
                                                _note)
 
 
+def _check_output(input_dir, output_dir):
+    """Refuse, before any work, an output folder that is or lies inside the input folder (its crops
+    would be read as photos by the next run) or that exists with anything in it (never replaced),
+    unless a killed cluster.py run left it unfinished (the rerun takes it over)."""
+    real_in, real_out = os.path.realpath(input_dir), os.path.realpath(output_dir)
+    if real_out == real_in or real_out.startswith(real_in.rstrip(os.sep) + os.sep):
+        raise FaceNetError('%s: the output folder must not be or lie inside the input folder %s'
+                           % (output_dir, input_dir))
+    writer = clustering.unfinished_by(output_dir)
+    if writer is not None and recognition.process_running(writer) and writer != os.getpid():
+        raise FaceNetError('%s is being written by another cluster.py run (process %d)' % (output_dir, writer))
+    if writer is None and os.path.lexists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
+        raise FaceNetError('%s already exists and is not an empty folder (give a new output folder)' % output_dir)
+
+
+def _remove_empty(folders):
+    """Remove the folders of `folders` (made by this run) that are still empty, in order."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
 def main(args):
     input_dir = os.path.expanduser(args.input_dir)
     output_dir = os.path.expanduser(args.output_dir)
     if not os.path.isdir(input_dir):
         raise FaceNetError('input folder not found: %s' % args.input_dir)
-    if os.path.exists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
-        raise FaceNetError('%s already exists and is not an empty folder (give a new output folder)'
-                           % args.output_dir)
-    if not clustering.image_files(input_dir):
+    _check_output(input_dir, output_dir)
+    nrof_photos = len(clustering.image_files(input_dir))
+    if not nrof_photos:
         raise FaceNetError('no image files under %s' % args.input_dir)
-    os.makedirs(output_dir, exist_ok=True)
-    faces, emb = embed_faces(args, input_dir, output_dir)
-    if not faces:
-        raise FaceNetError('no face found under %s' % args.input_dir)
+    made = [os.path.join(output_dir, clustering.CROPS_FOLDER)] + ([] if os.path.isdir(output_dir) else [output_dir])
+    try:
+        faces, emb = embed_faces(args, input_dir, output_dir)
+        if not faces:
+            raise FaceNetError('no face found under %s (%d image files)' % (args.input_dir, nrof_photos))
+    except BaseException:
+        crops = os.path.join(output_dir, clustering.CROPS_FOLDER)
+        if not (os.path.isdir(crops) and os.listdir(crops)):   # nothing written: no mark, no folder left
+            marker = os.path.join(output_dir, clustering.UNFINISHED)
+            if os.path.isfile(marker):
+                os.remove(marker)
+            _remove_empty(made)
+        raise
     eps = args.eps if args.eps is not None else clustering.DEFAULT_EPS[args.method]
     labels = clustering.cluster(emb, args.method, eps, args.min_samples, args.n_clusters)
     clustering.write_clusters(output_dir, faces, labels, args.copy)

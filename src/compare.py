@@ -3,6 +3,7 @@
 Usage: python src/compare.py model image_files... [--image_size 160] [--margin 44] [--max_detect_side N]
 """
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -13,18 +14,24 @@ from facenet_tf import tf_setup
 from facenet_tf.cli import add_gpu_memory_arguments, add_model_argument, run
 from facenet_tf.errors import FaceNetError
 from facenet_tf.precision import add_precision_argument
+from facenet_tf.recognition import regular_file
 
 
 def load_and_align_data(image_paths, image_size, margin, standardize, max_detect_side=0, gpu_memory_fraction=None,
                         allow_growth=False):
     """(kept paths, [N, size, size, 3] float images): the first detected face of each image, cropped
-    with margin/2 per side and resized with PIL's bilinear filter; unusable images are named and left out.
+    with margin/2 per side and resized with PIL's bilinear filter; unusable images (a FIFO or a
+    device is never opened) are named and left out.
     Detection runs on the full image unless max_detect_side > 0 (then on a copy reduced to that side);
     gpu_memory_fraction and allow_growth set the detector's GPU memory."""
     from align.detect_face import MTCNN
     kept, faces = [], []
     with MTCNN(gpu_memory_fraction=gpu_memory_fraction, allow_growth=allow_growth) as detector:
         for path in image_paths:
+            if not regular_file(path):
+                print('%s: %s: left out' % (path, 'not a regular file (a FIFO, device or folder is never read)'
+                                            if os.path.lexists(path) else 'no such file'))
+                continue
             try:
                 img = image_lib.read_rgb(path)
             except image_lib.ImageReadError as e:

@@ -178,7 +178,7 @@ def test_bad_input_gets_a_note_and_the_run_goes_on(case, gallery_run):
     _, err, _ = gallery_run
     assert '%s: no such file or folder: skipped' % (base / 'missing.jpg') in err
     assert '%s: cannot read (' % (base / 'broken.jpg') in err
-    assert '%s: cannot open as a video: skipped' % (base / 'broken.mp4') in err
+    assert '%s: not a video file (no known container signature): skipped' % (base / 'broken.mp4') in err
     assert 'camera 7: cannot open as a video camera: skipped' in err
     assert 'sources: 1 read, 3 skipped' in err
 

@@ -12,6 +12,7 @@ dominates (about 25 faces/s for InceptionResnetV1 on 2 cores).
 import csv
 import io
 import os
+import re
 import shutil
 
 import numpy as np
@@ -24,6 +25,7 @@ from facenet_tf import dataset, files
 from facenet_tf import images as image_lib
 from facenet_tf.errors import FaceNetError
 from facenet_tf.progress import Progress
+from facenet_tf.recognition import folder_images, process_running
 
 NOISE = -1
 DEFAULT_EPS = {'dbscan': 0.8, 'agglomerative': 0.9}   # best pairwise F1 of the published model on LFW
@@ -31,16 +33,28 @@ NOISE_FOLDER = 'noise'
 CROPS_FOLDER = 'crops'
 CSV_NAME = 'clusters.csv'
 CSV_COLUMNS = ('cluster', 'crop', 'source', 'face', 'main', 'x1', 'y1', 'x2', 'y2', 'score')
+UNFINISHED = '.cluster_unfinished'   # in OUTPUT_DIR (holding the writer's process id) until clusters.csv is written
+CLUSTER_FOLDER_RE = re.compile(r'^(cluster_\d{3,}|%s)$' % NOISE_FOLDER)
 
 
 def image_files(input_dir):
-    """Image files under input_dir, recursively, sorted (hidden files and folders left out)."""
-    found = []
-    for folder, subdirs, names in os.walk(input_dir):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith('.'))
-        found.extend(os.path.join(folder, n) for n in sorted(names)
-                     if n.lower().endswith(dataset.IMAGE_EXTENSIONS) and not n.startswith('.'))
-    return found
+    """Image files under input_dir, recursively, sorted: regular files only (a FIFO or device named
+    like an image is never opened), hidden files and folders left out."""
+    return folder_images(input_dir)
+
+
+def crop_names(paths, input_dir):
+    """{photo path: crop name stem relative to the crops folder}: the photo's folder mirrored, and
+    its file name without extension, except where photos of one folder share a stem (`x.jpg`,
+    `x.png`: `x_jpg`, `x_png`, dataset.output_stems) so that no crop replaces another."""
+    by_folder = {}
+    for path in paths:
+        by_folder.setdefault(os.path.dirname(path), []).append(path)
+    names = {}
+    for folder, group in by_folder.items():
+        for path, stem in dataset.output_stems(group).items():
+            names[path] = os.path.join(os.path.relpath(folder, input_dir), stem)
+    return names
 
 
 class Face(object):
@@ -54,9 +68,10 @@ class Face(object):
 def detect_and_embed(pipeline, input_dir, crops_dir, note, batch=8, stream=None):
     """(faces, embeddings) of every face of every photo under input_dir: detected in batches of
     photos, each crop written as a PNG under crops_dir (mirroring the photo's folder, named
-    <photo stem>_<k>.png), embedded with the pipeline. Unreadable photos get a note."""
+    <photo stem>_<k>.png, crop_names), embedded with the pipeline. Unreadable photos get a note."""
     import cv2
     paths = image_files(input_dir)
+    stems = crop_names(paths, input_dir)
     progress = Progress(len(paths), 'Detecting and embedding', 'photos', stream=stream)
     faces, embeddings = [], []
     for start in range(0, len(paths), batch):
@@ -70,14 +85,13 @@ def detect_and_embed(pipeline, input_dir, crops_dir, note, batch=8, stream=None)
         crops = []
         for path, image, (boxes, _) in zip(kept, images, pipeline.detect(images) if images else []):
             main = aligner.choose_face(boxes, image.shape) if boxes.shape[0] else -1
-            rel = os.path.splitext(os.path.relpath(path, input_dir))[0]
             for k in range(boxes.shape[0]):
                 crop, bb = aligner.crop_face(image, boxes[k, 0:4], pipeline.image_size, pipeline.margin)
                 if crop is None:
                     continue
-                out = os.path.join(crops_dir, '%s_%d.png' % (rel, k))
+                out = os.path.normpath(os.path.join(crops_dir, '%s_%d.png' % (stems[path], k)))
                 os.makedirs(os.path.dirname(out), exist_ok=True)
-                cv2.imwrite(out, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                files.write_atomic(out, cv2.imencode('.png', cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))[1].tobytes())
                 faces.append(Face(out, path, k, k == main, bb, float(boxes[k, 4])))
                 crops.append(pipeline.standardize(crop).astype(np.float32))
         if crops:
@@ -91,6 +105,19 @@ def detect_and_embed(pipeline, input_dir, crops_dir, note, batch=8, stream=None)
 def aligned_faces(input_dir):
     """Faces of a folder of aligned crops: every image file is one face (its own source)."""
     return [Face(path, path, 0, True) for path in image_files(input_dir)]
+
+
+def readable(faces, note):
+    """The faces whose image decodes (aligned input): an unreadable one gets a note and is left out
+    instead of stopping the run."""
+    kept = []
+    for face in faces:
+        try:
+            image_lib.read_rgb(face.crop)
+            kept.append(face)
+        except image_lib.ImageReadError as e:
+            note('cannot read %s (%s): left out' % (face.crop, e))
+    return kept
 
 
 def cluster(embeddings, method='dbscan', eps=0.8, min_samples=3, n_clusters=None):
@@ -135,6 +162,39 @@ def folder_name(label):
     return NOISE_FOLDER if label == NOISE else 'cluster_%03d' % label
 
 
+def unfinished_by(output_dir):
+    """The process id of the cluster.py run that began writing output_dir and did not finish
+    (its marker is there, clusters.csv is not), or None."""
+    marker = os.path.join(output_dir, UNFINISHED)
+    try:
+        if not os.path.isfile(marker) or os.path.islink(marker) or os.path.lexists(os.path.join(output_dir, CSV_NAME)):
+            return None
+        with open(marker) as f:
+            return int(f.read(32).strip() or 0)
+    except (OSError, ValueError):
+        return None
+
+
+def begin_output(output_dir):
+    """Mark output_dir as being written by this process; a run killed before clusters.csv leaves
+    the mark, so that a rerun may take the folder over (take_over)."""
+    files.write_atomic(os.path.join(output_dir, UNFINISHED), '%d\n' % os.getpid())
+
+
+def take_over(output_dir):
+    """Clear what a killed run left in its marked output folder: the cluster folders (links or
+    copies) and temporary files; the crops are written again under the same names."""
+    for name in os.listdir(output_dir):
+        if CLUSTER_FOLDER_RE.match(name) and os.path.isdir(os.path.join(output_dir, name)) and \
+                not os.path.islink(os.path.join(output_dir, name)):
+            shutil.rmtree(os.path.join(output_dir, name))
+    for folder, _, names in os.walk(output_dir):
+        for name in names:
+            match = files.TEMPORARY_RE.match(name)
+            if match and not process_running(int(match.group(1))):
+                os.remove(os.path.join(folder, name))
+
+
 def write_clusters(output_dir, faces, labels, copy=False):
     """One folder per cluster and `noise/`, each holding links (or copies) of its faces' crops named
     <n>_<crop name>; clusters.csv (written atomically) lists every face with its cluster, crop, source
@@ -156,6 +216,8 @@ def write_clusters(output_dir, faces, labels, copy=False):
     writer.writerow(CSV_COLUMNS)
     writer.writerows(rows)
     files.write_atomic(os.path.join(output_dir, CSV_NAME), text.getvalue())
+    if os.path.lexists(os.path.join(output_dir, UNFINISHED)):
+        os.remove(os.path.join(output_dir, UNFINISHED))
 
 
 def identities(faces, input_dir):

@@ -15,6 +15,8 @@
 import hashlib
 import json
 import os
+import re
+import stat
 import sys
 import time
 
@@ -30,6 +32,7 @@ from facenet_tf.model_io import model_tensors
 IMAGE_OUTPUT_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')   # others written as .png
 VIDEO_OUTPUT_CODECS = {'.mp4': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG', '.mov': 'mp4v'}
 GALLERY_CACHE = '.facenet_gallery.npz'
+VIDEO_TEMPORARY_RE = re.compile(r'^\..+\.(\d+)\.tmp\.[^.]+$')   # an annotated video being written
 UNKNOWN = classify.UNKNOWN
 
 
@@ -54,34 +57,109 @@ class Frame(object):
         self.faces = None
 
 
+def regular_file(path):
+    """Whether `path` is a regular file (a symlink to one counts): a FIFO, device or socket would
+    block or never end when read, so no tool opens one."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def folder_images(folder):
+    """The image files under `folder`, recursively, sorted: regular files with an image extension,
+    hidden files and folders left out."""
+    found = []
+    for parent, subdirs, names in os.walk(folder):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith('.'))
+        found.extend(os.path.join(parent, n) for n in sorted(names)
+                     if n.lower().endswith(dataset.IMAGE_EXTENSIONS) and not n.startswith('.')
+                     and regular_file(os.path.join(parent, n)))
+    return found
+
+
 def expand_sources(specs, note):
     """Sources of the command line: a number is a camera index (unless such a file exists), a
-    folder gives its image files (recursively, sorted), a file with an image extension is a photo,
-    any other file a video. A missing path gets a note and is left out."""
+    folder gives its image files (regular files only, recursively, sorted), a file with an image
+    extension is a photo, any other file a video. A missing path, or one that is no regular file
+    (a FIFO, a device), gets a note and is left out."""
     sources = []
     for spec in specs:
         path = os.path.expanduser(spec)
-        if spec.isdigit() and not os.path.exists(path):
+        if spec.isdigit() and not os.path.lexists(path):
             sources.append(Source('camera', int(spec), 'camera %s' % spec))
         elif os.path.isdir(path):
-            found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names
-                           if name.lower().endswith(dataset.IMAGE_EXTENSIONS) and not name.startswith('.'))
+            found = folder_images(path)
             if not found:
                 note('%s: no image files in this folder: skipped' % spec)
             sources.extend(Source('image', p) for p in found)
-        elif os.path.isfile(path):
+        elif regular_file(path):
             kind = 'image' if path.lower().endswith(dataset.IMAGE_EXTENSIONS) else 'video'
             sources.append(Source(kind, path))
+        elif os.path.exists(path):
+            note('%s: not a regular file (a FIFO, device or socket is never read): skipped' % spec)
         else:
             note('%s: no such file or folder: skipped' % spec)
     return sources
 
 
-def open_capture(source):
-    """An opened cv2.VideoCapture of a video or camera source, or None."""
-    capture = cv2.VideoCapture(source.spec)
+# Leading bytes of the video containers read (offset, bytes): anything else (a playlist, a
+# concatenation list, a text file) is refused before OpenCV's demuxers see it, so no file can make
+# them open other files or network addresses.
+VIDEO_SIGNATURES = (
+    (4, b'ftyp'), (4, b'moov'), (4, b'mdat'), (4, b'free'), (4, b'wide'), (4, b'skip'),  # MP4, MOV, 3GP
+    (0, b'RIFF'),                      # AVI
+    (0, b'\x1a\x45\xdf\xa3'),          # Matroska, WebM
+    (0, b'\x00\x00\x01\xba'),          # MPEG program stream
+    (0, b'FLV'), (0, b'OggS'),
+    (0, b'\x30\x26\xb2\x75\x8e\x66\xcf\x11'),  # ASF, WMV
+)
+MPEG_TS_PACKET = 188
+MAX_VIDEO_PIXELS = 8192 * 8192   # a frame larger than this (width x height as the file declares) is refused
+
+
+def video_problem(path):
+    """Why the file at `path` is not read as a video (no known container signature), or None."""
+    with open(path, 'rb') as f:
+        head = f.read(2 * MPEG_TS_PACKET + 1)
+    if any(head[offset:offset + len(magic)] == magic for offset, magic in VIDEO_SIGNATURES):
+        return None
+    if len(head) > MPEG_TS_PACKET and head[0] == head[MPEG_TS_PACKET] == 0x47:   # MPEG transport stream
+        return None
+    return 'not a video file (no known container signature)'
+
+
+def quiet_video_logs():
+    """Silence OpenCV's and FFmpeg's own log lines (a damaged video would print several), so a bad
+    video is the one note of `open_capture`; an explicit OPENCV_FFMPEG_LOGLEVEL is kept."""
+    os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')   # AV_LOG_QUIET
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def open_capture(source, note):
+    """An opened cv2.VideoCapture of a video or camera source, or None after a note. A video file
+    is checked first (a known container, a frame of at most MAX_VIDEO_PIXELS) and opened by its
+    absolute path with the FFmpeg backend only (no image-sequence patterns, no protocol prefixes)."""
+    quiet_video_logs()
+    if source.kind == 'camera':
+        capture = cv2.VideoCapture(source.spec)
+    else:
+        try:
+            problem = video_problem(source.spec)
+        except OSError as e:
+            problem = 'cannot read (%s)' % (e.strerror or e)
+        if problem:
+            note('%s: %s: skipped' % (source.label, problem))
+            return None
+        capture = cv2.VideoCapture(os.path.abspath(source.spec), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
+        note('%s: cannot open as a video%s: skipped' % (source.label, ' camera' if source.kind == 'camera' else ''))
+        return None
+    width, height = capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
+    if width * height > MAX_VIDEO_PIXELS:
+        capture.release()
+        note('%s: frames of %dx%d pixels, more than %d: skipped' % (source.label, width, height, MAX_VIDEO_PIXELS))
         return None
     return capture
 
@@ -97,9 +175,8 @@ def frames(source, every_n_frames, decode_skipped, note):
         except image_lib.ImageReadError as e:
             note('%s: cannot read (%s): skipped' % (source.label, e))
         return
-    capture = open_capture(source)
+    capture = open_capture(source, note)
     if capture is None:
-        note('%s: cannot open as a video%s: skipped' % (source.label, ' camera' if source.kind == 'camera' else ''))
         return
     fps = source.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
     start = time.time()
@@ -240,10 +317,18 @@ class GalleryNamer(object):
 
 class ClassifierNamer(object):
     """Names faces with a classifier.py file: the best class and its probability; with the training
-    embeddings kept in the file, UNKNOWN beyond the threshold (a classic file has none: no unknown)."""
+    embeddings kept in the file, UNKNOWN beyond the threshold (a classic file has none: no unknown).
+    The file is read by classify.load (the restricted unpickler); a file whose classes or embedding
+    size do not fit is refused with one line naming it."""
 
     def __init__(self, path, unknown_threshold, note):
+        self.path = path
         self.model, self.class_names = classify.load(path)
+        classes = np.asarray(getattr(self.model, 'classes_', []))
+        if classes.dtype.kind not in 'iu' or classes.size == 0 or classes.min() < 0 or \
+                classes.max() >= len(self.class_names):
+            raise FaceNetError('%s: its classes are not indices into its %d class names'
+                               % (path, len(self.class_names)))
         self.unknown_threshold = unknown_threshold
         if getattr(self.model, 'facenet_embeddings_', None) is None:
             note('%s holds no training embeddings (a classic file): every face gets its best class, '
@@ -253,8 +338,16 @@ class ClassifierNamer(object):
     def __call__(self, emb):
         if not len(emb):
             return []
-        names, probabilities, distances = classify.predict(self.model, self.class_names, emb,
-                                                           self.unknown_threshold)
+        expected = getattr(self.model, 'n_features_in_', emb.shape[1])
+        if expected != emb.shape[1]:
+            raise FaceNetError('%s: the classifier takes %s-D embeddings, the model gives %d-D'
+                               % (self.path, expected, emb.shape[1]))
+        try:
+            names, probabilities, distances = classify.predict(self.model, self.class_names, emb,
+                                                               self.unknown_threshold)
+        except (ValueError, TypeError, IndexError, AttributeError) as e:
+            raise FaceNetError('%s: cannot name faces with this classifier (%s)'
+                               % (self.path, str(e).splitlines()[0] if str(e) else type(e).__name__))
         return [(n, None if distances is None else float(distances[i]), float(probabilities[i]))
                 for i, n in enumerate(names)]
 
@@ -290,30 +383,70 @@ def gallery_crop(pipeline, image):
     return crop
 
 
-def load_gallery(gallery_dir, pipeline, model, unknown_threshold, note):
-    """A GalleryNamer of a folder with one sub-folder of photos or crops per person. The embeddings
-    are cached in gallery_dir/.facenet_gallery.npz and reused while the model, the settings and the
-    images are unchanged."""
-    gallery_dir = os.path.expanduser(gallery_dir)
-    people = [p for p in dataset.get_dataset(gallery_dir) if p.image_paths]
+def gallery_people(gallery_dir):
+    """The people of a gallery folder: one ImageClass per sub-folder (sorted, hidden ones left out)
+    with its files (regular files only: a FIFO is never opened); a one-line error when there is none
+    with images. Listed here rather than with dataset.get_dataset, which splits paths at ':'."""
+    if not os.path.isdir(gallery_dir):
+        raise FaceNetError('%s: the gallery folder does not exist' % gallery_dir)
+    people = []
+    for name in sorted(os.listdir(gallery_dir)):
+        folder = os.path.join(gallery_dir, name)
+        if name.startswith('.') or not os.path.isdir(folder):
+            continue
+        paths = dataset.get_image_paths(folder)   # regular files only (os.path.isfile)
+        if paths:
+            people.append(dataset.ImageClass(name, paths))
     if not people:
-        raise FaceNetError('the gallery %s has no person folder with images (one sub-folder per person)'
+        raise FaceNetError('%s: the gallery has no person folder with images (one sub-folder per person)'
                            % gallery_dir)
+    return people
+
+
+CACHE_BYTES_PER_IMAGE = 32 * 1024   # room for one embedding of up to 4096 float32 values and its label
+
+
+def _read_cache(cache, key, nrof_people, nrof_images):
+    """(embeddings, labels) of the gallery cache when it is a regular file (not a link) holding
+    arrays for `key` that fit the gallery; else None. Its declared sizes are checked before any
+    array is read, so a crafted cache cannot take memory beyond CACHE_BYTES_PER_IMAGE per image."""
+    import zipfile
+    try:
+        if not stat.S_ISREG(os.lstat(cache).st_mode):
+            return None
+        with zipfile.ZipFile(cache) as z:
+            if sorted(i.filename for i in z.infolist()) != ['embeddings.npy', 'key.npy', 'labels.npy'] or \
+                    sum(i.file_size for i in z.infolist()) > (nrof_images + 1) * CACHE_BYTES_PER_IMAGE:
+                return None
+        with np.load(cache, allow_pickle=False) as data:
+            if str(data['key']) != key:
+                return None
+            emb, labels = data['embeddings'], data['labels']
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if emb.ndim != 2 or emb.dtype.kind != 'f' or labels.ndim != 1 or labels.dtype.kind not in 'iu' or \
+            len(labels) != len(emb) or not len(labels) or labels.min() < 0 or labels.max() >= nrof_people:
+        return None
+    return emb, labels
+
+
+def load_gallery(gallery_dir, pipeline, model, unknown_threshold, note, people=None):
+    """A GalleryNamer of a folder with one sub-folder of photos or crops per person (`people`: its
+    gallery_people, listed again when not given). The embeddings are cached in
+    gallery_dir/.facenet_gallery.npz and reused while the model, the settings and the images are
+    unchanged; a cache path that is a link or no regular file is neither read nor replaced."""
+    gallery_dir = os.path.expanduser(gallery_dir)
+    people = people if people is not None else gallery_people(gallery_dir)
     settings = {'image_size': pipeline.image_size, 'margin': pipeline.margin,
                 'standardize': pipeline.standardize.__name__, 'max_detect_side': pipeline.max_detect_side}
     key = _gallery_key(gallery_dir, people, model, settings)
     cache = os.path.join(gallery_dir, GALLERY_CACHE)
     names = [classify.display_name(p.name) for p in people]
-    if os.path.isfile(cache):
-        try:
-            with np.load(cache, allow_pickle=False) as data:
-                if str(data['key']) == key:
-                    note('gallery: %d faces of %d people from the cache %s'
-                         % (len(data['labels']), len(people), cache))
-                    return GalleryNamer(names, data['embeddings'], data['labels'], unknown_threshold)
-        except (OSError, ValueError, KeyError):
-            pass
-    crops, labels = [], []
+    cached = _read_cache(cache, key, len(people), sum(len(p.image_paths) for p in people))
+    if cached is not None:
+        note('gallery: %d faces of %d people from the cache %s' % (len(cached[1]), len(people), cache))
+        return GalleryNamer(names, cached[0], cached[1], unknown_threshold)
+    crops, labels, parts = [], [], []
     for label, person in enumerate(people):
         for path in person.image_paths:
             try:
@@ -326,13 +459,22 @@ def load_gallery(gallery_dir, pipeline, model, unknown_threshold, note):
                 continue
             crops.append(crop)
             labels.append(label)
-    if not crops:
-        raise FaceNetError('no face found in the gallery %s' % gallery_dir)
-    emb = pipeline.embed(crops)
+            if len(crops) == pipeline.batch_size:   # crops held: one batch at most
+                parts.append(pipeline.embed(crops))
+                crops = []
+    if crops:
+        parts.append(pipeline.embed(crops))
+    if not parts:
+        raise FaceNetError('%s: no face found in the gallery' % gallery_dir)
+    emb = np.concatenate(parts)
     labels = np.asarray(labels, np.int64)
     missing = [names[i] for i in range(len(people)) if i not in set(labels.tolist())]
     if missing:
         note('gallery: no usable face of %s' % ', '.join(missing))
+    if os.path.lexists(cache) and not stat.S_ISREG(os.lstat(cache).st_mode):
+        note('gallery: %d faces of %d people embedded (cache not written: %s is not a regular file)'
+             % (len(labels), len(people), cache))
+        return GalleryNamer(names, emb, labels, unknown_threshold)
     try:
         with files.atomic_path(cache) as tmp:
             with open(tmp, 'wb') as f:
@@ -383,46 +525,137 @@ def is_video_path(path):
     return os.path.splitext(path)[1].lower() in VIDEO_OUTPUT_CODECS
 
 
+def process_running(pid):
+    """Whether a process with this id runs (a temporary file of a live run is never deleted)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(paths):
+    """Delete what killed runs left beside the outputs `paths`: their temporary files
+    (`.<name>.<pid>.tmp`, or `.<stem>.<pid>.tmp<ext>` for a video) whose process no longer runs."""
+    by_folder = {}
+    for path in paths:
+        folder, name = os.path.split(os.path.abspath(path))
+        by_folder.setdefault(folder, set()).add(name)
+    for folder, names in by_folder.items():
+        try:
+            present = os.listdir(folder)
+        except OSError:
+            continue
+        for entry in present:
+            match = files.TEMPORARY_RE.match(entry) or VIDEO_TEMPORARY_RE.match(entry)
+            if not match or int(match.group(1)) == os.getpid() or process_running(int(match.group(1))):
+                continue
+            stem, _, ext = entry[1:].partition('.%s.tmp' % match.group(1))
+            if stem + ext in names:
+                try:
+                    os.remove(os.path.join(folder, entry))
+                except OSError:
+                    pass
+
+
+def _inside(path, folder):
+    """Whether the real path `path` is `folder` or lies below it (both real paths)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 class Annotator(object):
     """Writes annotated frames: photos as images in a folder (the photo's name, made unique), videos
     and cameras as a video (<folder>/<source stem>.mp4, or `out` itself when it has a video
     extension: then only the first video or camera that gives frames is annotated, the other sources
     get a note). Every frame of a video is written (frames between recognised ones carry the last
-    faces), so the output has the input's frame count."""
+    faces), so the output has the input's frame count.
 
-    def __init__(self, out, note):
+    Every output path is planned and checked when the Annotator is made, before any work: the
+    output (folder or video file) must not be, contain or lie inside an input folder (`inputs`: the
+    sources, the gallery, the model), no output may be an input file (even with `overwrite`), and
+    an existing output file is replaced only with `overwrite`. Nothing is written until the first
+    frame; each file is written under a temporary name and renamed when complete (a link in its
+    place is replaced, never written through)."""
+
+    def __init__(self, out, sources, inputs, note, overwrite=False):
         self.out = os.path.expanduser(out)
         self.note = note
         self.single_video = is_video_path(self.out)
-        folder = os.path.dirname(os.path.abspath(self.out)) if self.single_video else self.out
-        os.makedirs(folder, exist_ok=True)
-        self.folder = folder
-        self.used = set()
-        self.writer, self.writer_source, self.last_faces, self.path = None, None, [], None
+        self.folder = os.path.dirname(os.path.abspath(self.out)) if self.single_video else self.out
+        self.writer, self.writer_source, self.last_faces, self.path, self.tmp = None, None, [], None, None
         self.written = {}
         self.left_out = set()
+        self.paths = self._plan(sources)
+        self._check(inputs, overwrite)
 
-    def _unique(self, name):
-        stem, ext = os.path.splitext(name)
-        candidate, k = name, 1
-        while candidate in self.used:
-            candidate, k = '%s_%d%s' % (stem, k, ext), k + 1
-        self.used.add(candidate)
-        return os.path.join(self.folder, candidate)
+    def _plan(self, sources):
+        """{source: output path} (one video file: every video and camera gets it)."""
+        paths, used = {}, set()
+        for source in sources:
+            if self.single_video:
+                if source.kind != 'image':
+                    paths[source] = self.out
+                continue
+            if source.kind == 'image':
+                name = os.path.basename(source.spec)
+                if not name.lower().endswith(IMAGE_OUTPUT_EXTENSIONS):
+                    name = os.path.splitext(name)[0] + '.png'
+            elif source.kind == 'camera':
+                name = 'camera_%d.mp4' % source.spec
+            else:
+                name = os.path.splitext(os.path.basename(source.spec))[0] + '.mp4'
+            stem, ext = os.path.splitext(name)
+            candidate, k = name, 1
+            while candidate in used:
+                candidate, k = '%s_%d%s' % (stem, k, ext), k + 1
+            used.add(candidate)
+            paths[source] = os.path.join(self.folder, candidate)
+        return paths
+
+    def _check(self, inputs, overwrite):
+        real = [os.path.realpath(os.path.expanduser(p)) for p in inputs if os.path.lexists(os.path.expanduser(p))]
+        input_folders = [p for p in real if os.path.isdir(p)]
+        input_files = {p for p in real if not os.path.isdir(p)}
+        if not self.single_video and os.path.lexists(self.out) and not os.path.isdir(self.out):
+            raise FaceNetError('%s: --annotate names an existing file, not a folder (a folder, or a video '
+                               'file ending in %s)' % (self.out, '/'.join(sorted(VIDEO_OUTPUT_CODECS))))
+        out = os.path.realpath(self.out)
+        for folder in input_folders:
+            if _inside(out, folder) or (not self.single_video and _inside(folder, out)):
+                raise FaceNetError('%s: --annotate must not be, contain or lie inside the input folder %s '
+                                   '(annotated files would mix with the inputs)' % (self.out, folder))
+        for path in self.outputs():
+            if os.path.realpath(path) in input_files:
+                raise FaceNetError('%s: the annotated output would replace an input file' % path)
+            if os.path.isdir(path):
+                raise FaceNetError('%s: the annotated output would replace a folder' % path)
+            files.check_new_output(path, overwrite)
+
+    def outputs(self):
+        """Every path this Annotator may write."""
+        return sorted(set(self.paths.values()) | ({self.out} if self.single_video else set()))
+
+    def _makedirs(self, path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     def _video_writer(self, frame, fps):
-        if self.single_video:
-            path = self.out
-        else:
-            stem = 'camera_%d' % frame.source.spec if frame.source.kind == 'camera' else \
-                os.path.splitext(os.path.basename(frame.source.spec))[0]
-            path = self._unique(stem + '.mp4')
+        path = self.paths[frame.source]
+        self._makedirs(path)
+        stem, ext = os.path.splitext(os.path.basename(path))
+        tmp = os.path.join(os.path.dirname(path), '.%s.%d.tmp%s' % (stem, os.getpid(), ext))
         h, w = frame.image.shape[0:2]
-        codec = VIDEO_OUTPUT_CODECS[os.path.splitext(path)[1].lower()]
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps if fps > 0 else 25.0, (w, h))
+        codec = VIDEO_OUTPUT_CODECS[ext.lower()]
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*codec), fps if fps > 0 else 25.0, (w, h))
         if not writer.isOpened():
-            raise FaceNetError('cannot write the video %s (codec %s)' % (path, codec))
-        return writer, path
+            writer.release()
+            if os.path.lexists(tmp):
+                os.remove(tmp)
+            raise FaceNetError('%s: cannot write the video (codec %s)' % (path, codec))
+        return writer, path, tmp
 
     def add(self, frame):
         """Write one frame (photos: one file each)."""
@@ -434,29 +667,30 @@ class Annotator(object):
                           % (frame.source.label, self.out))
             return
         if frame.source.kind == 'image':
-            name = os.path.basename(frame.source.spec)
-            if not name.lower().endswith(IMAGE_OUTPUT_EXTENSIONS):
-                name = os.path.splitext(name)[0] + '.png'
-            path = self._unique(name)
-            if not cv2.imwrite(path, draw_faces(frame.image, frame.faces or [])):
-                raise FaceNetError('cannot write the annotated image %s' % path)
+            path = self.paths[frame.source]
+            ok, data = cv2.imencode(os.path.splitext(path)[1], draw_faces(frame.image, frame.faces or []))
+            if not ok:
+                raise FaceNetError('%s: cannot encode the annotated image' % path)
+            self._makedirs(path)
+            files.write_atomic(path, data.tobytes())
             self.written[path] = 1
             return
         if self.writer_source is not frame.source:
             self.finish_video()
-            self.writer, path = self._video_writer(frame, frame.source.fps)
+            self.writer, self.path, self.tmp = self._video_writer(frame, frame.source.fps)
             self.writer_source, self.last_faces = frame.source, []
-            self.written[path] = 0
-            self.path = path
+            self.written[self.path] = 0
         if frame.faces is not None:
             self.last_faces = frame.faces
         self.writer.write(draw_faces(frame.image, self.last_faces))
         self.written[self.path] += 1
 
     def finish_video(self):
+        """Close the video being written and rename it into place."""
         if self.writer is not None:
             self.writer.release()
-        self.writer = None
+            os.replace(self.tmp, self.path)
+        self.writer = self.tmp = None
         if not self.single_video:
             self.writer_source = None
 
@@ -536,21 +770,29 @@ def _recognise(pending, pipeline, namer, emit, stats, annotator):
     stats.tick()
 
 
+FRAME_BUDGET_PIXELS = 64 * 1024 * 1024   # decoded frames held at once, beyond the one being read
+
+
 def run(sources, pipeline, namer, emit, stats, annotator=None, every_n_frames=1, frame_batch=8, note=None):
     """Recognise every source in turn, `frame_batch` frames to work on at a time (1 for a camera, so
-    that names follow it live). Returns the source being read when Ctrl-C stopped the run, else None."""
+    that names follow it live), and sooner when the frames held (with the frames between them that
+    are kept for the annotated video) reach FRAME_BUDGET_PIXELS: memory does not grow with the
+    frame size or --every_n_frames. Returns the source being read when Ctrl-C stopped the run, else
+    None."""
     note = note or (lambda text: sys.stderr.write(text + '\n'))
     source, read = None, 0
     try:
         for source in sources:
             batch = 1 if source.kind == 'camera' else frame_batch
-            pending, read = [], 0
+            pending, read, work, pixels = [], 0, 0, 0
             for frame in frames(source, every_n_frames, annotator is not None, note):
                 read += 1
                 pending.append(frame)
-                if sum(f.work for f in pending) >= batch:
+                work += frame.work
+                pixels += 0 if frame.image is None else frame.image.shape[0] * frame.image.shape[1]
+                if work >= batch or pixels >= FRAME_BUDGET_PIXELS:
                     _recognise(pending, pipeline, namer, emit, stats, annotator)
-                    pending = []
+                    pending, work, pixels = [], 0, 0
             if pending:
                 _recognise(pending, pipeline, namer, emit, stats, annotator)
             if read:
