@@ -175,6 +175,12 @@ class SoftmaxEpochs(training.EpochStrategy):
     def on_abort(self, run):
         softmax_training.save_statistics(self.stat, self.stat_file)
 
+    def continue_at(self, run, step):
+        """The statistics of the continued run up to its training state's step."""
+        epochs_done = min(step // self.args.epoch_size, self.args.max_nrof_epochs)
+        softmax_training.continue_statistics(self.stat, self.stat_file, step, epochs_done,
+                                             self.args.validate_every_n_epochs)
+
     def done_line(self, run, epoch, step, minutes):
         return ('Training done: %d epochs, %.1f min; model saved in %s; statistics in %s'
                 % (epoch, minutes, run.folders.model_dir, self.stat_file))

@@ -26,6 +26,7 @@ import numpy as np
 
 from facenet_tf import dataset as dataset_io
 from facenet_tf import recordio
+from facenet_tf.errors import FaceNetError
 from facenet_tf.tf_setup import configure
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
@@ -176,7 +177,10 @@ def is_record_source(data_dir):
 
 def load_training_set(data_dir):
     """(ImageClass list, RecordDataset or None) of an image folder layout (several joined by ':')
-    or of a record dataset; record images are named `record:<key>`."""
+    or of a record dataset; record images are named `record:<key>`. A `train.rec` that is a folder
+    is an error, not a class of images."""
+    if ':' not in data_dir and os.path.isdir(os.path.join(os.path.expanduser(data_dir), 'train.rec')):
+        raise FaceNetError('%s: is a folder, not a record file' % os.path.join(data_dir, 'train.rec'))
     if ':' not in data_dir and is_record_source(data_dir):
         records = recordio.RecordDataset(data_dir)
         classes = [dataset_io.ImageClass(c.name, ['%s%d' % (RECORD_PREFIX, k) for k in c.image_paths])

@@ -7,6 +7,7 @@ import numpy as np
 
 from facenet_tf import dataset as dataset_io
 from facenet_tf.errors import FaceNetError
+from facenet_tf.files import atomic_path
 
 
 # ---------------------------------------------------------------- filtering
@@ -105,8 +106,36 @@ def prelogits_histogram(prelogits, hist_max):
 
 
 def save_statistics(stat, filename):
-    """Write every array of `stat` as a dataset of an HDF5 file (rewritten each time)."""
+    """Write every array of `stat` as a dataset of an HDF5 file, atomically (a killed run leaves the
+    previous complete file)."""
     import h5py
-    with h5py.File(filename, 'w') as f:
-        for key, value in stat.items():
-            f.create_dataset(key, data=value)
+    with atomic_path(filename) as tmp:
+        with h5py.File(tmp, 'w') as f:
+            for key, value in stat.items():
+                f.create_dataset(key, data=value)
+
+
+def continue_statistics(stat, filename, step, epoch, validate_every_n_epochs):
+    """A run continued at global `step` after `epoch` epochs: fill `stat` (new_statistics arrays)
+    from the earlier run's stat.h5 up to that step and epoch; what the killed run recorded after it is
+    left at zero (the epoch is redone). Only the arrays' known keys are read, and no more of each than
+    `stat` holds, so the file's declared sizes do not set the memory used. A missing file is no
+    error; an unreadable one is a FaceNetError naming it."""
+    import h5py
+    if not os.path.exists(filename):
+        return stat
+    nrof_validations = epoch // validate_every_n_epochs
+    limits = dict({key: step for key in STEP_KEYS}, **{key: nrof_validations for key in VALIDATION_KEYS})
+    try:
+        with h5py.File(filename, 'r') as f:
+            for key, array in stat.items():
+                dataset = f.get(key)
+                if not isinstance(dataset, h5py.Dataset) or dataset.shape[1:] != array.shape[1:] \
+                        or dataset.dtype.kind not in 'fiu':
+                    continue
+                count = min(limits.get(key, epoch), len(array), dataset.shape[0] if dataset.shape else 0)
+                if count > 0:
+                    array[:count] = dataset[:count]
+    except (OSError, ValueError) as e:
+        raise FaceNetError('%s: cannot read the statistics of the run to continue: %s' % (filename, e))
+    return stat

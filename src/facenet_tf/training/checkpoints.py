@@ -5,8 +5,15 @@ Layout: `<model_dir>/model-<subdir>.meta` once and `model-<subdir>.ckpt-<n>` aft
 Saver keeps the last 3). With a per-epoch LFW check, `<model_dir>/best/` holds a copy of the `.meta`
 and of the checkpoint of the epoch with the highest LFW accuracy so far (the first such epoch on a
 tie), with its own `checkpoint` file and `best.txt` (`<n>\t<accuracy>\t<validation rate>`), so the
-folder loads as a model folder."""
+folder loads as a model folder.
+
+The training state (`<model_dir>/training_state/state.ckpt-<global step>`, saved after every epoch
+once the epoch's statistics are written; only the latest is kept) holds every global variable:
+weights, moving averages, optimizer slots, loss averages and the global step, from which a run
+continued with --resume takes up its epoch count and learning-rate schedule. It is found by listing
+that folder (the `checkpoint` state file, whose paths could name any file, is not read)."""
 import os
+import re
 import shutil
 
 from facenet_tf import model_io
@@ -18,6 +25,8 @@ tf1 = tf.compat.v1
 
 CLASSIFIER_SCOPE_PREFIX = 'Logits'
 BEST_FOLDER = 'best'
+STATE_FOLDER = 'training_state'
+STATE_RE = re.compile(r'^state\.ckpt-(\d+)\.index$')
 
 
 def save_checkpoint(sess, saver, summary_writer, model_dir, subdir, step):
@@ -72,6 +81,17 @@ def checkpoint_prefix(pretrained_model):
                     'such as .../model-20180402-114759.ckpt-275)' % pretrained_model)
 
 
+def readable_checkpoint(pretrained_model):
+    """{name: shape} of the variables of a --pretrained_model (checked before a run's folders are
+    made): a checkpoint TensorFlow cannot read is one FaceNetError naming it."""
+    prefix = checkpoint_prefix(pretrained_model)
+    try:
+        return tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0].replace(prefix + ': ', '').replace(prefix, 'it')
+        raise UserError('%s: cannot read the pretrained model\'s checkpoint: %s' % (prefix, reason[:200]))
+
+
 def _restorable(var_list, shapes, log):
     """(variables to restore, names missing from the checkpoint); logs each skipped variable."""
     restore, missing = [], []
@@ -94,10 +114,7 @@ def restore_pretrained(sess, pretrained_model, var_list, averages=None, log=prin
     classifier (`Logits*`) and mismatched shapes with one line each. Moving averages the checkpoint
     lacks start from their restored variable. Returns the number of variables restored."""
     prefix = checkpoint_prefix(pretrained_model)
-    try:
-        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError) as e:
-        raise UserError('cannot read checkpoint %s: %s' % (prefix, str(e).strip().splitlines()[0]))
+    shapes = readable_checkpoint(pretrained_model)
     restore, missing = _restorable(var_list, shapes, log)
     if not restore:
         raise UserError('pretrained model %s holds none of this network\'s variables' % pretrained_model)
@@ -110,3 +127,58 @@ def restore_pretrained(sess, pretrained_model, var_list, averages=None, log=prin
     log('pretrained model: restored %d variables from %s (%d not in it, %d moving averages set from '
         'their variables)' % (len(restore), prefix, len(missing), len(copies)))
     return len(restore)
+
+
+def state_prefixes(model_dir):
+    """{global step: prefix} of the training states in <model_dir>/training_state."""
+    folder = os.path.join(model_dir, STATE_FOLDER)
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return {int(m.group(1)): os.path.join(folder, 'state.ckpt-%s' % m.group(1))
+            for m in map(STATE_RE.match, names) if m}
+
+
+def checkpoint_files(model_dir):
+    """The names of the classic checkpoint files (`model-*.ckpt-*`) in a run's model folder."""
+    names = os.listdir(model_dir) if os.path.isdir(model_dir) else []
+    return [name for name in names if name.startswith('model-') and '.ckpt-' in name]
+
+
+def latest_state(model_dir):
+    """The prefix of the latest training state of a run, or None."""
+    prefixes = state_prefixes(model_dir)
+    return prefixes[max(prefixes)] if prefixes else None
+
+
+def save_state(sess, saver, model_dir, step):
+    """Save the training state at `step` (saver: every global variable), then delete the older ones of
+    the run. Returns its prefix."""
+    folder = os.path.join(model_dir, STATE_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    prefix = saver.save(sess, os.path.join(folder, 'state.ckpt'), global_step=step, write_meta_graph=False)
+    for old, old_prefix in state_prefixes(model_dir).items():
+        if old != step:
+            for name in os.listdir(folder):
+                if name.startswith(os.path.basename(old_prefix) + '.'):
+                    os.remove(os.path.join(folder, name))
+    return prefix
+
+
+def restore_state(sess, saver, prefix, var_list):
+    """Restore a run's training state into the variables of var_list; a state that does not fit this
+    graph (other flags than the run's) is one FaceNetError naming the state and the first mismatch."""
+    try:
+        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError) as e:
+        raise UserError('cannot read the training state %s: %s' % (prefix, str(e).strip().splitlines()[0]))
+    for var in var_list:
+        name = var.op.name
+        if name not in shapes:
+            raise UserError('%s: the training state lacks %s: the run was started with other flags (see its '
+                            'arguments.txt)' % (prefix, name))
+        if list(shapes[name]) != var.shape.as_list():
+            raise UserError('%s: %s has shape %s in the training state, %s here: the run was started with other '
+                            'flags (see its arguments.txt)' % (prefix, name, list(shapes[name]), var.shape.as_list()))
+    try:
+        saver.restore(sess, prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        raise UserError('cannot restore the training state %s: %s' % (prefix, str(e).strip().splitlines()[0]))

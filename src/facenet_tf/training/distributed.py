@@ -14,7 +14,10 @@ the input pipeline too, on the worker) and trains on its own stream of batches:
 - `--replica_updates sync` (default): tf.compat.v1.train.SyncReplicasOptimizer averages one gradient
   of each worker per update (replicas_to_aggregate = the number of workers; stale gradients dropped);
 - `--replica_updates async`: each worker applies its gradients as it computes them.
-The chief initialises the variables (or restores the latest checkpoint of the run), writes the
+Before starting its server, a worker waits until the parameter servers accept connections, saying
+which it waits for, and gives up after --cluster_wait_timeout seconds (a worker waits as long for
+the chief to initialise the variables). The chief initialises the variables (or, continuing a run
+with --resume, restores its training state), writes the
 checkpoints, summaries and the LFW check; the other workers wait until the variables are ready
 (tf.compat.v1.train.SessionManager), so a worker that is restarted rejoins with the current values
 held by the parameter servers. The checkpoints hold the one-device variables (the optimizer's
@@ -30,10 +33,12 @@ import contextlib
 import json
 import os
 import socket
+import time
 from typing import Any, NamedTuple
 
 from facenet_tf.cli import UserError
 from facenet_tf.tf_setup import configure
+from facenet_tf.training.checkpoints import restore_state
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
@@ -53,28 +58,114 @@ class Cluster(NamedTuple):
         return '/job:%s/task:%d' % (self.task_type, self.task_index)
 
 
+TF_CONFIG_LIMIT = 1 << 20     # characters: a cluster description of thousands of tasks fits
+TASK_TYPES = WORKER_JOBS + ('ps',)
+
+
+def _config_error(what):
+    return UserError('TF_CONFIG is not a cluster and task description: %s (expected {"cluster": {"ps": '
+                     '["host:port", ...], "chief": [...], "worker": [...]}, "task": {"type": "worker", "index": 0}})'
+                     % what)
+
+
+def _address(job, index, address):
+    """A task address `host:port` (port 1-65535), or a FaceNetError naming the task."""
+    host, sep, port = address.rpartition(':') if isinstance(address, str) else ('', '', '')
+    if not (sep and host and port.isdigit() and 0 < int(port) < 65536 and host.isprintable()
+            and not any(c.isspace() for c in host)):
+        raise _config_error('cluster.%s[%d] is %s, not a host:port address' % (job, index, json.dumps(address)[:60]))
+    return address
+
+
+def _cluster_table(cluster):
+    """{job: [address, ...]} of TF_CONFIG's cluster, every value checked."""
+    if not isinstance(cluster, dict):
+        raise _config_error('"cluster" is %s, not an object of task lists' % type(cluster).__name__)
+    table = {}
+    for job, addresses in cluster.items():
+        if job not in TASK_TYPES:
+            raise _config_error('cluster job %s (use ps, chief or worker)' % json.dumps(job)[:40])
+        if not isinstance(addresses, list) or not addresses:
+            raise _config_error('cluster.%s is %s, not a list of host:port addresses'
+                                % (job, json.dumps(addresses)[:60]))
+        table[job] = [_address(job, i, a) for i, a in enumerate(addresses)]
+    return table
+
+
+def _task(task, cluster):
+    """(type, index) of TF_CONFIG's task, checked against the cluster."""
+    if not isinstance(task, dict):
+        raise _config_error('"task" is %s, not an object' % type(task).__name__)
+    if 'type' not in task:
+        raise _config_error('the task has no "type"')
+    task_type, task_index = task['type'], task.get('index', 0)
+    if task_type not in TASK_TYPES:
+        raise _config_error('task type %s (use ps, chief or worker)' % json.dumps(task_type)[:40])
+    if isinstance(task_index, bool) or not isinstance(task_index, int):
+        raise _config_error('task index %s is not an integer' % json.dumps(task_index)[:40])
+    if task_type not in cluster or not 0 <= task_index < len(cluster[task_type]):
+        raise _config_error('task %s:%d is not in the cluster %s' % (task_type, task_index, sorted(cluster)))
+    return task_type, task_index
+
+
 def from_environment(environ=None):
-    """The Cluster of TF_CONFIG, or None when it is unset or names no cluster (one process)."""
+    """The Cluster of TF_CONFIG, or None when it is unset or names no cluster (one process). Every
+    part is checked (JSON object, job names, non-empty lists of host:port addresses, the task's type
+    and integer index in the cluster, a ps job): anything else is one FaceNetError naming TF_CONFIG."""
     text = (os.environ if environ is None else environ).get('TF_CONFIG', '').strip()
     if not text:
         return None
+    if len(text) > TF_CONFIG_LIMIT:
+        raise _config_error('longer than %d characters' % TF_CONFIG_LIMIT)
     try:
-        config = json.loads(text)
-        cluster, task = config.get('cluster') or {}, config.get('task') or {}
-        task_type, task_index = str(task['type']), int(task.get('index', 0))
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise UserError('TF_CONFIG is not a cluster and task description: %s' % e)
+        config = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as e:
+        raise _config_error('not valid JSON (%s)' % str(e).splitlines()[0])
+    except RecursionError:
+        raise _config_error('nested too deeply')
+    if not isinstance(config, dict):
+        raise _config_error('not a JSON object')
+    cluster = _cluster_table(config.get('cluster') or {})
     if not cluster:
         return None
-    if task_type not in cluster or not 0 <= task_index < len(cluster[task_type]):
-        raise UserError('TF_CONFIG: task %s:%d is not in the cluster %s' % (task_type, task_index, sorted(cluster)))
-    if task_type not in WORKER_JOBS + ('ps',):
-        raise UserError('TF_CONFIG: task type %r (use ps, chief or worker)' % task_type)
+    task_type, task_index = _task(config.get('task'), cluster)
     if 'ps' not in cluster:
-        raise UserError('TF_CONFIG: the cluster needs a ps job (parameter servers)')
+        raise _config_error('the cluster needs a ps job (parameter servers)')
     is_chief = task_type == 'chief' or (task_type == 'worker' and task_index == 0 and 'chief' not in cluster)
     nrof_workers = sum(len(cluster.get(job, [])) for job in WORKER_JOBS)
     return Cluster(tf1.train.ClusterSpec(cluster), task_type, task_index, is_chief, nrof_workers)
+
+
+def _reject_constant(name):
+    raise ValueError('%s is not a JSON value' % name)
+
+
+def wait_for_parameter_servers(cluster, timeout, poll_seconds=1.0, log=print):
+    """Before a worker starts its server: wait until every ps task accepts TCP connections, saying
+    once which ones are waited for; after `timeout` seconds (0: never) give up with a FaceNetError
+    naming the unreachable tasks and the flag."""
+    pending = {index: address for index, address in enumerate(cluster.spec.job_tasks('ps'))}
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        for index, address in list(pending.items()):
+            host, _, port = address.rpartition(':')
+            try:
+                socket.create_connection((host.strip('[]'), int(port)), timeout=poll_seconds).close()
+                del pending[index]
+            except OSError:
+                pass
+        if not pending:
+            return
+        waited = ', '.join('/job:ps/task:%d at %s' % item for item in sorted(pending.items()))
+        if timeout and time.monotonic() >= deadline:
+            raise UserError('TF_CONFIG: parameter server %s unreachable after %g s (--cluster_wait_timeout)'
+                            % (waited, timeout))
+        if not said:
+            log('Waiting for parameter server %s (giving up after %s)'
+                % (waited, '%g s' % timeout if timeout else 'never'), flush=True)
+            said = True
+        time.sleep(poll_seconds)
 
 
 def free_local_ports(count):
@@ -146,12 +237,13 @@ def shared_learning_rate(learning_rate):
     return variable
 
 
-def create_session(cluster, server, graph, checkpoint_dir, config, wait_seconds=1):
-    """A session on this worker's server. The chief initialises the variables, restores the latest
-    checkpoint of checkpoint_dir (if any) and, with synchronous updates, starts the queue runner that
-    applies the averaged gradients and puts the first tokens; the other workers wait until the
-    variables are ready (polling every wait_seconds). Returns (session, the queue runner's threads:
-    join them after closing the session)."""
+def create_session(cluster, server, graph, state, config, wait_timeout=0.0, wait_seconds=1):
+    """A session on this worker's server. The chief initialises the variables, restores the run's
+    training state `state` (a prefix, or None for a new run) and, with synchronous updates, starts
+    the queue runner that applies the averaged gradients and puts the first tokens; the other workers
+    wait until the variables are ready (polling every wait_seconds; after wait_timeout seconds, 0:
+    never, a FaceNetError). Returns (session, the queue runner's threads: join them after closing the
+    session)."""
     sync = graph.replicas.optimizer if graph.replicas is not None else None
     config = tf1.ConfigProto.FromString(config.SerializeToString())
     config.device_filters.extend(['/job:ps', cluster.device])  # not the other workers: they come and go
@@ -163,10 +255,8 @@ def create_session(cluster, server, graph, checkpoint_dir, config, wait_seconds=
     threads = []
     if cluster.is_chief:
         def restore(sess):
-            prefix = tf.train.latest_checkpoint(checkpoint_dir)
-            if prefix:
-                graph.saver.restore(sess, prefix)
-                print('Restored the run\'s latest checkpoint %s' % prefix)
+            if state:
+                restore_state(sess, graph.state_saver, state, tf1.global_variables())
         sess = manager.prepare_session(server.target, init_op=tf1.global_variables_initializer(), init_fn=restore,
                                        config=config)
         if sync is not None:
@@ -176,12 +266,22 @@ def create_session(cluster, server, graph, checkpoint_dir, config, wait_seconds=
                                                                    start=True)
             sess.run(sync.get_init_tokens_op())
     else:
-        print('Waiting for the chief to initialise the variables', flush=True)
-        sess = manager.wait_for_session(server.target, config=config)
+        print('Waiting for the chief %s to initialise the variables' % _chief_address(cluster), flush=True)
+        try:
+            sess = manager.wait_for_session(server.target, config=config,
+                                            max_wait_secs=wait_timeout if wait_timeout else float('inf'))
+        except tf.errors.DeadlineExceededError:
+            raise UserError('TF_CONFIG: the chief %s did not initialise the variables within %g s '
+                            '(--cluster_wait_timeout)' % (_chief_address(cluster), wait_timeout))
         if sync is not None:
             sess.run(sync.local_step_init_op)
     print('%s joined the cluster at global step %d' % (cluster.device, sess.run(graph.global_step)), flush=True)
     return sess, threads
+
+
+def _chief_address(cluster):
+    job = 'chief' if 'chief' in cluster.spec.jobs else 'worker'
+    return '/job:%s/task:0 at %s' % (job, cluster.spec.task_address(job, 0))
 
 
 class ClusterFinished(Exception):

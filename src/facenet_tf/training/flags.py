@@ -4,6 +4,7 @@ module, the learning-rate schedule, the run folders and the records of how the r
 A recipe file is TOML whose keys are flag names without the dashes (`max_nrof_epochs = 60`,
 `random_flip = true`); it is read with tomllib and its values go in front of the command line, so a
 flag given on the command line wins. A key that is no flag of the script is an error."""
+import argparse
 import importlib
 import os
 import sys
@@ -13,14 +14,17 @@ from typing import NamedTuple
 
 from facenet_tf import cli, run_info
 from facenet_tf.cli import UserError
+from facenet_tf.files import TEMPORARY_RE
+from facenet_tf.training.checkpoints import STATE_FOLDER, checkpoint_files, latest_state
 from facenet_tf.training.optimizers import OPTIMIZERS
-from facenet_tf.training.schedule import read_learning_rate_schedule
+from facenet_tf.training.schedule import read_learning_rate_schedule, read_text_file
 
 
 class RunFolders(NamedTuple):
     subdir: str         # the run's name, a %Y%m%d-%H%M%S timestamp
     log_dir: str        # <logs_base_dir>/<subdir>
     model_dir: str      # <models_base_dir>/<subdir>
+    resume: bool = False    # an existing run continues (--resume): restore its training state
 
 
 def add_common_arguments(parser, max_nrof_epochs, batch_size_extra=''):
@@ -43,7 +47,16 @@ def _add_run_arguments(parser):
                         'their gradients averaged before one update.')
     parser.add_argument('--run_name', type=str, default=None,
                         help='Name of the run\'s log and model folders (default: a %%Y%%m%%d-%%H%%M%%S timestamp); '
-                        'the tasks of a cluster (TF_CONFIG) need the same name.')
+                        'the tasks of a cluster (TF_CONFIG) need the same name. An existing run is never '
+                        'overwritten: it is refused, or continued with --resume.')
+    parser.add_argument('--resume', action='store_true',
+                        help='Continue the run --run_name from its latest training state (saved after every '
+                        'epoch: weights, optimizer slots, moving averages, global step); starts it when it does '
+                        'not exist yet.')
+    parser.add_argument('--cluster_wait_timeout', type=cli.non_negative_float, default=600.0,
+                        help='In a cluster (TF_CONFIG): seconds to wait for the parameter servers to accept '
+                        'connections (and a worker for the chief to initialise the variables) before giving up '
+                        '(0: wait forever).')
     parser.add_argument('--replica_updates', type=str, choices=['sync', 'async'], default='sync',
                         help='In a cluster (TF_CONFIG): average one gradient of each worker per update (sync, '
                         'SyncReplicasOptimizer) or let each worker update on its own (async).')
@@ -114,15 +127,35 @@ def _add_lfw_arguments(parser):
 # ---------------------------------------------------------------- recipe files
 
 def read_config(filename):
-    """The {key: value} table of a TOML recipe file."""
-    path = os.path.expanduser(filename)
+    """The {key: value} table of a TOML recipe file (read bounded, text only: see read_text_file)."""
+    text = read_text_file(filename, 'config')
     try:
-        with open(path, 'rb') as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError('config file not found: %s' % filename)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError('config file %s: %s' % (filename, e))
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as e:   # ValueError: an integer of 4300+ digits
+        raise UserError('config file %s: %s' % (filename, str(e).splitlines()[0][:200] if str(e) else type(e).__name__))
+
+
+def _config_value(filename, key, action, value):
+    """The command-line text of a recipe value, checked as argparse would check it on the command line
+    (type and choices), so a wrong value names the recipe file and its key."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UserError('config file %s: %s must be a number or a string, not %s' % (filename, key,
+                                                                                   type(value).__name__))
+    text = str(value)
+    if action.type is not None:
+        try:
+            converted = action.type(text)
+        except argparse.ArgumentTypeError as e:
+            raise UserError('config file %s: %s = %s: %s' % (filename, key, text[:40], e))
+        except (TypeError, ValueError):
+            raise UserError('config file %s: %s = %s: invalid %s value' % (filename, key, text[:40],
+                                                                          action.type.__name__))
+    else:
+        converted = text
+    if action.choices is not None and converted not in action.choices:
+        raise UserError('config file %s: %s = %s is not one of %s' % (filename, key, text[:40],
+                                                                   ', '.join(map(str, action.choices))))
+    return text
 
 
 def config_argv(parser, filename):
@@ -132,15 +165,13 @@ def config_argv(parser, filename):
     for key, value in read_config(filename).items():
         action = actions.get(key)
         if action is None:
-            raise UserError('config file %s: unknown key %r (not a flag of this script)' % (filename, key))
+            raise UserError('config file %s: unknown key %r (not a flag of this script)' % (filename, key[:40]))
         if action.nargs == 0:                              # store_true
             if not isinstance(value, bool):
                 raise UserError('config file %s: %s must be true or false' % (filename, key))
             argv += [action.option_strings[0]] if value else []
-        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            argv += [action.option_strings[0], str(value)]
         else:
-            raise UserError('config file %s: %s must be a number or a string' % (filename, key))
+            argv += [action.option_strings[0], _config_value(filename, key, action, value)]
     return argv
 
 
@@ -173,25 +204,68 @@ def schedule_from_args(args):
     return None
 
 
-def create_run_dirs(logs_base_dir, models_base_dir, subdir=None):
-    """(subdir, log_dir, model_dir), both folders created; subdir defaults to a timestamp."""
+def run_folders(logs_base_dir, models_base_dir, subdir=None, resume=False):
+    """RunFolders of a run (nothing created); subdir defaults to a timestamp."""
     subdir = subdir or datetime.strftime(datetime.now(), '%Y%m%d-%H%M%S')
-    log_dir = os.path.join(os.path.expanduser(logs_base_dir), subdir)
-    model_dir = os.path.join(os.path.expanduser(models_base_dir), subdir)
-    for folder in (log_dir, model_dir):
+    return RunFolders(subdir, os.path.join(os.path.expanduser(logs_base_dir), subdir),
+                      os.path.join(os.path.expanduser(models_base_dir), subdir), resume)
+
+
+def create_run_dirs(logs_base_dir, models_base_dir, subdir=None, resume=False):
+    """RunFolders (subdir, log_dir, model_dir, resume), both folders created; subdir defaults to a timestamp."""
+    folders = run_folders(logs_base_dir, models_base_dir, subdir, resume)
+    for folder in (folders.log_dir, folders.model_dir):
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
             raise UserError('cannot create folder %s: %s' % (folder, e.strerror or e))
-    return RunFolders(subdir, log_dir, model_dir)
+    return folders
 
 
-def start_run(args, script_file):
+RECORD_FILES = ('arguments.txt', 'revision_info.txt')  # what every task of a cluster writes at its start
+
+
+def run_exists(folders):
+    """True when a run wrote something in these folders already: any entry of the model folder, or
+    of the log folder but the records every task of a cluster writes at its start (temporary files
+    of atomic writes in progress are not counted)."""
+    for folder, ignored in ((folders.model_dir, ()), (folders.log_dir, RECORD_FILES)):
+        if os.path.isdir(folder) and any(name not in ignored and not TEMPORARY_RE.match(name)
+                                         for name in os.listdir(folder)):
+            return True
+    return False
+
+
+def start_run(args, script_file, is_chief=True):
     """Create the run's log and model folders, print them, and record how the run was started.
-    Returns RunFolders (subdir, log_dir, model_dir)."""
-    folders = create_run_dirs(args.logs_base_dir, args.models_base_dir, getattr(args, 'run_name', None))
+    An existing run (run_exists) is refused unless --resume asks to continue it (its records are then
+    left as they are); a worker of a cluster that is not the chief (is_chief False) joins the run of
+    the chief. Returns RunFolders (subdir, log_dir, model_dir, resume)."""
+    resume = getattr(args, 'resume', False)
+    name = getattr(args, 'run_name', None)
+    if resume and not name:
+        raise UserError('--resume needs --run_name (the name of the run to continue)')
+    if name is not None and (not name.strip() or name in ('.', '..') or '/' in name or os.sep in name
+                             or not name.isprintable()):
+        raise UserError('--run_name %r: a run name is one folder name (no path separator, not . or ..)' % name[:60])
+    folders = run_folders(args.logs_base_dir, args.models_base_dir, name)
+    exists = run_exists(folders)
+    if exists and not resume and is_chief:
+        raise UserError('%s: the run %s exists already (training again would overwrite its checkpoints); '
+                        '--resume continues it from its latest checkpoint, or choose another --run_name'
+                        % (folders.model_dir, folders.subdir))
+    if exists and resume and is_chief and latest_state(folders.model_dir) is None \
+            and checkpoint_files(folders.model_dir):
+        raise UserError('%s: the run %s has checkpoints but no training state to continue from (%s/); start a new '
+                        'run from its weights with --pretrained_model %s' % (folders.model_dir, folders.subdir,
+                                                                             STATE_FOLDER, folders.model_dir))
+    folders = create_run_dirs(args.logs_base_dir, args.models_base_dir, folders.subdir, resume and exists)
     print('Model directory: %s' % folders.model_dir)
     print('Log directory: %s' % folders.log_dir)
-    run_info.store_revision_info(os.path.dirname(os.path.abspath(script_file)), folders.log_dir, ' '.join(sys.argv))
-    run_info.write_arguments_to_file(args, os.path.join(folders.log_dir, 'arguments.txt'))
+    if resume and not exists:
+        print('No run %s to continue: starting it' % folders.subdir)
+    if not folders.resume:
+        run_info.store_revision_info(os.path.dirname(os.path.abspath(script_file)), folders.log_dir,
+                                     ' '.join(sys.argv))
+        run_info.write_arguments_to_file(args, os.path.join(folders.log_dir, 'arguments.txt'))
     return folders

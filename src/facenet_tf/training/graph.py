@@ -34,6 +34,7 @@ class TrainingGraph:
     saved: Optional[list] = None        # the variables a checkpoint holds
     averages: Optional[dict] = None     # {moving average: variable}
     saver: Any = None                   # keeps the last 3 checkpoints
+    state_saver: Any = None             # every global variable: the training state a run continues from
     summary_op: Any = None
     close_queue: Any = None
     average_swap: Optional[MovingAverageSwap] = None    # with --lfw_use_moving_averages
@@ -151,9 +152,11 @@ def _combine_towers(g, outputs, weights, prelogits, embeddings, tower_entries):
 
 def add_run_ops(args, graph):
     """What both training graphs add after the train op: the Saver of graph.saved (the last 3
-    checkpoints kept), the merged summaries, the op closing the input queue and, with
-    --lfw_use_moving_averages, the MovingAverageSwap of graph.averages."""
+    checkpoints kept), the Saver of the training state (every global variable), the merged
+    summaries, the op closing the input queue and, with --lfw_use_moving_averages, the
+    MovingAverageSwap of graph.averages."""
     graph.saver = tf1.train.Saver(graph.saved, max_to_keep=3)
+    graph.state_saver = tf1.train.Saver(tf1.global_variables(), max_to_keep=1)
     graph.summary_op = tf1.summary.merge_all()
     graph.close_queue = graph.queue.queue.close(cancel_pending_enqueues=True)
     if args.lfw_use_moving_averages:

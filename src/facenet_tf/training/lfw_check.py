@@ -2,12 +2,14 @@
 moving averages of the weights if asked) and scored with the project's LFW evaluation."""
 import contextlib
 import os
+import re
 import time
 
 import numpy as np
 
 from facenet_tf import evaluation, input_pipeline, pairs
 from facenet_tf.cli import UserError
+from facenet_tf.files import write_atomic
 from facenet_tf.progress import Progress
 from facenet_tf.training.session import add_summary
 
@@ -42,6 +44,29 @@ class LfwCheck(object):
             with open(os.path.join(log_dir, 'lfw_result.txt'), 'a') as f:
                 f.write('%d\t%.5f\t%.5f\n' % (step, np.mean(accuracy), val))
         return float(np.mean(accuracy)), float(val)
+
+
+def trim_lfw_results(log_dir, step):
+    """A run continued at global `step`: drop the lfw_result.txt lines of later steps (written by the
+    killed run after its last training state), so the epochs it redoes are recorded once. The file
+    is rewritten atomically with every other line's bytes as they were; a file larger than
+    TRIM_LIMIT bytes is not read whole nor changed."""
+    path = os.path.join(log_dir, 'lfw_result.txt')
+    if not os.path.isfile(path):
+        return
+    with open(path, 'rb') as f:
+        data = f.read(TRIM_LIMIT + 1)
+    if len(data) > TRIM_LIMIT:      # not a file this run wrote (a line per epoch): left as it is
+        return
+    lines = data.split(b'\n')
+    steps = [RESULT_STEP_RE.match(line) for line in lines]
+    kept = [line for line, found in zip(lines, steps) if not (found and int(found.group(1)) > step)]
+    if len(kept) != len(lines):
+        write_atomic(path, b'\n'.join(kept))
+
+
+TRIM_LIMIT = 1 << 24    # bytes of lfw_result.txt read to trim it (a line per epoch: ~25 bytes)
+RESULT_STEP_RE = re.compile(rb'^(\d{1,18})\t')
 
 
 def lfw_check_from_args(args):

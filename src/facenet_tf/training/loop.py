@@ -19,9 +19,10 @@ import numpy as np
 from facenet_tf.cli import UserError
 from facenet_tf.tf_setup import configure, session_config_from_args
 from facenet_tf.training import distributed
-from facenet_tf.training.checkpoints import BestCheckpoint, checkpoint_prefix, save_checkpoint
+from facenet_tf.training.checkpoints import (BestCheckpoint, latest_state, readable_checkpoint, save_checkpoint,
+                                             save_state)
 from facenet_tf.training.flags import RunFolders, import_network, schedule_from_args, start_run
-from facenet_tf.training.lfw_check import LfwCheck, lfw_check_from_args, run_lfw_check
+from facenet_tf.training.lfw_check import LfwCheck, lfw_check_from_args, run_lfw_check, trim_lfw_results
 from facenet_tf.training.schedule import rate_for_epoch
 from facenet_tf.training.session import TrainingDiverged, input_error, run_train_step, training_session
 
@@ -43,6 +44,7 @@ class Run:
     best: Optional[BestCheckpoint] = None
     step_options: Any = None            # RunOptions of a training step (the timeout of sync replicas)
     steps_run: int = 0                  # training steps this process has run
+    continued: bool = False             # the run continues from its training state (--resume)
 
     def train_step(self, names, feed, epoch, with_summary):
         """One training step fetching the graph's `names` (see session.run_train_step). In a cluster
@@ -70,6 +72,13 @@ class Run:
         return save_checkpoint(self.sess, self.graph.saver, self.summary_writer, self.folders.model_dir,
                                self.folders.subdir, number)
 
+    def save_state(self, step):
+        """The training state a run continues from (chief only), once the epoch's records are written;
+        the summaries are flushed first so the events up to `step` are on disk with it."""
+        if self.is_chief:
+            self.summary_writer.flush()
+            save_state(self.sess, self.graph.state_saver, self.folders.model_dir, step)
+
 
 class EpochStrategy(object):
     """What a training script does in the epoch loop (override the methods marked so)."""
@@ -95,6 +104,10 @@ class EpochStrategy(object):
     def on_abort(self, run):
         """Training stops early (Ctrl-C or divergence): save what must not be lost."""
 
+    def continue_at(self, run, step):
+        """A run continued from its training state at global `step`: take up the records the earlier
+        run wrote up to that step (override)."""
+
     def done_line(self, run, epoch, step, minutes):
         return 'Training done: %d steps, %.1f min; model saved in %s' % (step, minutes, run.folders.model_dir)
 
@@ -105,6 +118,9 @@ def run_epochs(run, strategy):
     Returns the exit code: 0, 130 (Ctrl-C, checkpoint saved) or 1 (diverged)."""
     args = run.args
     step = run.global_step()
+    if run.continued and run.is_chief:
+        strategy.continue_at(run, step)
+        trim_lfw_results(run.folders.log_dir, step)
     epochs = strategy.epochs(args, step)
     epoch = epochs.start - 1
     if run.graph.cluster is not None:   # a worker trains until the cluster's last update (ClusterFinished)
@@ -126,7 +142,9 @@ def run_epochs(run, strategy):
             lfw_seconds = time.time() - lfw_start
             if lfw_result is not None and run.best is not None:
                 run.best.update(run.last_checkpoint, *lfw_result)
-            if not strategy.after_epoch(run, epoch, step, lfw_result, lfw_seconds):
+            go_on = strategy.after_epoch(run, epoch, step, lfw_result, lfw_seconds)
+            run.save_state(step)
+            if not go_on:
                 break
     except KeyboardInterrupt:
         step = run.global_step()
@@ -144,6 +162,7 @@ def run_epochs(run, strategy):
             e if isinstance(e, distributed.ClusterFinished) else 'A step waited %g s for the other workers, which '
             'have finished' % run.args.replica_step_timeout, step, run.steps_run))
         run.last_checkpoint = run.save_checkpoint(strategy.checkpoint_number(epoch, step))
+        run.save_state(step)
     except (tf.errors.OutOfRangeError, tf.errors.CancelledError) as e:
         raise input_error(run.coord, e)
     minutes = (time.time() - start) / 60.0
@@ -154,10 +173,12 @@ def run_epochs(run, strategy):
 
 
 def train(args, graph, strategy, folders, schedule=None, lfw_check=None):
-    """Open the training session on `graph` and run the epoch loop; returns the exit code. In a
-    cluster only the chief runs the LFW check."""
-    with training_session(args, graph, folders.log_dir, folders.model_dir) as (sess, summary_writer, coord):
-        run = Run(args, sess, graph, summary_writer, coord, folders, schedule)
+    """Open the training session on `graph` and run the epoch loop; returns the exit code. A run
+    continued with --resume (folders.resume) starts from its latest training state. In a cluster only
+    the chief runs the LFW check."""
+    state = latest_state(folders.model_dir) if folders.resume else None
+    with training_session(args, graph, folders.log_dir, state) as (sess, summary_writer, coord):
+        run = Run(args, sess, graph, summary_writer, coord, folders, schedule, continued=state is not None)
         if run.is_chief and lfw_check is not None:
             run.lfw_check, run.best = lfw_check, BestCheckpoint(folders.model_dir, folders.subdir)
         if graph.replicas is not None and args.replica_step_timeout > 0:
@@ -167,14 +188,16 @@ def train(args, graph, strategy, folders, schedule=None, lfw_check=None):
 
 def begin(args):
     """The first steps of a script's main after its flag checks: a parameter-server task of a
-    cluster (TF_CONFIG) serves its variables here and never returns; else the network module, the
-    learning-rate schedule (or None), and numpy seeded with --seed. Returns (network, schedule)."""
+    cluster (TF_CONFIG) serves its variables here and never returns, a worker waits for the parameter
+    servers (--cluster_wait_timeout); else the network module, the learning-rate schedule (or None),
+    and numpy seeded with --seed. Returns (network, schedule)."""
     cluster = distributed.from_environment()
     if cluster is not None:
         if not getattr(args, 'run_name', None):
             raise UserError('training in a cluster (TF_CONFIG is set) needs --run_name, the same for every task')
         if cluster.task_type == 'ps':
             distributed.serve_parameters(cluster, session_config_from_args(args))
+        distributed.wait_for_parameter_servers(cluster, getattr(args, 'cluster_wait_timeout', 0.0))
     network = import_network(args.model_def)
     schedule = schedule_from_args(args)
     np.random.seed(seed=args.seed)
@@ -183,18 +206,20 @@ def begin(args):
 
 def open_run(args, script_file):
     """After the training set is loaded: the LFW check (or None), the --pretrained_model check, and
-    the run folders with their records. Returns (lfw_check, RunFolders)."""
+    the run folders with their records (an existing run refused, or continued with --resume).
+    Returns (lfw_check, RunFolders)."""
     lfw_check = lfw_check_from_args(args)
     if args.pretrained_model:
-        checkpoint_prefix(args.pretrained_model)
-    return lfw_check, start_run(args, script_file)
+        readable_checkpoint(args.pretrained_model)
+    cluster = distributed.from_environment()
+    return lfw_check, start_run(args, script_file, cluster is None or cluster.is_chief)
 
 
 def train_in_new_graph(args, build_graph, strategy, folders, schedule, lfw_check, records=None):
     """build_graph() in a new default graph, then train(); the record file is closed at the end."""
     with tf.Graph().as_default():
-        graph = build_graph()
         try:
+            graph = build_graph()
             return train(args, graph, strategy, folders, schedule, lfw_check)
         finally:
             if records is not None:

@@ -1,5 +1,6 @@
 """Learning rates: schedule files (`epoch: rate` lines), the rate of an epoch, and the classic
 staircase decay of the fed rate inside the graph."""
+import math
 import os
 
 from facenet_tf.cli import UserError
@@ -9,31 +10,55 @@ tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 
+TEXT_FILE_LIMIT = 1 << 20     # bytes: schedule and recipe files are a few lines; larger is not one of them
+
+
+def read_text_file(filename, what, limit=TEXT_FILE_LIMIT):
+    """The text of a small UTF-8 file the user named (a schedule, a recipe), read without trusting it:
+    at most `limit` + 1 bytes are read; a folder, a larger file, NUL bytes or bytes that are not UTF-8
+    are one FaceNetError naming the file and `what` it should be."""
+    path = os.path.expanduser(filename)
+    if os.path.isdir(path):
+        raise UserError('%s: is a folder, not a %s' % (filename, what))
+    if not os.path.exists(path):
+        raise UserError('%s file not found: %s' % (what, filename))
+    with open(path, 'rb') as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UserError('%s: larger than %d KiB, not a %s' % (filename, limit >> 10, what))
+    if b'\0' in data:
+        raise UserError('%s: binary data (NUL bytes), not a %s' % (filename, what))
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise UserError('%s: not UTF-8 text (byte %d), not a %s' % (filename, e.start, what))
+
+
 def read_learning_rate_schedule(filename):
     """[(epoch, learning_rate), ...] from a schedule file: `epoch: lr` lines, '#' comments, a
-    negative rate (e.g. -1) ends training at that epoch."""
-    path = os.path.expanduser(filename)
-    if not os.path.isfile(path):
-        raise UserError('learning rate schedule file not found: %s' % filename)
+    negative rate (e.g. -1) ends training at that epoch. The file is read through read_text_file
+    (bounded, text only); rates must be finite."""
+    text = read_text_file(filename, 'learning rate schedule')
     schedule = []
-    with open(path, 'r') as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.split('#', 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split(':')
-            try:
-                if len(parts) != 2:
-                    raise ValueError
-                epoch = int(parts[0])
-                rate = -1.0 if parts[1].strip() == '-' else float(parts[1])
-            except ValueError:
-                raise UserError('%s line %d: expected "epoch: learning_rate", found "%s"'
-                                % (filename, lineno, raw.strip()))
-            if schedule and epoch <= schedule[-1][0]:
-                raise UserError('%s line %d: epochs must increase (%d after %d)'
-                                % (filename, lineno, epoch, schedule[-1][0]))
-            schedule.append((epoch, rate))
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split('#', 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(':')
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            epoch = int(parts[0])
+            rate = -1.0 if parts[1].strip() == '-' else float(parts[1])
+            if not math.isfinite(rate) or epoch < 0:
+                raise ValueError
+        except ValueError:
+            raise UserError('%s line %d: expected "epoch: learning_rate" (epoch >= 0, finite rate), found "%s"'
+                            % (filename, lineno, raw.strip()[:80]))
+        if schedule and epoch <= schedule[-1][0]:
+            raise UserError('%s line %d: epochs must increase (%d after %d)'
+                            % (filename, lineno, epoch, schedule[-1][0]))
+        schedule.append((epoch, rate))
     if not schedule:
         raise UserError('learning rate schedule file %s holds no "epoch: learning_rate" line' % filename)
     if schedule[0][0] > 0:

@@ -8,7 +8,7 @@ import numpy as np
 from facenet_tf.cli import UserError
 from facenet_tf.tf_setup import configure, session_config_from_args
 from facenet_tf.training import distributed
-from facenet_tf.training.checkpoints import restore_pretrained
+from facenet_tf.training.checkpoints import restore_pretrained, restore_state
 from facenet_tf.training.towers import session_device_count
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
@@ -41,29 +41,41 @@ def stop_queue_runners(sess, coord, threads, close_ops=()):
 
 
 @contextlib.contextmanager
-def training_session(args, graph, log_dir, model_dir=None):
-    """A session with the variables initialised (or restored from --pretrained_model), a summary
-    writer and the queue runners started; everything is stopped and closed on exit. In a cluster
-    (graph.cluster) the session is on this worker's server (distributed.create_session; the chief
-    restores the latest checkpoint of model_dir) and only the chief writes summaries.
-    Yields (sess, summary_writer, coord)."""
+def training_session(args, graph, log_dir, state=None):
+    """A session with the variables initialised, then restored from the run's training state `state`
+    (a prefix, see checkpoints.latest_state: a run continued with --resume) or else from
+    --pretrained_model, a summary writer (a continued run's events start with a SessionLog START at
+    its global step, so TensorBoard drops the events a killed run wrote after its last state) and the
+    queue runners started; everything is stopped and closed on exit. In a cluster (graph.cluster)
+    the session is on this worker's server (distributed.create_session; the chief restores `state`)
+    and only the chief writes summaries. Yields (sess, summary_writer, coord)."""
     config = session_config_from_args(args, session_device_count(getattr(args, 'num_gpus', 1)))
     coord = tf.train.Coordinator()
     update_threads = []     # the chief's queue runner of synchronous updates
+    is_chief = graph.cluster is None or graph.cluster.is_chief
     if graph.cluster is None:
         sess = tf1.Session(config=config)
         sess.run(tf1.global_variables_initializer())
         sess.run(tf1.local_variables_initializer())
     else:
         server = distributed.start_server(graph.cluster, config)
-        sess, update_threads = distributed.create_session(graph.cluster, server, graph, model_dir, config)
+        sess, update_threads = distributed.create_session(graph.cluster, server, graph, state, config,
+                                                          getattr(args, 'cluster_wait_timeout', 0.0))
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: [thread.join(5) for thread in update_threads])
         stack.enter_context(sess)
-        if args.pretrained_model and (graph.cluster is None or graph.cluster.is_chief):
+        if state is not None and graph.cluster is None:
+            restore_state(sess, graph.state_saver, state, tf1.global_variables())
+        if state is not None and is_chief:
+            print('Continuing the run from its training state %s (global step %d)'
+                  % (state, sess.run(graph.global_step)))
+        elif args.pretrained_model and is_chief:
             restore_pretrained(sess, args.pretrained_model, graph.saved, graph.averages)
-        if graph.cluster is None or graph.cluster.is_chief:
+        if is_chief:
             summary_writer = tf1.summary.FileWriter(log_dir, sess.graph)
+            if state is not None:
+                summary_writer.add_session_log(tf1.SessionLog(status=tf1.SessionLog.START),
+                                               int(sess.run(graph.global_step)))
         else:
             summary_writer = distributed.NoSummaries()
         threads = tf1.train.start_queue_runners(coord=coord, sess=sess)
