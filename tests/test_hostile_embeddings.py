@@ -144,7 +144,7 @@ STRINGS = h5py.string_dtype('utf-8')
     ('no_format.h5', lambda f: f.attrs.__delitem__('format'), ('not an embeddings file of format 1',)),
     ('array_attr.h5', lambda f: f.attrs.__setitem__('model', np.arange(3)),
      ('attribute model is not a single value',)),
-])
+], ids=lambda value: value if isinstance(value, str) and value.endswith('.h5') else '')
 def test_malformed_embeddings_file_is_one_line(work, tmp_path, name, edit, fragments):
     _train_refuses(work, tmp_path, _craft(work, name, edit), *fragments)
 
@@ -358,7 +358,7 @@ RECONSTRUCT_HUGE = (b'\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndar
     ('bare.pkl', pickle.dumps(_trained()), ('expected a pickle of (model, class_names), got SVC',)),
     ('truncated.pkl', pickle.dumps((_trained(), list(CLASSES)))[:500], ('is not a classifier file',)),
     ('text.pkl', b'name,embedding\n', ('is not a classifier file',)),
-])
+], ids=lambda value: value if isinstance(value, str) and value.endswith('.pkl') else '')
 def test_hostile_classifier_file_is_one_line(work, tmp_path, name, data, fragments):
     pkl = tmp_path / name
     pkl.write_bytes(data)
