@@ -32,37 +32,43 @@ def script_path(script):
     return os.path.join(SRC, script)
 
 
+# Runs the tool as its own child and reports that child's peak memory: Linux carries a process's
+# peak over fork and exec, so a tool forked straight from a large test process would report the
+# test's memory; forked from this small launcher it reports its own.
+_LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], 'w') as f:
+    f.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
 def run_tool(script, argv, timeout=300, env=None, cwd=ROOT, stdin=subprocess.DEVNULL):
-    """Run `python src/<script> argv...` as a separate process; its peak resident memory (MiB) is
-    read from the kernel's accounting of that one child (wait4)."""
+    """Run `python src/<script> argv...` as a separate process; its own peak resident memory (MiB)
+    is read from the kernel's accounting of that one process (wait4 in a small launcher)."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     full_env.update(env or {})
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, script_path(script)] + [str(a) for a in argv],
-                                stdout=out, stderr=err, stdin=stdin, cwd=cwd, env=full_env)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile('r') as peak:
+        proc = subprocess.Popen([sys.executable, '-c', _LAUNCHER, peak.name, sys.executable, script_path(script)]
+                                + [str(a) for a in argv], stdout=out, stderr=err, stdin=stdin, cwd=cwd,
+                                env=full_env, start_new_session=True)
         try:
-            _, status, usage = _wait4(proc, timeout)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, 9)
             proc.wait()
             raise
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        kib = peak.read().strip()
         return ToolRun(proc.returncode, out.read().decode(errors='replace'), err.read().decode(errors='replace'),
-                       usage.ru_maxrss / 1024.0)
-
-
-def _wait4(proc, timeout):
-    import time
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            return pid, status, usage
-        if time.monotonic() > deadline:
-            raise subprocess.TimeoutExpired(proc.args, timeout)
-        time.sleep(0.05)
+                       int(kib) / 1024.0 if kib else None)
 
 
 def run_main(module, argv):
