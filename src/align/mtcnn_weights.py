@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from facenet_tf.errors import FaceNetError
+from facenet_tf.files import require_regular_file
 
 NETS = ('pnet', 'rnet', 'onet')
 CLASSIC_FILES = {'pnet': 'det1.npy', 'rnet': 'det2.npy', 'onet': 'det3.npy'}
@@ -167,8 +168,7 @@ def read_weight_pickle(path):
     """The object pickled in a det*.npy (a 0-d object array) or a joblib .lz4 file, unpickled with
     the restricted unpickler; FaceNetError naming the file for anything else."""
     import lz4.frame
-    if not os.path.isfile(path):
-        raise FaceNetError('%s: not a regular file' % path)
+    require_regular_file(path)
     try:
         with open(path, 'rb') as f:
             if path.endswith('.npy'):

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from sklearn.svm import SVC
 
-from facenet_tf import safe_pickle
+from facenet_tf import files, safe_pickle
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import atomic_open
 from facenet_tf.dataset import ImageClass
@@ -73,8 +73,7 @@ def load(path):
     file's size), then its content is checked (check_content) before any of it is used."""
     if not os.path.exists(path):
         raise FaceNetError('classifier file not found: %s (write one with mode TRAIN)' % path)
-    if not os.path.isfile(path):
-        raise FaceNetError('%s: not a regular file (a classifier file is a .pkl written by mode TRAIN)' % path)
+    files.require_regular_file(path, 'a classifier file is a .pkl written by mode TRAIN')
     if os.path.getsize(path) > safe_pickle.MAX_FILE_BYTES:
         raise FaceNetError('%s: %d bytes, more than a classifier file holds (%d)'
                            % (path, os.path.getsize(path), safe_pickle.MAX_FILE_BYTES))

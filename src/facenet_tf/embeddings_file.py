@@ -25,7 +25,7 @@ from collections import namedtuple
 import numpy as np
 
 from facenet_tf.errors import FaceNetError
-from facenet_tf.files import TEMPORARY_RE, atomic_path, write_atomic
+from facenet_tf.files import TEMPORARY_RE, atomic_path, require_regular_file, write_atomic
 
 FORMAT = 1
 DATASETS = ('embeddings', 'labels', 'paths', 'class_names')
@@ -74,9 +74,7 @@ def read(path):
     path = os.path.expanduser(path)
     if not os.path.exists(path) or os.path.isdir(path):
         raise FaceNetError('embeddings file not found: %s%s' % (path, ' (a folder)' if os.path.isdir(path) else ''))
-    if not os.path.isfile(path):
-        raise FaceNetError('%s: not a regular file (an embeddings file is an .h5 written by export_embeddings.py)'
-                           % path)
+    require_regular_file(path, 'an embeddings file is an .h5 written by export_embeddings.py')
     if not is_embeddings_file(path):
         raise FaceNetError('%s is not an embeddings file (not an HDF5 file)' % path)
     try:

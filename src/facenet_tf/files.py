@@ -62,6 +62,14 @@ def check_new_output(path, overwrite=False, flag=OVERWRITE_FLAG):
     return path
 
 
+def require_regular_file(path, hint=''):
+    """Refuse (FaceNetError) a path that is not a regular file (a FIFO, device or folder would block
+    or mislead a reader); `hint` says what the file should be."""
+    if not os.path.isfile(path):
+        raise FaceNetError('%s: not a regular file%s' % (path, ' (%s)' % hint if hint else ''))
+    return path
+
+
 def add_overwrite_argument(parser, what='the output file'):
     """The `--overwrite` flag of the tools that write one output file or folder."""
     parser.add_argument(OVERWRITE_FLAG, action='store_true',

@@ -205,14 +205,18 @@ def _checkpoint_exists(prefix):
 def read_meta_graph(model_dir, meta_file):
     """The parsed MetaGraphDef of `meta_file` in model_dir (one-line error when it is not one)."""
     path = os.path.join(model_dir, meta_file)
-    meta = tf1.MetaGraphDef()
+    return _parse_proto(path, tf1.MetaGraphDef(), 'a TensorFlow meta graph')
+
+
+def _parse_proto(path, proto, what):
+    """Fill `proto` from the binary file `path`; FaceNetError '<path> is not <what>: <reason>'."""
     with open(path, 'rb') as f:
         data = f.read()
     try:
-        meta.ParseFromString(data)
+        proto.ParseFromString(data)
     except Exception as e:  # protobuf raises its own DecodeError type
-        raise FaceNetError('%s is not a TensorFlow meta graph: %s' % (path, type(e).__name__))
-    return meta
+        raise FaceNetError('%s is not %s: %s' % (path, what, type(e).__name__))
+    return proto
 
 
 AVERAGE_SUFFIX = '/ExponentialMovingAverage'
@@ -284,16 +288,9 @@ def averages_saver(checkpoint, model):
 
 def read_graph_def(path):
     """Parse a binary GraphDef file, with a one-line error when it is not one."""
-    graph_def = tf1.GraphDef()
     if not os.path.isfile(path):
         raise FaceNetError('%s is not a frozen TensorFlow graph (.pb): not a regular file' % path)
-    with open(path, 'rb') as f:
-        data = f.read()
-    try:
-        graph_def.ParseFromString(data)
-    except Exception as e:  # protobuf raises its own DecodeError type
-        raise FaceNetError('%s is not a frozen TensorFlow graph (.pb): %s' % (path, type(e).__name__))
-    return graph_def
+    return _parse_proto(path, tf1.GraphDef(), 'a frozen TensorFlow graph (.pb)')
 
 
 def check_tensors(graph, model, names=REQUIRED_TENSORS):
