@@ -51,7 +51,7 @@ def main():
         sys.exit('bench_align: ../shared reference data not found')
     from facenet_tf import tf_setup
     tf_setup.configure()
-    from align import dataset_alignment as da
+    from facenet_tf.align import dataset_alignment as da
     opts = da.Options(160, 32, False, False)
     tmp = tempfile.mkdtemp(prefix='bench_align_')
     try:

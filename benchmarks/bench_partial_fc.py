@@ -15,8 +15,9 @@ import time
 import numpy as np
 import _paths  # noqa: F401 (src/ on sys.path)
 
-from facenet_tf import losses, partial_fc, tf_setup, training
-from models import layers
+from facenet_tf import tf_setup, training
+from facenet_tf.training import losses, partial_fc
+from facenet_tf.models import layers
 
 tf = tf_setup.configure()
 tf1 = tf.compat.v1

@@ -61,7 +61,7 @@ def main():
     args = parser.parse_args()
     if not os.path.isdir(LFW):
         sys.exit('bench_recognize: ../shared/data/lfw_deepfunneled not found')
-    import recognize
+    from facenet_tf import recognize
     tmp = tempfile.mkdtemp(prefix='bench_recognize_')
     try:
         video, gallery = build(tmp, args.frames, args.fps)

@@ -12,7 +12,8 @@ import numpy as np
 from _paths import SHARED
 
 from facenet_tf import dataset as dataset_io
-from facenet_tf import input_pipeline, tf_setup, training, triplets
+from facenet_tf import tf_setup, training
+from facenet_tf.training import input_pipeline, triplets
 
 tf = tf_setup.configure()
 tf1 = tf.compat.v1
@@ -68,7 +69,7 @@ def bench_selection(skip_loop, repeats=15):
 
 
 def bench_training(args):
-    import train_tripletloss
+    from facenet_tf import train_triplet as train_tripletloss
     targs = train_tripletloss.parse_arguments(
         ['--model_def', args.model_def, '--image_size', str(args.image_size), '--batch_size', str(args.batch_size),
          '--nrof_preprocess_threads', str(args.threads), '--random_crop', '--random_flip'])

@@ -52,7 +52,7 @@ def reference_model(cache):
     if os.path.exists(path):
         return path
     from facenet_tf import keras_import, model_io, tf_setup
-    from models import inception_resnet_v1
+    from facenet_tf.models import inception_resnet_v1
     tf1 = tf_setup.configure().compat.v1
     spec = importlib.util.spec_from_file_location('refweights', os.path.join(SHARED, 'reference', 'refweights.py'))
     refweights = importlib.util.module_from_spec(spec)

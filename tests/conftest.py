@@ -172,7 +172,7 @@ def published_model(keras_h5, tmp_path_factory):
     in-process once; its printed lines are kept in import.log beside them)."""
     import contextlib
     import io
-    import import_keras_model
+    from facenet_tf import import_model as import_keras_model
     base = tmp_path_factory.mktemp('published')
     folder, pb = str(base / '20170512-110547'), str(base / '20170512-110547.pb')
     out = io.StringIO()

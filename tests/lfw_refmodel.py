@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from facenet_tf import model_io
-from models import inception_resnet_v1
+from facenet_tf.models import inception_resnet_v1
 
 tf1 = tf.compat.v1
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from align import aligner
-from align import align_dataset_mtcnn as script
+from facenet_tf.align import aligner
+from facenet_tf.align import align_dataset_mtcnn as script
 
 
 def _run(argv, capsys=None):
@@ -143,7 +143,7 @@ def _iou(a, b):
 def test_detection_is_on_the_full_image_unless_max_detect_side(data_dir):
     """A 1638x2048 photo: by default the detector sees the full image (as the classic tools); with
     max_side 1000 it sees a reduced copy and the box, mapped back, moves a little (same face)."""
-    from align.detect_face import MTCNN
+    from facenet_tf.align.detect_face import MTCNN
     from facenet_tf.images import read_rgb
     img = read_rgb(os.path.join(data_dir, 'misc_faces', 'facenet_pytorch', 'test_images', 'paul_rudd', '1.jpg'))
     assert img.shape[:2] == (2048, 1638)
@@ -163,7 +163,7 @@ def test_detection_is_on_the_full_image_unless_max_detect_side(data_dir):
 
 
 def test_max_detect_side_flag(tmp_path, capsys):
-    from align.dataset_alignment import Options
+    from facenet_tf.align.dataset_alignment import Options
     args = script.parse_arguments([str(tmp_path), str(tmp_path / 'out')])
     assert args.max_detect_side == 0 and Options(160, 32, False, False).max_detect_side == 0
     assert script.parse_arguments([str(tmp_path), 'o', '--max_detect_side', '1500']).max_detect_side == 1500

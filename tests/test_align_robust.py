@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from align import align_dataset_mtcnn as script
-from align import aligner, dataset_alignment, landmarks
-from align.detect_face import MTCNN
+from facenet_tf.align import align_dataset_mtcnn as script
+from facenet_tf.align import aligner, dataset_alignment, landmarks
+from facenet_tf.align.detect_face import MTCNN
 from facenet_tf.cli import run
 from facenet_tf.images import read_rgb
 

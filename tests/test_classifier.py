@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from sklearn.svm import SVC
 
-import classifier
+from facenet_tf import classifier
 import lfw_refmodel
 from facenet_tf import classify
 from facenet_tf.cli import run

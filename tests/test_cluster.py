@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-import cluster
+from facenet_tf import cluster
 from facenet_tf import clustering, keras_import, model_io, tf_setup
 from facenet_tf.cli import run
-from models import small_cnn
+from facenet_tf.models import small_cnn
 
 PEOPLE = ('Bill_McBride', 'Ian_Thorpe', 'Jacques_Rogge', 'Mohammad_Khatami', 'Muhammad_Ali', 'Richard_Gere',
           'Tom_Cruise', 'Ann_Veneman')

@@ -27,7 +27,7 @@ def _matrix(stdout):
 
 
 def _run_in_process(capsys, *argv):
-    import compare
+    from facenet_tf import compare
     compare.main(compare.parse_arguments(list(argv)))
     return capsys.readouterr().out
 
@@ -101,7 +101,7 @@ def test_distance_matrix_and_report_match_the_classic_compare(frozen_model, refe
     """The 8 reference crops through compare.py's own path (prewhiten, embed with the reference-weights
     model, distance_matrix, print_matrix) give the classic compare.py distances (from the classic
     embeddings seed1_numpy_prewhiten.npy) within 1e-5, printed in the classic layout."""
-    import compare
+    from facenet_tf import compare
     from facenet_tf import images as image_lib
     folder = os.path.join(reference_dir, 'embeddings')
     with open(os.path.join(folder, 'seed1_files.txt')) as f:
@@ -164,9 +164,9 @@ def _test_image(data_dir, person):
 def test_compare_detects_on_the_full_image_by_default(tiny_model, data_dir, capsys, monkeypatch):
     """paul_rudd/1.jpg is 1638x2048: compare.py embeds crops of full-image detections, as the classic
     compare.py, and prints their distances; --max_detect_side 1000 (a reduced copy) gives other crops."""
-    import compare
-    from align import aligner
-    from align.detect_face import MTCNN
+    from facenet_tf import compare
+    from facenet_tf.align import aligner
+    from facenet_tf.align.detect_face import MTCNN
     from facenet_tf import images as image_lib
     paths = [_test_image(data_dir, 'paul_rudd'), os.path.join(data_dir, 'lfw_deepfunneled', 'Ai_Sugiyama',
                                                               'Ai_Sugiyama_0001.jpg')]
@@ -194,7 +194,7 @@ def test_compare_detects_on_the_full_image_by_default(tiny_model, data_dir, caps
 
 
 def test_compare_gpu_memory_flags(capsys):
-    import compare
+    from facenet_tf import compare
     args = compare.parse_arguments(['m.pb', 'a.jpg', 'b.jpg', '--gpu_memory_fraction', '0.25', '--allow_growth'])
     assert (args.gpu_memory_fraction, args.allow_growth) == (0.25, True)
     with pytest.raises(SystemExit) as e:
@@ -205,7 +205,7 @@ def test_compare_gpu_memory_flags(capsys):
 
 
 def test_compare_max_detect_side_must_not_be_negative(capsys):
-    import compare
+    from facenet_tf import compare
     assert compare.parse_arguments(['m.pb', 'a.jpg', 'b.jpg', '--max_detect_side', '900']).max_detect_side == 900
     assert compare.parse_arguments(['m.pb', 'a.jpg', 'b.jpg']).max_detect_side == 0
     with pytest.raises(SystemExit) as e:
@@ -225,7 +225,7 @@ def test_compare_bf16_warns_once(tiny_model, data_dir, capsys, monkeypatch):
     monkeypatch.setattr(precision, '_warned', False)  # as in a fresh process
     monkeypatch.setattr(precision, '_cpu_flags', lambda: {'sse4_2', 'avx2', 'fma'})
     monkeypatch.setattr(precision, '_onednn_enabled', lambda: True)
-    import compare
+    from facenet_tf import compare
     lfw = os.path.join(data_dir, 'lfw_deepfunneled')
     faces = [os.path.join(lfw, 'Ai_Sugiyama', 'Ai_Sugiyama_000%d.jpg' % i) for i in (1, 2)]
     for _ in range(2):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from align import detect_face as df
-from align import mtcnn_boxes as mb
-from align import mtcnn_weights as mw
+from facenet_tf.align import detect_face as df
+from facenet_tf.align import mtcnn_boxes as mb
+from facenet_tf.align import mtcnn_weights as mw
 from facenet_tf.cli import UserError
 from facenet_tf.images import read_rgb
 

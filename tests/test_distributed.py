@@ -13,9 +13,10 @@ import time
 import pytest
 import tensorflow as tf
 
-import train_tripletloss
+from facenet_tf import train_triplet as train_tripletloss
 from facenet_tf.cli import UserError
 from facenet_tf.training import distributed
+from facenet_tf.models import small_cnn
 from test_towers import SIZE, synthetic_faces  # noqa: F401 (fixture)
 
 tf1 = tf.compat.v1
@@ -112,7 +113,7 @@ def _one_device_variables(data):
     """The names a one-process run of the same flags saves."""
     args = train_tripletloss.parse_arguments(['--data_dir', str(data)] + FLAGS)
     with tf.Graph().as_default():
-        graph = train_tripletloss.build_graph(args, __import__('models.small_cnn', fromlist=['inference']))
+        graph = train_tripletloss.build_graph(args, small_cnn)
         return sorted(v.op.name for v in graph.saved)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import export_embeddings as script
+from facenet_tf import export_embeddings as script
 from facenet_tf import embedding_export, embeddings_file, model_io, tf_setup
 from facenet_tf.errors import FaceNetError
 
@@ -27,7 +27,7 @@ NAMES = ['Anna_%d' % i for i in range(5)] + ['Bruno', 'Chen_Li', 'Zoë']
 @pytest.fixture(scope='module')
 def model_pb(tmp_path_factory):
     """A frozen small_cnn (random weights, 32-D L2-normalised embeddings) with the classic tensors."""
-    from models import small_cnn
+    from facenet_tf.models import small_cnn
     pb = str(tmp_path_factory.mktemp('model') / 'small-cnn.pb')
     with tf1.Graph().as_default():
         tf1.set_random_seed(0)
@@ -168,7 +168,7 @@ def _result_lines(text):
 
 
 def test_classifier_on_the_embeddings_file_gives_the_folder_results(clean_copy, model_pb, tmp_path, capsys):
-    import classifier
+    from facenet_tf import classifier
     folder, emb = clean_copy
     flags = ['--use_split_dataset', '--min_nrof_images_per_class', '6', '--nrof_train_images_per_class', '4',
              '--image_size', str(SIZE)]
@@ -185,7 +185,7 @@ def test_classifier_on_the_embeddings_file_gives_the_folder_results(clean_copy, 
 
 
 def test_validate_on_the_embeddings_file_gives_the_folder_results(clean_copy, model_pb, tmp_path, capsys):
-    import validate_on_lfw
+    from facenet_tf import validate as validate_on_lfw
     folder, emb = clean_copy
     names = sorted(os.listdir(folder))
     pairs = ['%s\t%d\t%d' % (n, i, i + 1) for n in names for i in (1, 3)]

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-import generate_pairs
+from facenet_tf import generate_pairs
 import lfw
 from facenet_tf.cli import run
 

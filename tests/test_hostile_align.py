@@ -15,10 +15,10 @@ import numpy as np
 from PIL import Image
 
 import hostile
-from align import align_dataset_mtcnn as script
-from align import dataset_alignment
-from align import detect_face as df
-from align import mtcnn_boxes as mb
+from facenet_tf.align import align_dataset_mtcnn as script
+from facenet_tf.align import dataset_alignment
+from facenet_tf.align import detect_face as df
+from facenet_tf.align import mtcnn_boxes as mb
 from facenet_tf import sharding
 from facenet_tf.images import ImageReadError, read_rgb
 

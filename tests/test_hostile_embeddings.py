@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
-import classifier
-import export_embeddings
-import validate_on_lfw
+from facenet_tf import classifier
+from facenet_tf import export_embeddings
+from facenet_tf import validate as validate_on_lfw
 from facenet_tf import classify, embeddings_file, tf_setup
 from hostile import assert_not_in_tree, assert_one_line_error, run_main, run_tool, secret_file, tree_hashes
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import export_tflite
-import freeze_graph
-import import_keras_model
-from align import mtcnn_weights as mw
+from facenet_tf import export_tflite
+from facenet_tf import freeze as freeze_graph
+from facenet_tf import import_model as import_keras_model
+from facenet_tf.align import mtcnn_weights as mw
 from facenet_tf import model_io
 from facenet_tf.errors import FaceNetError
 from hostile import assert_one_line_error, run_main, run_tool, secret_file, tree_hashes
@@ -53,7 +53,7 @@ def _classic_folder(folder, packaged):
 
 
 def test_npy_weights_naming_os_system_are_refused_before_running(tmp_path, packaged):
-    from align import detect_face
+    from facenet_tf.align import detect_face
     folder = _classic_folder(tmp_path / 'mtcnn', packaged)
     marker = tmp_path / 'ran'
     np.save(str(folder / 'det1.npy'), np.array(_Command('touch %s' % marker), dtype=object), allow_pickle=True)

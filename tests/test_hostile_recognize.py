@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-import cluster
-import compare
-import recognize
+from facenet_tf import cluster
+from facenet_tf import compare
+from facenet_tf import recognize
 from facenet_tf import classify, clustering, recognition
 from hostile import assert_not_in_tree, assert_one_line_error, run_main, secret_file, tree_hashes
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import generate_pairs
+from facenet_tf import generate_pairs
 import lfw
-import make_record
-import validate_on_lfw
+from facenet_tf import make_record
+from facenet_tf import validate as validate_on_lfw
 from facenet_tf import recordio, verification_sets
 from facenet_tf.errors import FaceNetError
 from hostile import assert_not_in_tree, assert_one_line_error, run_main, secret_file, tree_hashes

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-import train_softmax
-import train_tripletloss
+from facenet_tf import train_softmax
+from facenet_tf import train_triplet as train_tripletloss
 from facenet_tf.cli import run
 from facenet_tf.training import distributed
 from hostile import ToolRun, assert_one_line_error
@@ -296,7 +296,7 @@ def test_huge_schedule_file_is_not_read_whole(tmp_path):
 def test_statistics_of_a_continued_run_read_bounded(tmp_path):
     import h5py
     import numpy as np
-    from facenet_tf import softmax_training
+    from facenet_tf.training import softmax_training
     from facenet_tf.errors import FaceNetError
     path = tmp_path / 'stat.h5'
     with h5py.File(path, 'w') as f:     # declares a billion losses (nothing allocated) and odd arrays

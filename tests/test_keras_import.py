@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import import_keras_model
+from facenet_tf import import_model as import_keras_model
 from facenet_tf import embedding, images, keras_import, model_io
 from facenet_tf.cli import UserError, run
-from models import inception_resnet_v1
+from facenet_tf.models import inception_resnet_v1
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facenet_tf import losses
+from facenet_tf.training import losses
 
 tf1 = tf.compat.v1
 

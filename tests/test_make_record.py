@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import make_record
+from facenet_tf import make_record
 from facenet_tf import recordio, verification_sets
 from facenet_tf.cli import UserError, run
 from facenet_tf.images import read_rgb

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from facenet_tf.images import read_rgb
-from facenet_tf.precision import session_config
-from models import inception_resnet_v1
+from facenet_tf.tf_setup import session_config
+from facenet_tf.models import inception_resnet_v1
 
 tf1 = tf.compat.v1
 

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facenet_tf.precision import PRECISIONS, add_precision_argument, session_config
-from models import inception_resnet_v1, inception_resnet_v2, layers, small_cnn, small_cnn_flat
+from facenet_tf.precision import PRECISIONS, add_precision_argument
+from facenet_tf.tf_setup import session_config
+from facenet_tf.models import inception_resnet_v1, inception_resnet_v2, layers, small_cnn, small_cnn_flat
 
 tf1 = tf.compat.v1
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import train_softmax
-from facenet_tf import losses, partial_fc
+from facenet_tf import train_softmax
+from facenet_tf.training import losses, partial_fc
 from facenet_tf.cli import UserError
 from test_towers import SOFTMAX, _checkpoint_variables, _losses, synthetic_faces  # noqa: F401 (fixture)
 from training_faces import run_training

@@ -3,7 +3,7 @@ import io
 
 import pytest
 
-from facenet_tf import precision
+from facenet_tf import precision, tf_setup
 
 EMULATED = 'bf16 is emulated on this CPU (no avx512_bf16/amx_bf16) and slower than fp32'
 
@@ -34,10 +34,10 @@ def test_session_config_warns_once_per_process(monkeypatch, capsys):
     monkeypatch.setattr(precision, '_warned', False)
     monkeypatch.setattr(precision, '_cpu_flags', lambda: {'avx2'})
     monkeypatch.setattr(precision, '_onednn_enabled', lambda: True)
-    precision.session_config('fp32')
+    tf_setup.session_config('fp32')
     assert capsys.readouterr().err == ''
     for _ in range(3):
-        precision.session_config('bf16')
+        tf_setup.session_config('bf16')
     assert capsys.readouterr().err == 'warning: %s\n' % EMULATED
     assert not precision.warn_precision('bf16')  # already said
 

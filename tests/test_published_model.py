@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import classifier
-import compare
-import freeze_graph
-import train_softmax
-import validate_on_lfw
+from facenet_tf import classifier
+from facenet_tf import compare
+from facenet_tf import freeze as freeze_graph
+from facenet_tf import train_softmax
+from facenet_tf import validate as validate_on_lfw
 from facenet_tf import embedding, images, training
 from facenet_tf.pairs import pair_images
 from facenet_tf.cli import run
-from models import inception_resnet_v1
+from facenet_tf.models import inception_resnet_v1
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

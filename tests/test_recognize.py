@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-import recognize
+from facenet_tf import recognize
 from facenet_tf import classify, recognition
 
 FPS = 1.0

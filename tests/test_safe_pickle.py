@@ -15,7 +15,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import classifier
+from facenet_tf import classifier
 from facenet_tf import classify, safe_pickle
 from facenet_tf.cli import run
 from facenet_tf.errors import FaceNetError

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from align import align_dataset_mtcnn as script
+from facenet_tf.align import align_dataset_mtcnn as script
 from facenet_tf import sharding
 from facenet_tf.errors import FaceNetError
 from facenet_tf.images import read_rgb
@@ -179,7 +179,7 @@ def test_three_shards_with_one_killed_and_rerun_equal_one_run(sharded_input, tmp
 
 
 def test_a_second_process_of_the_same_shard_is_refused(tmp_path, capsys):
-    from align import dataset_alignment
+    from facenet_tf.align import dataset_alignment
     (tmp_path / 'in' / 'someone').mkdir(parents=True)
     out = tmp_path / 'out'
     out.mkdir()

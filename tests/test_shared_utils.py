@@ -127,8 +127,6 @@ def test_session_config():
     assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (1, 0)
     with pytest.raises(ValueError):
         tf_setup.session_config('fp16')
-    from facenet_tf import precision
-    assert precision.session_config is tf_setup.session_config
 
 
 def test_one_model_not_found_message(tmp_path):

@@ -10,12 +10,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import train_softmax
-import train_tripletloss
-from facenet_tf import losses, model_io, tf_setup
+from facenet_tf import train_softmax
+from facenet_tf import train_triplet as train_tripletloss
+from facenet_tf import model_io, tf_setup
+from facenet_tf.training import losses
 from facenet_tf.cli import UserError
 from facenet_tf.training import towers as towers_lib
-from models import layers
+from facenet_tf.models import layers
 from training_faces import run_training
 
 tf1 = tf.compat.v1

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 import train_softmax
 import train_tripletloss
-from facenet_tf import model_io, softmax_training, training, triplets
+from facenet_tf import model_io, training
+from facenet_tf.training import softmax_training, triplets
 from facenet_tf.cli import UserError
 
 tf1 = tf.compat.v1

@@ -7,7 +7,7 @@ import tensorflow as tf
 from PIL import Image
 
 from facenet_tf import images as image_lib
-from facenet_tf import input_pipeline as ip
+from facenet_tf.training import input_pipeline as ip
 from facenet_tf import training
 
 tf1 = tf.compat.v1

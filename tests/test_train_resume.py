@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import train_softmax
-import train_tripletloss
+from facenet_tf import train_softmax
+from facenet_tf import train_triplet as train_tripletloss
 from facenet_tf.training import checkpoints
 from hostile import ROOT, assert_one_line_error, run_main, script_path, tree_hashes
 from training_faces import make_faces

@@ -11,9 +11,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import make_record
-import train_softmax
-from facenet_tf import embedding, input_pipeline, model_io, softmax_training, training
+from facenet_tf import make_record
+from facenet_tf import train_softmax
+from facenet_tf import embedding, model_io, training
+from facenet_tf.training import input_pipeline, softmax_training
 from facenet_tf.cli import UserError
 from training_faces import event_tags, make_faces, run_training
 

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import make_record
-import train_tripletloss
+from facenet_tf import make_record
+from facenet_tf import train_triplet as train_tripletloss
 from facenet_tf import model_io, training
 from facenet_tf.cli import UserError
 from training_faces import event_tags, make_faces, run_training

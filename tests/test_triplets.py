@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from facenet_tf import training, triplets
+from facenet_tf import training
+from facenet_tf.training import triplets
 from facenet_tf.cli import UserError
 from facenet_tf.dataset import ImageClass
 

@@ -15,8 +15,8 @@ from PIL import Image
 
 import lfw
 import lfw_refmodel
-import validate_on_lfw
-from align import align_dataset_mtcnn
+from facenet_tf import validate as validate_on_lfw
+from facenet_tf.align import align_dataset_mtcnn
 from facenet_tf import embedding, evaluation, model_io
 from facenet_tf.cli import run
 from facenet_tf.verification_sets import read_bin, write_bin

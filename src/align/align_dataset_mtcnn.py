@@ -1,77 +1,13 @@
-"""Detect, crop and save the faces of a dataset folder with MTCNN (classic script and flags).
-
-Example: python src/align/align_dataset_mtcnn.py ~/datasets/lfw/raw ~/datasets/lfw/lfw_mtcnnpy_160 \
-             --image_size 160 --margin 32
-In N cluster tasks on one shared output folder: add --shard INDEX/N (or run as a Slurm array task /
-Kubernetes Indexed Job, see docs/cluster_jobs.md).
-"""
-import argparse
+"""Classic command line `python src/align/align_dataset_mtcnn.py ...`: the tool is `facenet-align`
+(facenet_tf.align.align_dataset_mtcnn; also `python -m facenet_tf.align`)."""
 import os
 import sys
 
-# Run as `python src/align/align_dataset_mtcnn.py`, Python puts src/align/ on the path, not src/:
-# the one sys.path edit of src/ (docs/architecture.md, "Import paths").
+# Run as `python src/align/align_dataset_mtcnn.py`, Python puts src/align/ on the path, not src/.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from align.aligner import add_max_detect_side_argument  # noqa: E402
-from facenet_tf import sharding, tf_setup  # noqa: E402
-from facenet_tf.cli import add_gpu_memory_arguments, non_negative_int, positive_int, run  # noqa: E402
-from facenet_tf.errors import FaceNetError  # noqa: E402
-
-
-def _flag(value):
-    """Classic boolean flags may be given bare or with a value (True/False, 1/0, yes/no)."""
-    text = str(value).strip().lower()
-    if text in ('1', 'true', 'yes', 'y', 'on'):
-        return True
-    if text in ('0', 'false', 'no', 'n', 'off'):
-        return False
-    raise argparse.ArgumentTypeError('expected true or false, got %r' % value)
-
-
-def main(args):
-    if not os.path.isdir(os.path.expanduser(args.input_dir)):
-        raise FaceNetError('input folder not found: %s' % args.input_dir)
-    shard, source = sharding.resolve(args.shard, args.shard_count)
-    if shard is not None and source != '--shard':
-        print('Shard %s from %s' % (shard, source))
-    tf_setup.configure()
-    from align.dataset_alignment import Options, align_dataset, nothing_aligned, summary_line
-    opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment,
-                   args.max_detect_side, args.gpu_memory_fraction, args.allow_growth)
-    counts = align_dataset(args.input_dir, args.output_dir, opts, random_order=args.random_order,
-                           num_workers=args.num_workers, arg_string=' '.join(sys.argv), shard=shard)
-    print(summary_line(counts))
-    if counts['total'] == 0 and shard is not None and counts['input_images']:
-        print('No images in %s for shard %s (the other shards have them)' % (args.input_dir, shard))
-    nothing = nothing_aligned(counts)
-    if nothing:
-        print('%s in %s%s' % (nothing, args.input_dir, '' if shard is None else ' for shard %s' % (shard,)))
-        return 1
-    return 0
-
-
-def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('input_dir', type=str, help='Directory with unaligned images (one folder per class).')
-    parser.add_argument('output_dir', type=str, help='Directory with aligned face thumbnails.')
-    parser.add_argument('--image_size', type=positive_int, help='Image size (height, width) in pixels.', default=182)
-    parser.add_argument('--margin', type=non_negative_int, default=44,
-                        help='Margin for the crop around the bounding box (height, width) in pixels.')
-    parser.add_argument('--random_order', action='store_true',
-                        help='Shuffles the order of images to enable alignment using multiple processes.')
-    add_gpu_memory_arguments(parser)
-    parser.add_argument('--detect_multiple_faces', type=_flag, nargs='?', const=True, default=False,
-                        help='Detect and align multiple faces per image.')
-    parser.add_argument('--landmark_alignment', type=_flag, nargs='?', const=True, default=False,
-                        help='Warp each face onto the five-point 112x112 template (scaled to image_size) '
-                             'instead of cropping its box with the margin.')
-    parser.add_argument('--num_workers', type=positive_int, default=1,
-                        help='Processes that detect and write in parallel.')
-    add_max_detect_side_argument(parser)
-    sharding.add_shard_arguments(parser)
-    return parser.parse_args(argv)
-
+from facenet_tf.align.align_dataset_mtcnn import *  # noqa: E402,F401,F403 (the classic script's public names)
+from facenet_tf.align.align_dataset_mtcnn import console_main  # noqa: E402
 
 if __name__ == '__main__':
-    sys.exit(run(main, parse_arguments(sys.argv[1:])))
+    sys.exit(console_main())

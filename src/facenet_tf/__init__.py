@@ -1,11 +1,19 @@
-"""Library modules behind the facenet-tf1compat scripts.
+"""facenet-tf1compat: the classic FaceNet tools as one package.
 
-One module per concern: images (reading, standardisation), dataset (folder layouts), pairs (LFW
-pairs files), model_io (loading, saving, freezing), embedding, progress (progress lines), files
-(atomic writes), errors (the library's exception), cli (running a script's main, flag validators),
-tf_setup (TensorFlow set-up and session settings). Detection lives in align/, networks in models/.
+Where things are (one module per concern):
+- align/: MTCNN detection (detect_face), crops and landmark warps (aligner), aligning a dataset
+  folder (dataset_alignment; the `facenet-align` tool);
+- models/: the networks (inception_resnet_v1, ...) with the published checkpoints' variable names;
+- training/: everything only training uses (losses, triplets, input_pipeline, the epoch loop, ...);
+- images, dataset, pairs, verification_sets, recordio: reading photos, folder layouts, LFW pairs,
+  .bin sets, record files; model_io, keras_import: model files; embedding: batched embedding;
+  evaluation: LFW metrics; errors: FaceNetError, the one exception for bad input; cli: running a
+  tool's main; tf_setup: TensorFlow set-up and sessions;
+- one module per tool, named as its command: `facenet-validate` is facenet_tf.validate
+  (`python -m facenet_tf.validate`), `facenet-align` is facenet_tf.align (docs/package.md).
 
 Importing this package does not import TensorFlow. Code that builds graphs calls
-`facenet_tf.tf_setup.configure()` first (the scripts do; the graph-building modules do when they are
+`facenet_tf.tf_setup.configure()` first (the tools do; the graph-building modules do when they are
 imported): quiet import, oneDNN, TF1 graph semantics (see tf_setup).
 """
+__version__ = '1.0.0'

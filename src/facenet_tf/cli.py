@@ -35,6 +35,13 @@ def run(main, args, prog=None):
     return 0 if code is None else int(code)
 
 
+def command(main, parse_arguments, argv=None):
+    """A tool's whole command line (argv, default sys.argv[1:]) parsed and run through `run`: the
+    exit code. Parsing runs inside `run`, so a bad recipe file (--config) is one line as well."""
+    argv = sys.argv[1:] if argv is None else argv
+    return run(lambda a: main(parse_arguments(a)), argv)
+
+
 def os_error_line(e):
     """One line for an OSError: its reason and the file(s) it names."""
     reason = e.strerror or str(e) or type(e).__name__

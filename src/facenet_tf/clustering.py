@@ -20,7 +20,7 @@ from sklearn.cluster import DBSCAN, AgglomerativeClustering
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
-from align import aligner
+from facenet_tf.align import aligner
 from facenet_tf import dataset, files
 from facenet_tf import images as image_lib
 from facenet_tf.errors import FaceNetError

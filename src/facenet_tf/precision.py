@@ -4,13 +4,12 @@
 CPUs with oneDNN (variables and the fed/fetched tensors stay float32). Embeddings stay within
 cosine 0.9999 of fp32. It needs oneDNN (TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow loads) and is
 native only on CPUs with the avx512_bf16 or amx_bf16 instructions; elsewhere it is emulated and
-slower than fp32 (more CPU time per image on an AVX2 CPU). `session_config('bf16')` (defined in
-facenet_tf.tf_setup, importable from here too) prints one warning line on stderr, once per process,
-when that is the case (`bf16_warning()` gives the reason).
+slower than fp32 (more CPU time per image on an AVX2 CPU). `tf_setup.session_config('bf16')` prints
+one warning line on stderr, once per process, when that is the case (`bf16_warning()` gives the
+reason). This module imports nothing of the project's: tf_setup depends on it, not the reverse.
 """
 import sys
 
-from facenet_tf.tf_setup import session_config  # noqa: F401  (the builder lives in tf_setup)
 
 PRECISIONS = ('fp32', 'bf16')
 NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')  # /proc/cpuinfo flags of CPUs that compute in bf16
@@ -40,8 +39,7 @@ def _cpu_flags():
 
 
 def _onednn_enabled():
-    from facenet_tf.tf_setup import configure
-    configure()
+    """Whether TensorFlow (imported by tf_setup.configure before any session is built) runs oneDNN."""
     from tensorflow.python.util import _pywrap_util_port
     return bool(_pywrap_util_port.IsMklEnabled())
 
@@ -50,7 +48,7 @@ def bf16_warning(flags=None, onednn=None):
     """One line saying why bf16 will not help on this machine, or None when it runs natively.
 
     flags: the CPU flags (a set of /proc/cpuinfo names; None = this machine's, and no warning when
-    they cannot be read); onednn: whether oneDNN is on (None = ask TensorFlow).
+    they cannot be read); onednn: whether oneDNN is on (None = ask the TensorFlow already imported).
     """
     if onednn is None:
         onednn = _onednn_enabled()

@@ -23,7 +23,7 @@ import time
 import cv2
 import numpy as np
 
-from align import aligner
+from facenet_tf.align import aligner
 from facenet_tf import classify, dataset, files
 from facenet_tf import images as image_lib
 from facenet_tf.errors import FaceNetError

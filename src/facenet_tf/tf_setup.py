@@ -22,11 +22,15 @@ The scripts call it before building graphs; the library modules that build graph
 through it too, so code importing them directly (tests, notebooks) gets the same set-up.
 Modules that do not need TensorFlow never call it, so tools like make_record.py start without it.
 
-session_config() is the one builder of session settings (precision, threads, GPU memory, devices).
+session_config() is the one builder of session settings (precision, threads, GPU memory, devices);
+inference_session() opens the session a tool runs a model in, from the shared flags
+(add_inference_arguments: --precision, --gpu_memory_fraction, --allow_growth).
 """
 import os
 import sys
 import threading
+
+from facenet_tf import precision as precision_lib
 
 _lock = threading.Lock()
 _tf = None
@@ -84,7 +88,6 @@ def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu
     thread), the GPU memory per process (fraction, and allow_growth: allocate as needed; no effect
     on a CPU) and device_count ({'CPU': n} for n logical CPU devices, e.g. the towers of --num_gpus
     on a machine without GPUs)."""
-    from facenet_tf import precision as precision_lib
     if precision not in precision_lib.PRECISIONS:
         raise ValueError('precision must be one of %s, got %r' % (', '.join(precision_lib.PRECISIONS), precision))
     tf1 = configure().compat.v1
@@ -108,3 +111,27 @@ def session_config_from_args(args, device_count=None):
     return session_config(getattr(args, 'precision', 'fp32'), getattr(args, 'intra_op_threads', 0),
                           getattr(args, 'inter_op_threads', 0), getattr(args, 'gpu_memory_fraction', None),
                           getattr(args, 'allow_growth', False), device_count)
+
+
+def add_inference_arguments(parser, gpu=True):
+    """The flags every tool that runs a model shares: --precision, and (gpu) the classic
+    --gpu_memory_fraction and --allow_growth; inference_session() reads them."""
+    from facenet_tf.cli import add_gpu_memory_arguments
+    precision_lib.add_precision_argument(parser)
+    if gpu:
+        add_gpu_memory_arguments(parser)
+    return parser
+
+
+def inference_session(args=None, graph=None, precision=None):
+    """A tf.compat.v1.Session to run a model in, on `graph` (default: the current default graph),
+    its settings from a tool's parsed flags (see session_config_from_args; args None: defaults);
+    `precision` overrides --precision (library callers without flags)."""
+    config = session_config_from_args(args) if args is not None else session_config()
+    if precision is not None and args is not None and precision != getattr(args, 'precision', 'fp32'):
+        config = session_config(precision, config.intra_op_parallelism_threads,
+                                config.inter_op_parallelism_threads,
+                                getattr(args, 'gpu_memory_fraction', None), getattr(args, 'allow_growth', False))
+    elif precision is not None and args is None:
+        config = session_config(precision)
+    return configure().compat.v1.Session(graph=graph, config=config)

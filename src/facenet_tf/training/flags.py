@@ -190,7 +190,13 @@ def parse_with_config(parser, argv):
 # ---------------------------------------------------------------- starting a run
 
 def import_network(model_def):
-    """The network module named by --model_def (e.g. models.inception_resnet_v1)."""
+    """The network module named by --model_def: the classic spelling models.<name> is the package's
+    facenet_tf.models.<name> (found without src/ on the path); any other importable module as given."""
+    if model_def.startswith('models.'):
+        try:
+            return importlib.import_module('facenet_tf.' + model_def)
+        except ModuleNotFoundError:
+            pass
     try:
         return importlib.import_module(model_def)
     except ImportError as e:

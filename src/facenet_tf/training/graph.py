@@ -5,7 +5,7 @@ learning rate, the train op, the Saver, the summaries and the moving-average swa
 import dataclasses
 from typing import Any, Optional
 
-from facenet_tf import input_pipeline
+from facenet_tf.training import input_pipeline
 from facenet_tf.tf_setup import configure
 from facenet_tf.training import distributed
 from facenet_tf.training import towers as towers_lib

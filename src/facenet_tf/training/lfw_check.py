@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from facenet_tf import evaluation, input_pipeline, pairs
+from facenet_tf import evaluation, pairs
+from facenet_tf.training import input_pipeline
 from facenet_tf.cli import UserError
 from facenet_tf.files import write_atomic
 from facenet_tf.progress import Progress

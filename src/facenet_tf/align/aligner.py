@@ -11,8 +11,8 @@ import argparse
 import numpy as np
 from PIL import Image
 
-from align.landmarks import align_to_template, face_points
-from align.mtcnn_boxes import imresample
+from facenet_tf.align.landmarks import align_to_template, face_points
+from facenet_tf.align.mtcnn_boxes import imresample
 
 MAX_DETECT_SIDE = 0  # default max_side: 0 = detect on the full image, as the classic tools
 

@@ -5,7 +5,7 @@ the fully connected embedding of the insightface networks). Same body and variab
 On aligned faces it learns faster and generalises better than the average-pooled head (README, CPU
 recipe); it needs the image size it was trained at.
 """
-from models import small_cnn
+from facenet_tf.models import small_cnn
 
 SCOPE = small_cnn.SCOPE
 

@@ -17,10 +17,10 @@ softmax's (to float rounding).
 import math
 from typing import Any, NamedTuple
 
-from facenet_tf import losses
+from facenet_tf.training import losses
 from facenet_tf.tf_setup import configure
 from facenet_tf.training.optimizers import NO_MOVING_AVERAGE
-from models import layers
+from facenet_tf.models import layers
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1

@@ -18,7 +18,7 @@ gradient stays finite where an embedding coincides with (or opposes) its class v
 import math
 
 from facenet_tf.tf_setup import configure
-from models import layers
+from facenet_tf.models import layers
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1

@@ -39,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from align import aligner
+from facenet_tf.align import aligner
 from facenet_tf import sharding
 from facenet_tf.dataset import get_dataset, output_stems
 from facenet_tf.errors import FaceNetError
@@ -364,7 +364,7 @@ class BatchAligner(object):
     batched call per batch, and crops are written in threads while the next batch is detected."""
 
     def __init__(self, opts, threads=None):
-        from align.detect_face import MTCNN
+        from facenet_tf.align.detect_face import MTCNN
         self.opts = opts
         self.detector = MTCNN(threads=threads, gpu_memory_fraction=opts.gpu_memory_fraction,
                               allow_growth=opts.allow_growth)
@@ -466,7 +466,7 @@ def _results(jobs, opts, num_workers):
         finally:
             batch_aligner.close()
         return
-    from align.detect_face import cpu_count
+    from facenet_tf.align.detect_face import cpu_count
     threads = max(1, cpu_count() // num_workers)
     ctx = multiprocessing.get_context('spawn')
     with ctx.Pool(num_workers, initializer=_worker_init, initargs=(opts, threads)) as pool:

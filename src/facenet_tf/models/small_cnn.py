@@ -11,8 +11,8 @@ evaluation scripts:
                                       bottleneck_layer_size=128, weight_decay=5e-4)
 """
 from facenet_tf.tf_setup import configure
-from models import layers
-from models.inception_resnet_v1 import batch_norm_params
+from facenet_tf.models import layers
+from facenet_tf.models.inception_resnet_v1 import batch_norm_params
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1

@@ -1,0 +1,121 @@
+"""Detect and align a face in each image, embed them, and print the distance matrix.
+
+Usage: python src/compare.py model image_files... [--image_size 160] [--margin 44] [--max_detect_side N]
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from facenet_tf.align import aligner
+from facenet_tf import images as image_lib
+from facenet_tf import tf_setup
+from facenet_tf.cli import add_gpu_memory_arguments, add_model_argument, command
+from facenet_tf.errors import FaceNetError
+from facenet_tf.precision import add_precision_argument
+from facenet_tf.recognition import regular_file
+
+
+def load_and_align_data(image_paths, image_size, margin, standardize, max_detect_side=0, gpu_memory_fraction=None,
+                        allow_growth=False):
+    """(kept paths, [N, size, size, 3] float images): the first detected face of each image, cropped
+    with margin/2 per side and resized with PIL's bilinear filter; unusable images (a FIFO or a
+    device is never opened) are named and left out.
+    Detection runs on the full image unless max_detect_side > 0 (then on a copy reduced to that side);
+    gpu_memory_fraction and allow_growth set the detector's GPU memory."""
+    from facenet_tf.align.detect_face import MTCNN
+    kept, faces = [], []
+    with MTCNN(gpu_memory_fraction=gpu_memory_fraction, allow_growth=allow_growth) as detector:
+        for path in image_paths:
+            if not regular_file(path):
+                print('%s: %s: left out' % (path, 'not a regular file (a FIFO, device or folder is never read)'
+                                            if os.path.lexists(path) else 'no such file'))
+                continue
+            try:
+                img = image_lib.read_rgb(path)
+            except image_lib.ImageReadError as e:
+                print('cannot read %s (%s): left out' % (path, e))
+                continue
+            boxes, _ = aligner.detect_faces(detector, [img], max_detect_side)[0]
+            if boxes.shape[0] < 1:
+                print("can't detect face in %s: left out" % path)
+                continue
+            face, _ = aligner.crop_face(img, boxes[0, 0:4], image_size, margin)
+            if face is None:
+                print("can't crop the face in %s: left out" % path)
+                continue
+            kept.append(path)
+            faces.append(standardize(face))
+    return kept, np.stack(faces) if faces else np.zeros((0, image_size, image_size, 3), np.float32)
+
+
+def embed(model, faces, precision, gpu_memory_fraction=None, allow_growth=False):
+    """Embeddings of the aligned faces with the model (.pb or checkpoint folder)."""
+    tf1 = tf_setup.configure().compat.v1
+    from facenet_tf.model_io import load_for_inference, model_tensors
+    with tf1.Graph().as_default():
+        config = tf_setup.session_config(precision, gpu_memory_fraction=gpu_memory_fraction,
+                                         allow_growth=allow_growth)
+        with tf1.Session(config=config) as sess:
+            load_for_inference(model, sess)
+            images, phase_train, embeddings = model_tensors(sess.graph)
+            feed = {images: faces}
+            if phase_train is not None:
+                feed[phase_train] = False
+            return sess.run(embeddings, feed_dict=feed)
+
+
+def distance_matrix(emb):
+    """Pairwise Euclidean distances between rows."""
+    diff = emb[:, None, :] - emb[None, :, :]
+    return np.sqrt(np.sum(np.square(diff), axis=2))
+
+
+def print_matrix(paths, dist):
+    """The classic compare.py report: numbered images, then the distance matrix with 4 decimals."""
+    print('Images:')
+    for i, path in enumerate(paths):
+        print('%1d: %s' % (i, path))
+    print('')
+    print('Distance matrix')
+    print('    ' + ''.join('    %1d     ' % i for i in range(len(paths))))
+    for i in range(len(paths)):
+        print('%1d  ' % i + ''.join('  %1.4f  ' % dist[i, j] for j in range(len(paths))))
+
+
+def main(args):
+    tf_setup.configure()
+    standardize = image_lib.fixed_standardize if args.use_fixed_image_standardization else image_lib.prewhiten
+    paths, faces = load_and_align_data(args.image_files, args.image_size, args.margin, standardize,
+                                       args.max_detect_side, args.gpu_memory_fraction, args.allow_growth)
+    if len(paths) < 2:
+        raise FaceNetError('need at least two images with a detectable face, got %d' % len(paths))
+    emb = embed(args.model, faces, args.precision, args.gpu_memory_fraction, args.allow_growth)
+    print_matrix(paths, distance_matrix(emb))
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_argument(parser)
+    parser.add_argument('image_files', type=str, nargs='+', help='Images to compare')
+    parser.add_argument('--image_size', type=int, help='Image size (height, width) in pixels.', default=160)
+    parser.add_argument('--margin', type=int,
+                        help='Margin for the crop around the bounding box (height, width) in pixels.',
+                        default=44)
+    add_gpu_memory_arguments(parser)
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of prewhitening.')
+    aligner.add_max_detect_side_argument(parser)
+    add_precision_argument(parser)
+    return parser.parse_args(argv)
+
+
+
+def console_main():
+    """The `facenet-compare` command (also `python -m facenet_tf.compare`)."""
+    return command(main, parse_arguments)
+
+
+if __name__ == '__main__':
+    sys.exit(console_main())

@@ -1,0 +1,307 @@
+"""Train a face embedding network as a classifier of the training identities (classic script).
+
+Losses: softmax cross-entropy on a fully connected `Logits` layer (classic), or a margin softmax on
+normalised embeddings and class vectors (`--loss arcface|cosface|combined`); optionally center
+loss and prelogits norm loss, plus weight decay. `--data_dir` is a folder of identity folders
+(several joined by ':') or a record dataset (a folder holding `train.rec` + `train.idx`).
+
+Every epoch: epoch_size steps of batch_size images drawn from a shuffled stream of the training
+images, a checkpoint `model-<subdir>.ckpt-<epoch>` in the classic layout, summaries, statistics in
+`<log_dir>/stat.h5`, the validation set every validate_every_n_epochs epochs (and at the last one)
+and with --lfw_dir an LFW check.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from facenet_tf import tf_setup
+from facenet_tf import dataset as dataset_io
+from facenet_tf import cli, training
+from facenet_tf.training import input_pipeline, losses, partial_fc, softmax_training
+from facenet_tf.cli import UserError, command
+from facenet_tf.model_io import save_variables_and_metagraph  # noqa: F401 (classic name)
+from facenet_tf.training.softmax_training import find_threshold  # noqa: F401 (classic name)
+from facenet_tf.training import get_learning_rate_from_file  # noqa: F401 (classic name)
+
+tf = tf_setup.configure()  # quiet TensorFlow import, oneDNN, TF1 graph semantics
+tf1 = tf.compat.v1
+
+STEP_FETCHES = ('loss', 'train_op', 'global_step', 'reg_loss', 'prelogits', 'xent_loss', 'learning_rate',
+                'prelogits_norm', 'accuracy', 'center_loss')
+
+
+@dataclasses.dataclass(eq=False)
+class SoftmaxGraph(training.TrainingGraph):
+    """The training graph with the classifier's losses and accuracy."""
+    xent_loss: Any = None
+    accuracy: Any = None
+    prelogits_norm: Any = None
+    center_loss: Any = None
+    reg_loss: Any = None
+
+
+def build_graph(args, network, nrof_classes, records):
+    """The training graph (a SoftmaxGraph)."""
+    def tower_loss(tower, prelogits, embeddings, labels):
+        class_labels = labels
+        if args.sample_rate < 1.0:
+            logits, accuracy_logits, class_labels, decay, _ = partial_fc.partial_margin_logits(
+                prelogits, labels, nrof_classes, args.sample_rate, args.margin_s, *args.margins,
+                weight_decay=args.weight_decay)
+            if decay is not None:
+                tower.add_regularization_loss(decay)
+        elif args.loss == 'softmax':
+            logits = accuracy_logits = losses.softmax_logits(prelogits, nrof_classes, args.weight_decay)
+        else:
+            logits, accuracy_logits = losses.margin_logits(prelogits, labels, nrof_classes, args.margin_s,
+                                                           *args.margins, weight_decay=args.weight_decay)
+        norm = losses.prelogits_norm(prelogits, args.prelogits_norm_p)
+        if args.prelogits_norm_loss_factor > 0.0:
+            tower.add_regularization_loss(norm * args.prelogits_norm_loss_factor)
+        center_loss, _ = losses.center_loss(prelogits, labels, args.center_loss_alfa, nrof_classes)
+        if args.center_loss_factor > 0.0:
+            tower.add_regularization_loss(center_loss * args.center_loss_factor)
+        xent_loss = losses.cross_entropy(logits, class_labels)
+        reg_losses = tower.regularization_losses()
+        return training.TowerLoss(
+            tf.add_n([xent_loss] + reg_losses, name='total_loss'),
+            means=dict(xent_loss=xent_loss, accuracy=losses.accuracy(accuracy_logits, class_labels),
+                       prelogits_norm=norm,
+                       center_loss=center_loss, reg_loss=tf.add_n(reg_losses) if reg_losses else tf.constant(0.0)))
+
+    return training.build_training_graph(args, network, 1, tower_loss, queue_capacity=2000000,
+                                         read_file=input_pipeline.record_file_reader(records),
+                                         graph_class=SoftmaxGraph, log_histograms=args.log_histograms)
+
+
+class SoftmaxEpochs(training.EpochStrategy):
+    """Classifier epochs for the epoch loop: epochs numbered from 1 (checkpoints too), epoch_size
+    steps over a shuffled stream of the training images, the validation set every
+    validate_every_n_epochs epochs and at the last one, and the statistics in <log_dir>/stat.h5."""
+    stops_at_zero_rate = True
+
+    def __init__(self, args, train, val, log_dir):
+        self.args = args
+        self.lfw_batch_size = args.lfw_batch_size
+        self.image_list = np.array(train[0], dtype=object)
+        self.label_list = np.array(train[1], np.int64)
+        self.val_image_list, self.val_label_list = val
+        self.stat = softmax_training.new_statistics(args.max_nrof_epochs, args.epoch_size,
+                                                    args.validate_every_n_epochs)
+        self.stat_file = os.path.join(log_dir, 'stat.h5')
+        self.sampler = softmax_training.ShuffledIndices(len(self.label_list))
+
+    def epochs(self, args, step):
+        """From 1, or from the global step's epoch for a worker rejoining a cluster."""
+        return range(min(step // args.epoch_size, args.max_nrof_epochs) + 1, args.max_nrof_epochs + 1)
+
+    def checkpoint_number(self, epoch, step):
+        return epoch
+
+    def train_epoch(self, run, epoch, lr):
+        args = self.args
+        t = time.time()
+        step = self.train_steps(run, epoch, lr)
+        self.stat['time_train'][epoch - 1] = time.time() - t
+        t = time.time()
+        if self.val_label_list and ((epoch - 1) % args.validate_every_n_epochs == args.validate_every_n_epochs - 1
+                                    or epoch == args.max_nrof_epochs):
+            self.validate(run, epoch, step)
+        self.stat['time_validate'][epoch - 1] = time.time() - t
+        return step
+
+    def train_steps(self, run, epoch, lr):
+        """One epoch of epoch_size steps (epoch counts from 1); returns the step reached."""
+        args, g, stat = self.args, run.graph, self.stat
+        index = self.sampler.take(args.epoch_size * args.batch_size)
+        input_pipeline.enqueue(run.sess, g.queue, self.image_list[index], self.label_list[index],
+                               training.train_control(args))
+        progress = training.EpochProgress(epoch, args.epoch_size)
+        feed = {g.learning_rate_placeholder: lr, g.phase_train_placeholder: True,
+                g.batch_size_placeholder: args.batch_size}
+        train_time = 0.0
+        step = run.global_step()
+        for batch_number in range(args.epoch_size):
+            start = time.time()
+            v = run.train_step(STEP_FETCHES, feed, epoch,
+                               batch_number % 100 == 0 or batch_number + 1 == args.epoch_size)
+            step = v['global_step']
+            if step - 1 < stat['loss'].size:
+                for key in softmax_training.STEP_KEYS:
+                    stat[key][step - 1] = v[key]
+            stat['learning_rate'][epoch - 1] = v['learning_rate']
+            stat['prelogits_hist'][epoch - 1, :] += softmax_training.prelogits_histogram(v['prelogits'],
+                                                                                         args.prelogits_hist_max)
+            train_time += time.time() - start
+            progress.update(step, args.batch_size, v['loss'], v['learning_rate'])
+        print('%s; last batch: xent %.3f, reg loss %.3f, accuracy %.3f, center loss %.3f'
+              % (progress.summary(), v['xent_loss'], v['reg_loss'], v['accuracy'], v['center_loss']))
+        training.add_summary(run.summary_writer, step, time__total=train_time, learning_rate=v['learning_rate'])
+        return step
+
+    def validate(self, run, epoch, step):
+        """Loss, cross-entropy and accuracy over the validation images (no augmentation)."""
+        args, g = self.args, run.graph
+        start = time.time()
+        control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
+        input_pipeline.enqueue(run.sess, g.queue, self.val_image_list, self.val_label_list, control)
+        sums = np.zeros(3)
+        done = 0
+        while done < len(self.val_label_list):
+            size = min(args.lfw_batch_size, len(self.val_label_list) - done)
+            out = run.sess.run([g.loss, g.xent_loss, g.accuracy],
+                               {g.phase_train_placeholder: False, g.batch_size_placeholder: size})
+            sums += np.array(out) * size
+            done += size
+        loss, xent, accuracy = sums / done
+        val_index = (epoch - 1) // args.validate_every_n_epochs
+        for key, value in zip(softmax_training.VALIDATION_KEYS, (loss, xent, accuracy)):
+            self.stat[key][val_index] = value
+        training.add_summary(run.summary_writer, step, val__loss=loss, val__xent_loss=xent, val__accuracy=accuracy)
+        print('Validation epoch %d: %d images, %.1f s, loss %.3f, xent %.3f, accuracy %.3f'
+              % (epoch, done, time.time() - start, loss, xent, accuracy))
+
+    def after_epoch(self, run, epoch, step, lfw_result, lfw_seconds):
+        if lfw_result is not None:
+            self.stat['lfw_accuracy'][epoch - 1], self.stat['lfw_valrate'][epoch - 1] = lfw_result
+        self.stat['time_evaluate'][epoch - 1] = lfw_seconds
+        softmax_training.save_statistics(self.stat, self.stat_file)
+        return True
+
+    def on_abort(self, run):
+        softmax_training.save_statistics(self.stat, self.stat_file)
+
+    def continue_at(self, run, step):
+        """The statistics of the continued run up to its training state's step."""
+        epochs_done = min(step // self.args.epoch_size, self.args.max_nrof_epochs)
+        softmax_training.continue_statistics(self.stat, self.stat_file, step, epochs_done,
+                                             self.args.validate_every_n_epochs)
+
+    def done_line(self, run, epoch, step, minutes):
+        return ('Training done: %d epochs, %.1f min; model saved in %s; statistics in %s'
+                % (epoch, minutes, run.folders.model_dir, self.stat_file))
+
+
+def filter_dataset(dataset, data_filename, percentile, min_nrof_images_per_class):
+    """Classic name and contract: the dataset without the images at or above the `percentile` of
+    distance_to_center and the classes left with too few images (softmax_training.filter_dataset)."""
+    return softmax_training.filter_dataset(dataset, data_filename, percentile, min_nrof_images_per_class)[0]
+
+
+def _check_args(args):
+    if args.batch_size <= 0 or args.epoch_size <= 0 or args.max_nrof_epochs <= 0:
+        raise UserError('--batch_size, --epoch_size and --max_nrof_epochs must be positive')
+    if args.nrof_preprocess_threads < 1:
+        raise UserError('--nrof_preprocess_threads must be at least 1')
+    if args.validate_every_n_epochs < 1 or args.lfw_batch_size < 1:
+        raise UserError('--validate_every_n_epochs and --lfw_batch_size must be at least 1')
+    if not 0.0 <= args.validation_set_split_ratio < 1.0:
+        raise UserError('--validation_set_split_ratio must be in [0, 1)')
+    if not 0.0 <= args.center_loss_alfa <= 1.0:
+        raise UserError('--center_loss_alfa must be in [0, 1]')
+    if args.prelogits_hist_max <= 0.0:
+        raise UserError('--prelogits_hist_max must be positive')
+    if args.sample_rate <= 0.0:
+        raise UserError('--sample_rate must be in (0, 1]')
+    if args.sample_rate < 1.0 and args.loss == 'softmax':
+        raise UserError('--sample_rate below 1 needs a margin loss (--loss arcface, cosface or combined)')
+    args.margins = None
+    if args.loss != 'softmax':
+        if args.margin_s <= 0.0:
+            raise UserError('--margin_s must be positive')
+        try:
+            args.margins = losses.margin_parameters(args.loss, args.margin_m1, args.margin_m2, args.margin_m3)
+        except ValueError as e:
+            raise UserError('--loss %s: %s' % (args.loss, e))
+
+
+def load_sets(args):
+    """(train_set, val_set, records) after filtering and the validation split."""
+    dataset, records = input_pipeline.load_training_set(args.data_dir)
+    if args.filter_filename:
+        dataset, nrof_images, nrof_classes = softmax_training.filter_dataset(
+            dataset, args.filter_filename, args.filter_percentile, args.filter_min_nrof_images_per_class)
+        print('Filtering with %s: %d images and %d classes removed'
+              % (args.filter_filename, nrof_images, nrof_classes))
+    if args.validation_set_split_ratio > 0.0:
+        train_set, val_set = dataset_io.split_dataset(dataset, args.validation_set_split_ratio,
+                                                      args.min_nrof_val_images_per_class, 'SPLIT_IMAGES')
+    else:
+        train_set, val_set = dataset, []
+    if len(train_set) < 2 or sum(len(c) for c in train_set) == 0:
+        raise UserError('the training set %s needs at least 2 classes with images (found %d classes, '
+                        '%d images)' % (args.data_dir, len(train_set), sum(len(c) for c in train_set)))
+    return train_set, val_set, records
+
+
+def main(args):
+    _check_args(args)
+    network, schedule = training.begin(args)
+    train_set, val_set, records = load_sets(args)
+    lfw_check, folders = training.open_run(args, __file__)
+    image_list, label_list = dataset_io.get_image_paths_and_labels(train_set)
+    val_image_list, val_label_list = dataset_io.get_image_paths_and_labels(val_set)
+    print('Training set: %d classes, %d images; validation set: %d images; loss: %s%s'
+          % (len(train_set), len(image_list), len(val_image_list), args.loss,
+             '' if args.margins is None else ' (s=%g, m1=%g, m2=%g, m3=%g)' % ((args.margin_s,) + args.margins)))
+    strategy = SoftmaxEpochs(args, (image_list, label_list), (val_image_list, val_label_list), folders.log_dir)
+    return training.train_in_new_graph(args, lambda: build_graph(args, network, len(train_set), records), strategy,
+                                       folders, schedule, lfw_check, records)
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    training.add_common_arguments(parser, max_nrof_epochs=100)
+    parser.add_argument('--loss', type=str, choices=list(losses.LOSSES), default='softmax',
+                        help='softmax (classic Logits layer) or a margin softmax on normalised embeddings.')
+    parser.add_argument('--margin_s', type=float, default=64.0, help='Scale s of the margin losses.')
+    parser.add_argument('--sample_rate', type=cli.fraction, default=1.0,
+                        help='Share R of the class centres in each step\'s margin softmax: the batch\'s classes '
+                        'plus random others (PartialFC; 1 = all; below 1 the centres are Logits/centres rows, '
+                        'updated sparsely).')
+    parser.add_argument('--margin_m1', type=float, default=None,
+                        help='Angle multiplier m1 of cos(m1*theta + m2) - m3 (default 1).')
+    parser.add_argument('--margin_m2', type=float, default=None,
+                        help='Additive angle m2 (default: arcface 0.5, cosface 0, combined 0.3).')
+    parser.add_argument('--margin_m3', type=float, default=None,
+                        help='Cosine margin m3 (default: arcface 0, cosface 0.35, combined 0.2).')
+    parser.add_argument('--center_loss_factor', type=float, default=0.0, help='Center loss factor.')
+    parser.add_argument('--center_loss_alfa', type=float, default=0.95, help='Center update rate for center loss.')
+    parser.add_argument('--prelogits_norm_loss_factor', type=float, default=0.0,
+                        help='Loss based on the norm of the activations in the prelogits layer.')
+    parser.add_argument('--prelogits_norm_p', type=float, default=1.0,
+                        help='Norm to use for prelogits norm loss.')
+    parser.add_argument('--prelogits_hist_max', type=float, default=10.0,
+                        help='The max value for the prelogits histogram (stat.h5).')
+    parser.add_argument('--log_histograms', action='store_true',
+                        help='Enables logging of weight/bias histograms in tensorboard.')
+    parser.add_argument('--filter_filename', type=str, default='',
+                        help='HDF5 file (distance_to_center, label_list, image_list) used to filter the dataset.')
+    parser.add_argument('--filter_percentile', type=float, default=100.0,
+                        help='Keep only the images whose distance to their class center is below this percentile.')
+    parser.add_argument('--filter_min_nrof_images_per_class', type=int, default=0,
+                        help='Keep only the classes with this number of images or more after filtering.')
+    parser.add_argument('--validate_every_n_epochs', type=int, default=5,
+                        help='Number of epochs between validations.')
+    parser.add_argument('--validation_set_split_ratio', type=float, default=0.0,
+                        help='Share of each class\'s images used for validation (0: no validation).')
+    parser.add_argument('--min_nrof_val_images_per_class', type=float, default=0,
+                        help='Classes with fewer training images than this after the split are left out.')
+    parser.add_argument('--lfw_batch_size', type=int, default=100,
+                        help='Images per batch for LFW and validation embeddings.')
+    return training.parse_with_config(parser, argv)
+
+
+
+def console_main():
+    """The `facenet-train-softmax` command (also `python -m facenet_tf.train_softmax`)."""
+    return command(main, parse_arguments)
+
+
+if __name__ == '__main__':
+    sys.exit(console_main())

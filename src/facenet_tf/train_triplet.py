@@ -1,0 +1,224 @@
+"""Train a face embedding network with triplet loss and online triplet selection (classic script).
+
+Each round samples people_per_batch people with up to images_per_person images each, embeds them
+through the input pipeline (no augmentation), selects triplets with `--triplet_selection`, and trains
+on them batch by batch until the epoch's epoch_size steps are done (only as many triplets are queued
+as the epoch still has steps for). `--data_dir` is a folder of identity folders (several joined by
+':') or a record dataset (a folder holding `train.rec` + `train.idx`). Every epoch: a checkpoint in
+the classic layout, summaries, and with --lfw_dir an LFW check.
+"""
+import argparse
+import dataclasses
+import itertools
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from facenet_tf import tf_setup
+from facenet_tf import training
+from facenet_tf.training import input_pipeline, triplets
+from facenet_tf.cli import UserError, command
+from facenet_tf.model_io import save_variables_and_metagraph  # noqa: F401 (classic name)
+from facenet_tf.training import get_learning_rate_from_file  # noqa: F401 (classic name)
+from facenet_tf.training.triplets import sample_people, select_triplets  # noqa: F401 (classic names)
+
+tf = tf_setup.configure()  # quiet TensorFlow import, oneDNN, TF1 graph semantics
+tf1 = tf.compat.v1
+
+MAX_EMPTY_ROUNDS = 20
+BATCHES_PER_ENQUEUE = 10
+
+
+@dataclasses.dataclass(eq=False)
+class TripletGraph(training.TrainingGraph):
+    """The training graph with, for --triplet_mining batch, the count of triplets mined per batch."""
+    nrof_mined: Any = None
+
+
+def build_graph(args, network, records=None):
+    """The training graph (a TripletGraph; images read from `records` when the training set is a
+    record file)."""
+    def tower_loss(tower, prelogits, embeddings, labels):
+        sums = {}
+        if args.triplet_mining == 'batch':
+            triplet_loss, sums['nrof_mined'] = triplets.batch_triplet_loss(embeddings, labels, args.alpha,
+                                                                           args.triplet_selection)
+        else:
+            anchor, positive, negative = tf.unstack(tf.reshape(embeddings, [-1, 3, args.embedding_size]), 3, 1)
+            triplet_loss = triplets.triplet_loss(anchor, positive, negative, args.alpha)
+        return training.TowerLoss(tf.add_n([triplet_loss] + tower.regularization_losses(), name='total_loss'),
+                                  sums=sums)
+
+    return training.build_training_graph(args, network, 3, tower_loss,
+                                         read_file=input_pipeline.record_file_reader(records),
+                                         graph_class=TripletGraph)
+
+
+class TripletRounds(training.EpochStrategy):
+    """Classic triplet epochs for the epoch loop: epochs numbered from the global step, checkpoints
+    by step; each round samples people, embeds them, selects triplets and trains on them until the
+    epoch's epoch_size steps are done. An epoch that ends early (no triplets) ends training."""
+
+    def __init__(self, args, dataset):
+        self.args = args
+        self.dataset = dataset
+        self.lfw_batch_size = args.batch_size
+        self.ended_early = False
+
+    def epochs(self, args, step):
+        return range(step // args.epoch_size, args.max_nrof_epochs)
+
+    def after_epoch(self, run, epoch, step, lfw_result, lfw_seconds):
+        if self.ended_early:
+            print('Training stopped: no more triplets to train on')
+            return False
+        return True
+
+    def train_step(self, run, feed, size, epoch, batch_number, progress, extra=()):
+        """One training step on the next `size` queued images; returns the fetched values."""
+        feed_step = dict(feed)
+        feed_step[run.graph.batch_size_placeholder] = size
+        v = run.train_step(('loss', 'train_op', 'global_step', 'learning_rate') + tuple(extra), feed_step, epoch,
+                           batch_number + 1 == self.args.epoch_size or (batch_number + 1) % 20 == 0)
+        progress.update(v['global_step'], size, v['loss'], v['learning_rate'])
+        return v
+
+    def select(self, run, feed):
+        """One selection round: (selected triplets of paths, nrof_triplets, seconds selecting)."""
+        args, g = self.args, run.graph
+        image_paths, num_per_class = triplets.sample_people(self.dataset, args.people_per_batch, args.images_per_person)
+        embed_control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
+        emb_array = training.embed_through_pipeline(run.sess, g.queue, g.embeddings, g.label_batch, image_paths,
+                                                    args.batch_size, embed_control, feed, g.batch_size_placeholder)
+        start = time.time()
+        selected, num_trips, nrof_triplets = triplets.select_triplets(
+            emb_array, num_per_class, image_paths, args.people_per_batch, args.alpha, selection=args.triplet_selection)
+        seconds = time.time() - start
+        print('Selected %d triplets from %d anchor-positive pairs (%s, %.3f s)'
+              % (nrof_triplets, num_trips, args.triplet_selection, seconds))
+        return selected, nrof_triplets, seconds
+
+    def train_epoch(self, run, epoch, lr):
+        """One epoch of epoch_size steps in selection rounds; returns the step reached."""
+        args, g = self.args, run.graph
+        progress = training.EpochProgress(epoch, args.epoch_size)
+        train_control = training.train_control(args)
+        feed = {g.learning_rate_placeholder: lr, g.phase_train_placeholder: True}
+        batch_number = 0
+        step, effective_lr = run.sess.run([g.global_step, g.learning_rate], feed)
+        selection_times, triplet_counts = [], []
+        empty_rounds = 0
+        while batch_number < args.epoch_size:
+            selected, nrof_triplets, seconds = self.select(run, feed)
+            selection_times.append(seconds)
+            triplet_counts.append(nrof_triplets)
+            if nrof_triplets == 0:
+                empty_rounds += 1
+                if empty_rounds >= MAX_EMPTY_ROUNDS:
+                    print('No triplet found in %d rounds in a row: epoch %d ends early (every pair already '
+                          'satisfies the margin; try --triplet_selection vggface or a larger --alpha)'
+                          % (empty_rounds, epoch))
+                    break
+                continue
+            empty_rounds = 0
+            per_batch = args.batch_size // 3
+            nrof_batches = min(int(np.ceil(nrof_triplets / float(per_batch))), args.epoch_size - batch_number)
+            paths = list(itertools.chain(*selected[:nrof_batches * per_batch]))
+            input_pipeline.enqueue(run.sess, g.queue, paths, np.arange(len(paths)), train_control)
+            remaining = len(paths)
+            for _ in range(nrof_batches):
+                size = min(args.batch_size, remaining)
+                v = self.train_step(run, feed, size, epoch, batch_number, progress)
+                step, effective_lr = v['global_step'], v['learning_rate']
+                remaining -= size
+                batch_number += 1
+        self.ended_early = batch_number < args.epoch_size
+        print(progress.summary())
+        training.add_summary(run.summary_writer, step, loss=np.mean(progress.losses) if progress.losses else 0.0,
+                             learning_rate=effective_lr, time__selection=np.sum(selection_times),
+                             triplets__selected=np.mean(triplet_counts), time__epoch=progress.elapsed())
+        return step
+
+
+class BatchMining(TripletRounds):
+    """--triplet_mining batch: triplets mined inside each batch by the loss graph."""
+
+    def train_epoch(self, run, epoch, lr):
+        """One epoch with triplets mined inside each batch: every batch is a sample_people draw of
+        batch_size images (up to images_per_person per person) and the loss graph admits its triplets.
+        Batches are queued BATCHES_PER_ENQUEUE at a time; returns the step reached."""
+        args, g = self.args, run.graph
+        progress = training.EpochProgress(epoch, args.epoch_size)
+        control = training.train_control(args)
+        feed = {g.learning_rate_placeholder: lr, g.phase_train_placeholder: True}
+        step, effective_lr = run.sess.run([g.global_step, g.learning_rate], feed)
+        mined = []
+        batch_number = 0
+        while batch_number < args.epoch_size:
+            sizes, paths, labels = [], [], []
+            for _ in range(min(BATCHES_PER_ENQUEUE, args.epoch_size - batch_number)):
+                batch_paths, _, batch_labels = triplets.sample_images(self.dataset, args.batch_size,
+                                                                      args.images_per_person)
+                size = len(batch_paths) // 3 * 3
+                sizes.append(size)
+                paths += batch_paths[:size]
+                labels.append(batch_labels[:size])
+            input_pipeline.enqueue(run.sess, g.queue, paths, np.concatenate(labels), control)
+            for size in sizes:
+                v = self.train_step(run, feed, size, epoch, batch_number, progress, ('nrof_mined',))
+                step, effective_lr = v['global_step'], v['learning_rate']
+                mined.append(v['nrof_mined'])
+                batch_number += 1
+        print(progress.summary() + ', %.0f triplets mined per batch' % np.mean(mined))
+        training.add_summary(run.summary_writer, step, loss=np.mean(progress.losses), learning_rate=effective_lr,
+                             triplets__selected=np.mean(mined), time__epoch=progress.elapsed())
+        return step
+
+
+def main(args):
+    if args.batch_size % 3 != 0 or args.batch_size <= 0:
+        raise UserError('--batch_size must be a positive multiple of 3, got %d' % args.batch_size)
+    if args.people_per_batch < 2 or args.images_per_person < 1:
+        raise UserError('--people_per_batch must be at least 2 and --images_per_person at least 1')
+    if args.nrof_preprocess_threads < 1:
+        raise UserError('--nrof_preprocess_threads must be at least 1')
+    network, schedule = training.begin(args)
+    dataset, records = input_pipeline.load_training_set(args.data_dir)
+    train_set = [c for c in dataset if len(c) > 0]
+    if len(train_set) < 2 or not any(len(c) >= 2 for c in train_set):
+        if records is not None:
+            records.close()
+        raise UserError('the training set %s needs at least 2 people and one with 2+ images' % args.data_dir)
+    lfw_check, folders = training.open_run(args, __file__)
+    print('Training set: %d people, %d images' % (len(train_set), sum(len(c) for c in train_set)))
+    strategy = (BatchMining if args.triplet_mining == 'batch' else TripletRounds)(args, train_set)
+    return training.train_in_new_graph(args, lambda: build_graph(args, network, records), strategy, folders,
+                                       schedule, lfw_check, records)
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    training.add_common_arguments(parser, max_nrof_epochs=500, batch_size_extra=' (a multiple of 3)')
+    parser.add_argument('--people_per_batch', type=int, default=45, help='People sampled per selection round.')
+    parser.add_argument('--images_per_person', type=int, default=40, help='Images sampled per person.')
+    parser.add_argument('--alpha', type=float, default=0.2, help='Positive to negative triplet distance margin.')
+    parser.add_argument('--triplet_selection', type=str, choices=list(triplets.SELECTIONS), default='vggface',
+                        help='Negative selection: vggface (classic), semihard (also pos < neg), hardest.')
+    parser.add_argument('--triplet_mining', type=str, choices=['rounds', 'batch'], default='rounds',
+                        help='rounds (classic): embed people_per_batch x images_per_person images, select '
+                        'triplets, train on them; batch: each batch is batch_size images of people with up to '
+                        'images_per_person each, and every triplet of the batch that --triplet_selection '
+                        'admits is trained on (people_per_batch unused).')
+    return training.parse_with_config(parser, argv)
+
+
+
+def console_main():
+    """The `facenet-train-triplet` command (also `python -m facenet_tf.train_triplet`)."""
+    return command(main, parse_arguments)
+
+
+if __name__ == '__main__':
+    sys.exit(console_main())
