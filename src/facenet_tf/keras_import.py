@@ -207,7 +207,7 @@ def input_size(f, path, default=160):
     return size
 
 
-class _Declared:
+class Declared:
     """A weight's declared shape, standing for its array until the shape has been checked."""
 
     def __init__(self, shape):
@@ -320,29 +320,41 @@ def _move_into_place(tmp, model_dir):
 
 def import_model(h5_file, model_dir, network, model_name, pb_file=None, log=print, overwrite=False):
     """Write the Keras weights of `h5_file` as the classic folder `model_dir` (`model-<name>.meta`,
-    `model-<name>.ckpt-0`, `checkpoint`) and, with pb_file, as a frozen graph. Existing outputs are
-    refused unless `overwrite`; the weights are read and checked before anything is written, under a
+    `model-<name>.ckpt-0`, `checkpoint`) and, with pb_file, as a frozen graph (see
+    write_classic_model). The embedding size is the Bottleneck kernel's width (128 for
+    facenet_keras.h5, 512 for the conversions of the 2018 models). Returns (number of variables,
+    embedding size)."""
+    model_dir = check_outputs(model_dir, pb_file, overwrite)
+    with open_h5(h5_file) as f:
+        datasets = keras_weight_datasets(f, h5_file)
+        image_size = input_size(f, h5_file)
+        declared = classic_weights({name: Declared(d.shape) for name, d in datasets.items()}, h5_file)
+        keras_names = {classic_name(name): name for name in datasets}
+        return write_classic_model(
+            h5_file, declared, lambda name: read_dataset(datasets[keras_names[name]], declared[name].shape, h5_file),
+            model_dir, network, model_name, image_size, pb_file, log)
+
+
+def write_classic_model(source, declared, read, model_dir, network, model_name, image_size=160, pb_file=None,
+                        log=print):
+    """Build `network` at the embedding size of `declared` ({classic name: object with .shape}),
+    check that every variable gets exactly one weight of its shape, then read each with
+    `read(classic name)` and write the classic folder `model_dir` (checked by check_outputs) and the
+    optional frozen graph. The weights are all read and checked before anything is written, under a
     temporary folder of this run, so the folder appears complete or not at all. Returns (number of
     variables, embedding size)."""
     tf = configure()
     from facenet_tf import model_io
     tf1 = tf.compat.v1
-    model_dir = check_outputs(model_dir, pb_file, overwrite)
-    with open_h5(h5_file) as f:
-        datasets = keras_weight_datasets(f, h5_file)
-        image_size = input_size(f, h5_file)
-        declared = classic_weights({name: _Declared(d.shape) for name, d in datasets.items()}, h5_file)
-        bottleneck = embedding_size(declared, h5_file)
-        graph = tf1.Graph()
-        with graph.as_default():
-            build_classic_graph(network, bottleneck, image_size)
-            variables = tf1.global_variables()
-            check_complete(declared, variables, h5_file)
-        keras_names = {classic_name(name): name for name in datasets}
-        weights = {var.op.name: read_dataset(datasets[keras_names[var.op.name]], declared[var.op.name].shape,
-                                             h5_file) for var in variables}
+    bottleneck = embedding_size(declared, source)
+    graph = tf1.Graph()
+    with graph.as_default():
+        build_classic_graph(network, bottleneck, image_size)
+        variables = tf1.global_variables()
+        check_complete(declared, variables, source)
+    weights = {var.op.name: read(var.op.name) for var in variables}
     log('read %d weights from %s (embedding size %d, input %dx%d)'
-        % (len(weights), h5_file, bottleneck, image_size, image_size))
+        % (len(weights), source, bottleneck, image_size, image_size))
     parent = os.path.dirname(model_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = temporary_name(model_dir)
