@@ -51,8 +51,8 @@ def main():
         sys.exit('bench_align: ../shared reference data not found')
     from facenet_tf import tf_setup
     tf_setup.configure()
-    from facenet_tf.align import dataset_alignment as da
-    opts = da.Options(160, 32, False, False)
+    from facenet_tf.align import alignment_plan, batch_alignment
+    opts = batch_alignment.Options(160, 32, False, False)
     tmp = tempfile.mkdtemp(prefix='bench_align_')
     try:
         n = link_dataset(os.path.join(tmp, 'in'))
@@ -61,9 +61,9 @@ def main():
             out = os.path.join(tmp, 'out%d' % rep)
             os.makedirs(out)
             t0, c0 = time.time(), _cpu_seconds()
-            jobs = da.plan(os.path.join(tmp, 'in'), out, False, False).jobs
+            jobs = alignment_plan.plan(os.path.join(tmp, 'in'), out, False, False).jobs
             done, first = 0, None
-            for results in da._results(jobs, opts, args.num_workers):
+            for results in batch_alignment.results_of(jobs, opts, args.num_workers):
                 done += len(results)
                 if first is None:
                     first = (time.time(), done)

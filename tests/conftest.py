@@ -210,3 +210,25 @@ def ref_checkpoint(reference_dir, tmp_path_factory):
     import lfw_refmodel
     return _built_once(tmp_path_factory, 'refmodel_ckpt',
                        lambda path: lfw_refmodel.write_checkpoint(reference_dir, path))
+
+
+@pytest.fixture(scope='session')
+def tiny_pb(tmp_path_factory):
+    """A small frozen model (a fixed random convolution, pooled, L2-normalised, 648-D; the classic
+    tensor names) that loads and runs in a fraction of a second: for tests of what a tool feeds a
+    model and how it opens its session, not of embeddings."""
+    import numpy as np
+    from facenet_tf import tf_setup as setup
+    tf = setup.configure()
+    tf1 = tf.compat.v1
+    path = str(tmp_path_factory.mktemp('tiny') / 'tiny.pb')
+    kernel = np.random.default_rng(0).normal(0.0, 0.1, (5, 5, 3, 8)).astype(np.float32)
+    with tf1.Graph().as_default() as graph:
+        images = tf1.placeholder(tf.float32, [None, 160, 160, 3], name='input')
+        tf1.placeholder_with_default(False, [], name='phase_train')
+        features = tf.nn.relu(tf.nn.conv2d(images, tf.constant(kernel), 4, 'VALID'))
+        pooled = tf.reshape(tf.nn.avg_pool2d(features, 4, 4, 'VALID'), [-1, 9 * 9 * 8])
+        tf.nn.l2_normalize(pooled, 1, 1e-10, name='embeddings')
+        with open(path, 'wb') as f:
+            f.write(graph.as_graph_def().SerializeToString())
+    return path

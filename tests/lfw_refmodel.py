@@ -10,7 +10,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from facenet_tf import model_io
+from facenet_tf import model_freeze, model_io
 from facenet_tf.models import inception_resnet_v1
 
 tf1 = tf.compat.v1
@@ -45,7 +45,7 @@ def write_frozen(reference_dir, path, seed=1):
     with tf1.Graph().as_default():
         with tf1.Session() as sess:
             _build(reference_dir, sess, seed)
-            frozen = model_io.freeze_session(sess)
+            frozen = model_freeze.freeze_session(sess)
     with open(path, 'wb') as f:
         f.write(frozen.SerializeToString())
     return path

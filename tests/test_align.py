@@ -163,7 +163,7 @@ def test_detection_is_on_the_full_image_unless_max_detect_side(data_dir):
 
 
 def test_max_detect_side_flag(tmp_path, capsys):
-    from facenet_tf.align.dataset_alignment import Options
+    from facenet_tf.align.batch_alignment import Options
     args = script.parse_arguments([str(tmp_path), str(tmp_path / 'out')])
     assert args.max_detect_side == 0 and Options(160, 32, False, False).max_detect_side == 0
     assert script.parse_arguments([str(tmp_path), 'o', '--max_detect_side', '1500']).max_detect_side == 1500

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from facenet_tf.align import align_dataset_mtcnn as script
-from facenet_tf.align import aligner, dataset_alignment, landmarks
+from facenet_tf.align import aligner, alignment_plan, batch_alignment, landmarks
 from facenet_tf.align.detect_face import MTCNN
 from facenet_tf.cli import run
 from facenet_tf.images import read_rgb
@@ -161,7 +161,7 @@ def test_resume_after_kill_leaves_no_partial_png(data_dir, tmp_path, capsys):
             im.load()
     stale = out / people[1] / ('.%s.png.%d.tmp' % ('x', _dead_pid()))
     stale.write_bytes(b'partial')
-    listed = len(dataset_alignment.previous_runs(str(out))[1])  # done: a crop (or no face) with its line
+    listed = len(alignment_plan.previous_runs(str(out))[1])  # done: a crop (or no face) with its line
     code, captured = _run([str(src), str(out), '--image_size', '80'], capsys)
     assert code == 0
     if listed:
@@ -194,9 +194,9 @@ def test_workers_give_the_same_outputs(data_dir, tmp_path, capsys):
 def test_gpu_memory_flags_reach_the_detector_session(tmp_path):
     args = script.parse_arguments([str(tmp_path), str(tmp_path / 'out'), '--gpu_memory_fraction', '0.4',
                                    '--allow_growth'])
-    opts = dataset_alignment.Options(args.image_size, args.margin, False, False, 0, args.gpu_memory_fraction,
+    opts = batch_alignment.Options(args.image_size, args.margin, False, False, 0, args.gpu_memory_fraction,
                                      args.allow_growth)
-    batch_aligner = dataset_alignment.BatchAligner(opts)
+    batch_aligner = batch_alignment.BatchAligner(opts)
     try:
         gpu = batch_aligner.detector.session_config.gpu_options
         assert gpu.per_process_gpu_memory_fraction == pytest.approx(0.4) and gpu.allow_growth

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from facenet_tf import cluster
-from facenet_tf import clustering, keras_import, model_io, tf_setup
+from facenet_tf import clustering, keras_import, model_freeze, tf_setup
 from facenet_tf.cli import run
 from facenet_tf.models import small_cnn
 
@@ -109,7 +109,7 @@ def test_an_untrained_network_scores_clearly_worse(detected, main_crops, tmp_pat
         keras_import.build_classic_graph(small_cnn, 128, 160)
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
-            model_io.write_graph_def(model_io.freeze_session(sess), untrained)
+            model_freeze.write_graph_def(model_freeze.freeze_session(sess), untrained)
     _, _, score = _cluster([untrained, main_crops, tmp_path / 'untrained', '--aligned', '--method', 'agglomerative',
                             '--n_clusters', len(PEOPLE), '--min_samples', 1, '--evaluate'])
     published = detected[1][2]

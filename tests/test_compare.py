@@ -138,30 +138,13 @@ def test_distance_matrix_and_report_match_the_classic_compare(frozen_model, refe
     assert not np.any(differs & ~near_boundary)
     assert np.all(np.abs(got_values - want_values) <= 1.0001e-4)
 
-@pytest.fixture(scope='module')
-def tiny_model(tmp_path_factory):
-    """A small frozen model (one fixed random convolution, pooled, L2-normalised; the classic tensor
-    names) that loads and runs in a fraction of a second, for tests of what compare.py feeds it."""
-    import tensorflow as tf
-    tf1 = tf.compat.v1
-    path = str(tmp_path_factory.mktemp('tiny') / 'tiny.pb')
-    kernel = np.random.default_rng(0).normal(0.0, 0.1, (5, 5, 3, 8)).astype(np.float32)
-    with tf1.Graph().as_default() as graph:
-        images = tf1.placeholder(tf.float32, [None, 160, 160, 3], name='input')
-        tf1.placeholder_with_default(False, [], name='phase_train')
-        features = tf.nn.relu(tf.nn.conv2d(images, tf.constant(kernel), 4, 'VALID'))
-        pooled = tf.reshape(tf.nn.avg_pool2d(features, 4, 4, 'VALID'), [-1, 9 * 9 * 8])
-        tf.nn.l2_normalize(pooled, 1, 1e-10, name='embeddings')
-        with open(path, 'wb') as f:
-            f.write(graph.as_graph_def().SerializeToString())
-    return path
 
 
 def _test_image(data_dir, person):
     return os.path.join(data_dir, 'misc_faces', 'facenet_pytorch', 'test_images', person, '1.jpg')
 
 
-def test_compare_detects_on_the_full_image_by_default(tiny_model, data_dir, capsys, monkeypatch):
+def test_compare_detects_on_the_full_image_by_default(tiny_pb, data_dir, capsys, monkeypatch):
     """paul_rudd/1.jpg is 1638x2048: compare.py embeds crops of full-image detections, as the classic
     compare.py, and prints their distances; --max_detect_side 1000 (a reduced copy) gives other crops."""
     from facenet_tf import compare
@@ -182,12 +165,12 @@ def test_compare_detects_on_the_full_image_by_default(tiny_model, data_dir, caps
         fed.append(faces)
         return real_embed(model, faces, *settings)
     monkeypatch.setattr(compare, 'embed', recording_embed)
-    default = _matrix(_run_in_process(capsys, tiny_model, *paths))
+    default = _matrix(_run_in_process(capsys, tiny_pb, *paths))
     np.testing.assert_allclose(fed[0], np.stack(expected), atol=1e-5)
-    want = compare.distance_matrix(real_embed(tiny_model, np.stack(expected), 'fp32'))
+    want = compare.distance_matrix(real_embed(tiny_pb, np.stack(expected), 'fp32'))
     assert default.shape == (2, 2) and want[0, 1] > 0.01
     np.testing.assert_allclose(default, want, atol=1.5e-4)  # printed with 4 decimals
-    reduced = _matrix(_run_in_process(capsys, tiny_model, *paths, '--max_detect_side', '1000'))
+    reduced = _matrix(_run_in_process(capsys, tiny_pb, *paths, '--max_detect_side', '1000'))
     assert np.abs(fed[1][0] - fed[0][0]).max() > 0.1  # paul_rudd: another crop
     np.testing.assert_allclose(fed[1][1], fed[0][1], atol=1e-5)  # the 250x250 image: not reduced
     assert abs(reduced[0, 1] - default[0, 1]) > 1e-3
@@ -215,7 +198,7 @@ def test_compare_max_detect_side_must_not_be_negative(capsys):
         ': error: argument --max_detect_side: must be 0 (off) or a positive number of pixels, got -1')
 
 
-def test_compare_bf16_warns_once(tiny_model, data_dir, capsys, monkeypatch):
+def test_compare_bf16_warns_once(tiny_pb, data_dir, capsys, monkeypatch):
     """compare.py's main with --precision bf16 on a CPU without native bf16 (flags given here, not
     read from this machine), run twice in one process (two sessions): one warning line on stderr in all.
     When bf16 is emulated is test_precision.py's matter."""
@@ -229,7 +212,7 @@ def test_compare_bf16_warns_once(tiny_model, data_dir, capsys, monkeypatch):
     lfw = os.path.join(data_dir, 'lfw_deepfunneled')
     faces = [os.path.join(lfw, 'Ai_Sugiyama', 'Ai_Sugiyama_000%d.jpg' % i) for i in (1, 2)]
     for _ in range(2):
-        compare.main(compare.parse_arguments([tiny_model, faces[0], faces[1], '--precision', 'bf16']))
+        compare.main(compare.parse_arguments([tiny_pb, faces[0], faces[1], '--precision', 'bf16']))
     captured = capsys.readouterr()
     assert _matrix(captured.out).shape == (4, 2)  # two reports
     warnings = [line for line in captured.err.splitlines() if line.startswith('warning: ')]

@@ -9,7 +9,7 @@ import tensorflow as tf
 from facenet_tf.align import detect_face as df
 from facenet_tf.align import mtcnn_boxes as mb
 from facenet_tf.align import mtcnn_weights as mw
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.images import read_rgb
 
 THRESHOLD = [0.6, 0.7, 0.7]
@@ -142,9 +142,9 @@ def test_classic_npy_weights_give_identical_detections(detector, mtcnn_dir, tmp_
 
 
 def test_weight_errors_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match='not found'):
+    with pytest.raises(FaceNetError, match='not found'):
         mw.load_weights(str(tmp_path / 'missing'))
-    with pytest.raises(UserError, match='det1.npy'):
+    with pytest.raises(FaceNetError, match='det1.npy'):
         mw.load_weights(str(tmp_path))
 
 

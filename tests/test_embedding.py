@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from facenet_tf import embedding
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 tf1 = tf.compat.v1
 SIZE = 20
@@ -85,7 +85,7 @@ def test_bad_image_names_the_file(image_files, tmp_path, threads):
     items = image_files[:9] + [bad] + image_files[9:]
     reader = embedding.ImageBatches(SIZE, 4, parallel_calls=threads, chunk=2)
     try:
-        with pytest.raises(UserError) as e:
+        with pytest.raises(FaceNetError) as e:
             list(reader(items))
     finally:
         reader.close()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from facenet_tf import export_embeddings as script
-from facenet_tf import embedding_export, embeddings_file, model_io, tf_setup
+from facenet_tf import embedding_export, embeddings_file, model_freeze, tf_setup
 from facenet_tf.errors import FaceNetError
 
 tf = tf_setup.configure()
@@ -37,7 +37,7 @@ def model_pb(tmp_path_factory):
         tf.nn.l2_normalize(prelogits, 1, 1e-10, name='embeddings')
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
-            model_io.write_graph_def(model_io.freeze_session(sess), pb)
+            model_freeze.write_graph_def(model_freeze.freeze_session(sess), pb)
     return pb
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 import hostile
 from facenet_tf.align import align_dataset_mtcnn as script
-from facenet_tf.align import dataset_alignment
+from facenet_tf.align import alignment_plan
 from facenet_tf.align import detect_face as df
 from facenet_tf.align import mtcnn_boxes as mb
 from facenet_tf import sharding
@@ -168,7 +168,7 @@ def test_killed_run_and_rerun_equal_an_uninterrupted_run(data_dir, tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, 'the run should have been killed part-way'
     assert glob.glob(str(out / '*' / '*.png'))
-    assert len(dataset_alignment.previous_runs(str(out))[1]) < total   # crops without their lines
+    assert len(alignment_plan.previous_runs(str(out))[1]) < total   # crops without their lines
     partial = out / 'bounding_boxes_99999.txt'                          # a kill in the middle of a line
     with open(str(partial), 'a') as f:
         f.write('%s 1 2' % (out / people[0] / 'x.png'))

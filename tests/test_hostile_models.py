@@ -15,7 +15,7 @@ from facenet_tf import export_tflite
 from facenet_tf import freeze as freeze_graph
 from facenet_tf import import_model as import_keras_model
 from facenet_tf.align import mtcnn_weights as mw
-from facenet_tf import model_io
+from facenet_tf import model_io, model_screen
 from facenet_tf.errors import FaceNetError
 from hostile import assert_one_line_error, run_main, run_tool, secret_file, tree_hashes
 
@@ -219,7 +219,7 @@ def test_io_op_behind_the_fed_input_is_refused_when_a_control_input_runs_it(tmp_
     _node(graph_def, 'input').input.append('^evil')
     with open(pb, 'wb') as f:
         f.write(graph_def.SerializeToString())
-    model_io.screen_graph(graph_def, pb)   # nothing waits on `input` yet: the write cannot run
+    model_screen.screen_graph(graph_def, pb)   # nothing waits on `input` yet: the write cannot run
     _node(graph_def, 'embeddings').input.append('^input')
     with open(pb, 'wb') as f:
         f.write(graph_def.SerializeToString())
@@ -291,12 +291,12 @@ def test_fill_of_a_huge_constant_shape_is_refused(tmp_path):
 
 
 def _assert_passes_the_screen(pb, folder):
-    model_io.screen_graph(model_io.read_graph_def(pb), pb)
+    model_screen.screen_graph(model_io.read_graph_def(pb), pb)
     meta_file, _ = model_io.get_model_filenames(folder)
     meta = model_io.read_meta_graph(folder, meta_file)
-    model_io.screen_graph(meta.graph_def, meta_file, saver_def=meta.saver_def)
+    model_screen.screen_graph(meta.graph_def, meta_file, saver_def=meta.saver_def)
     ops = {n.op for n in meta.graph_def.node}
-    assert 'RestoreV2' in ops and 'SaveV2' in ops - model_io.INFERENCE_OPS   # there, never run
+    assert 'RestoreV2' in ops and 'SaveV2' in ops - model_screen.INFERENCE_OPS   # there, never run
 
 
 def test_published_model_passes_the_screen(published_model):

@@ -18,28 +18,11 @@ import pytest
 from facenet_tf import cluster
 from facenet_tf import compare
 from facenet_tf import recognize
-from facenet_tf import classify, clustering, recognition
+from facenet_tf import classify, clustering
+from facenet_tf import gallery as gallery_lib, sources as sources_lib
 from hostile import assert_not_in_tree, assert_one_line_error, run_main, secret_file, tree_hashes
 
 
-@pytest.fixture(scope='module')
-def tiny_pb(tmp_path_factory):
-    """A small frozen model (a fixed random convolution, pooled, L2-normalised, 648-D; the classic
-    tensor names) that loads and runs in a fraction of a second."""
-    from facenet_tf import tf_setup
-    tf = tf_setup.configure()
-    tf1 = tf.compat.v1
-    path = str(tmp_path_factory.mktemp('tiny') / 'tiny.pb')
-    kernel = np.random.default_rng(0).normal(0.0, 0.1, (5, 5, 3, 8)).astype(np.float32)
-    with tf1.Graph().as_default() as graph:
-        images = tf1.placeholder(tf.float32, [None, 160, 160, 3], name='input')
-        tf1.placeholder_with_default(False, [], name='phase_train')
-        features = tf.nn.relu(tf.nn.conv2d(images, tf.constant(kernel), 4, 'VALID'))
-        pooled = tf.reshape(tf.nn.avg_pool2d(features, 4, 4, 'VALID'), [-1, 9 * 9 * 8])
-        tf.nn.l2_normalize(pooled, 1, 1e-10, name='embeddings')
-        with open(path, 'wb') as f:
-            f.write(graph.as_graph_def().SerializeToString())
-    return path
 
 
 def _lfw(data_dir, person, number):
@@ -180,7 +163,7 @@ def test_a_mixed_folder_of_bad_sources(tiny_pb, data_dir, gallery, tmp_path):
         assert '%s: not a video file (no known container signature): skipped' % (other / name) in err
     assert '%s: cannot open as a video: skipped' % (other / 'truncated.avi') in err
     assert '%s: frames of 9000x9000 pixels, more than %d: skipped' % (other / 'huge.avi',
-                                                                         recognition.MAX_VIDEO_PIXELS) in err
+                                                                         sources_lib.MAX_VIDEO_PIXELS) in err
     assert '%s: not a regular file' % (other / 'pipe.mp4') in err and '/dev/null: not a regular file' in err
     assert 'fifo.jpg' not in err   # never listed: not a regular file
     assert 'gallery: cannot read %s' % (gallery / 'Serena_Williams' / 'broken.jpg') in err
@@ -192,7 +175,7 @@ def test_a_mixed_folder_of_bad_sources(tiny_pb, data_dir, gallery, tmp_path):
     assert sorted(os.listdir(str(annotated))) == ['a.jpg', 'b\nc.jpg']
     assert tree_hashes(inputs) == before_in and tree_hashes(other) == before_other
     after_gallery = tree_hashes(gallery)
-    after_gallery.pop(recognition.GALLERY_CACHE)
+    after_gallery.pop(gallery_lib.GALLERY_CACHE)
     assert after_gallery == before_gallery
     assert_not_in_tree(secret_bytes, annotated)
     assert secret_bytes not in open(str(out), 'rb').read()
@@ -249,7 +232,7 @@ def test_bad_galleries_are_one_line(tiny_pb, data_dir, tmp_path):
 
 def test_a_gallery_cache_that_is_a_link_is_neither_read_nor_replaced(tiny_pb, data_dir, gallery, tmp_path):
     secret, secret_bytes = secret_file(tmp_path)
-    cache = gallery / recognition.GALLERY_CACHE
+    cache = gallery / gallery_lib.GALLERY_CACHE
     os.symlink(secret, str(cache))
     photo = _copy(_lfw(data_dir, 'Colin_Powell', 7), tmp_path / 'in' / 'a.jpg')
     result = _recognize(tiny_pb, photo, '--gallery', gallery)

@@ -17,7 +17,7 @@ from facenet_tf import generate_pairs
 import lfw
 from facenet_tf import make_record
 from facenet_tf import validate as validate_on_lfw
-from facenet_tf import recordio, verification_sets
+from facenet_tf import record_writer, recordio, verification_sets
 from facenet_tf.errors import FaceNetError
 from hostile import assert_not_in_tree, assert_one_line_error, run_main, secret_file, tree_hashes
 
@@ -135,8 +135,8 @@ def _record_dataset(folder, classes=((10, 20), (30,))):
     """A small valid insightface dataset (header record, images, identity records) in `folder`."""
     folder.mkdir(exist_ok=True)
     rec, idx = str(folder / 'train.rec'), str(folder / 'train.idx')
-    recordio.write_face_dataset(rec, idx, [[_png(v) for v in c] for c in classes], lambda item: item)
-    recordio.write_property(str(folder / 'property'), len(classes), 4, 4)
+    record_writer.write_face_dataset(rec, idx, [[_png(v) for v in c] for c in classes], lambda item: item)
+    record_writer.write_property(str(folder / 'property'), len(classes), 4, 4)
     return rec, idx
 
 
@@ -145,13 +145,13 @@ def _rewrite_record(rec, idx, key, payload):
     reader = recordio.RecordReader(rec, idx)
     payloads = [payload if k == key else reader.read(k) for k in reader.keys]
     reader.close()
-    with recordio.RecordWriter(rec, idx) as writer:
+    with record_writer.RecordWriter(rec, idx) as writer:
         for k, p in enumerate(payloads):
             writer.write(k, p)
 
 
 def _header(label, flag_vector=True):
-    return recordio.pack(recordio.IRHeader(0, label if flag_vector else float(label), 0, 0))
+    return record_writer.pack(recordio.IRHeader(0, label if flag_vector else float(label), 0, 0))
 
 
 def _open_checked(folder):
@@ -258,9 +258,9 @@ def test_labels_of_records_without_header_are_checked(tmp_path, label, what):
     hold (NaN, negative, beyond the record count) is refused before classes are built."""
     folder = tmp_path / 'plain'
     folder.mkdir()
-    with recordio.RecordWriter(str(folder / 'train.rec'), str(folder / 'train.idx')) as writer:
+    with record_writer.RecordWriter(str(folder / 'train.rec'), str(folder / 'train.idx')) as writer:
         for key, value in enumerate([0.0, label, 1.0]):
-            writer.write(key, recordio.pack(recordio.IRHeader(0, value, key, 0), _png(key)))
+            writer.write(key, record_writer.pack(recordio.IRHeader(0, value, key, 0), _png(key)))
     _one_line(_open_checked(folder), 'train.rec', 'the label of record 1', what)
 
 
@@ -281,7 +281,7 @@ def test_bomb_image_in_a_record_is_not_decoded(tmp_path):
     read_image and in the training reader, without allocating for its pixels."""
     rec, idx = _record_dataset(tmp_path / 'ds')
     for key, (w, h) in ((2, (8192, 4096)), (3, (50000, 50000))):
-        _rewrite_record(rec, idx, key, recordio.pack(recordio.IRHeader(0, 0.0 if key < 3 else 1.0, key, 0),
+        _rewrite_record(rec, idx, key, record_writer.pack(recordio.IRHeader(0, 0.0 if key < 3 else 1.0, key, 0),
                                                      _bomb_png(w, h)))
     ds = recordio.RecordDataset(str(tmp_path / 'ds'))
     assert ds.read_image(1).shape == (4, 4, 3)
@@ -299,7 +299,7 @@ def test_bomb_image_in_a_record_is_not_decoded(tmp_path):
 def test_bomb_image_stops_the_training_reader_in_one_line(tmp_path):
     import tensorflow as tf
     rec, idx = _record_dataset(tmp_path / 'ds')
-    _rewrite_record(rec, idx, 2, recordio.pack(recordio.IRHeader(0, 0.0, 2, 0), _bomb_png(8192, 4096)))
+    _rewrite_record(rec, idx, 2, record_writer.pack(recordio.IRHeader(0, 0.0, 2, 0), _bomb_png(8192, 4096)))
     ds = recordio.RecordDataset(str(tmp_path / 'ds'))
     with tf.compat.v1.Graph().as_default():
         image = tf.io.decode_image(ds.encoded_tensor(tf.constant(2, tf.int64)), channels=3,

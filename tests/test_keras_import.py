@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from facenet_tf import import_model as import_keras_model
 from facenet_tf import embedding, images, keras_import, model_io
-from facenet_tf.cli import UserError, run
+from facenet_tf.cli import run
+from facenet_tf.errors import FaceNetError
 from facenet_tf.models import inception_resnet_v1
 
 tf1 = tf.compat.v1
@@ -197,5 +198,5 @@ def test_name_rule():
     assert rule('Bottleneck_BatchNorm/moving_variance:0') == 'InceptionResnetV1/Bottleneck/BatchNorm/moving_variance'
     assert rule('Bottleneck_BatchNorm/gamma:0') is None
     assert rule('dense_1/kernel:0') is None
-    with pytest.raises(UserError, match='2 weights with unknown layer names'):
+    with pytest.raises(FaceNetError, match='2 weights with unknown layer names'):
         keras_import.classic_weights({'a/kernel:0': 0, 'b/bias:0': 0})

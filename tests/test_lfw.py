@@ -8,7 +8,7 @@ from scipy.interpolate import BSpline
 
 import lfw
 from facenet_tf import evaluation
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 
 @pytest.fixture(scope='module')
@@ -101,13 +101,13 @@ def test_fold_without_different_pairs_is_a_user_error(classic):
     embeddings = _embeddings_with_distances(classic['distance_metric0'], 0)
     issame = np.array(classic['issame'])
     issame[:600] = True
-    with pytest.raises(UserError, match='fold 1 has no different-person pair in its test set'):
+    with pytest.raises(FaceNetError, match='fold 1 has no different-person pair in its test set'):
         lfw.evaluate(embeddings, issame)
 
 
 def test_evaluate_rejects_odd_embedding_count(classic):
     embeddings, issame = _embeddings_with_distances(classic['distance_metric0'], 0), classic['issame']
-    with pytest.raises(UserError, match='two per pair'):
+    with pytest.raises(FaceNetError, match='two per pair'):
         lfw.evaluate(embeddings[:-1], issame)
 
 
@@ -164,14 +164,14 @@ def test_get_paths_prefers_jpg_then_png(tmp_path, capsys):
 
 
 def test_missing_pairs_file_names_the_protocol_files(tmp_path):
-    with pytest.raises(UserError, match='pairs.txt .*pairsDevTrain.txt'):
+    with pytest.raises(FaceNetError, match='pairs.txt .*pairsDevTrain.txt'):
         lfw.read_pairs(str(tmp_path / 'nope.txt'))
 
 
 def test_malformed_pairs_line(tmp_path):
     path = tmp_path / 'pairs.txt'
     path.write_text('1\t1\nAnn\t1\t2\nAnn\tx\n')
-    with pytest.raises(UserError, match='line 3'):
+    with pytest.raises(FaceNetError, match='line 3'):
         lfw.read_pairs(str(path))
 
 
@@ -185,11 +185,11 @@ def test_bin_reader_refuses_code_and_checks_counts(tmp_path):
     from facenet_tf.verification_sets import read_bin, write_bin
     evil = tmp_path / 'evil.bin'
     evil.write_bytes(pickle.dumps(([b'a', b'b'], [_RunsCode()])))
-    with pytest.raises(UserError, match='refusing to load'):
+    with pytest.raises(FaceNetError, match='refusing to load'):
         read_bin(str(evil))
     odd = tmp_path / 'odd.bin'
     write_bin(str(odd), [b'a', b'b', b'c'], [True])
-    with pytest.raises(UserError, match='3 images for 1 pairs'):
+    with pytest.raises(FaceNetError, match='3 images for 1 pairs'):
         read_bin(str(odd))
     good = tmp_path / 'good.bin'
     good.write_bytes(pickle.dumps(([bytearray(b'a'), b'b'], np.array([False])), protocol=2))

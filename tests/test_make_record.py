@@ -10,7 +10,8 @@ from PIL import Image
 
 from facenet_tf import make_record
 from facenet_tf import recordio, verification_sets
-from facenet_tf.cli import UserError, run
+from facenet_tf.cli import run
+from facenet_tf.errors import FaceNetError
 from facenet_tf.images import read_rgb
 
 NROF_IDS = 6
@@ -105,11 +106,11 @@ def test_pack_errors_leave_no_files(tmp_path):
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(str(src / 'a' / '1.png'))
     Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(str(src / 'a' / '2.png'))
     out = tmp_path / 'out'
-    with pytest.raises(UserError, match='2.png is 10x12 but .*1.png is 10x10'):
+    with pytest.raises(FaceNetError, match='2.png is 10x12 but .*1.png is 10x10'):
         make_record.pack_folder(str(src), str(out))
     assert os.listdir(str(out)) == []
     (tmp_path / 'none' / 'x').mkdir(parents=True)
-    with pytest.raises(UserError, match='no images in'):
+    with pytest.raises(FaceNetError, match='no images in'):
         make_record.pack_folder(str(tmp_path / 'none'), str(out))
 
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from facenet_tf import model_io
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,26 +114,26 @@ def test_freeze_graph_script(model_dir, tmp_path):
 
 
 def test_load_model_errors(model_dir, tmp_path):
-    with pytest.raises(UserError, match='not found'):
+    with pytest.raises(FaceNetError, match='not found'):
         model_io.load_model(str(tmp_path / 'missing'))
     empty = tmp_path / 'empty'
     empty.mkdir()
-    with pytest.raises(UserError, match='no .meta'):
+    with pytest.raises(FaceNetError, match='no .meta'):
         model_io.get_model_filenames(str(empty))
     two = tmp_path / 'two'
     shutil.copytree(model_dir, str(two))
     shutil.copy(str(two / 'model-20260101-000000.meta'), str(two / 'model-other.meta'))
-    with pytest.raises(UserError, match='more than one .meta'):
+    with pytest.raises(FaceNetError, match='more than one .meta'):
         model_io.get_model_filenames(str(two))
     nockpt = tmp_path / 'nockpt'
     nockpt.mkdir()
     shutil.copy(os.path.join(model_dir, 'model-20260101-000000.meta'), str(nockpt))
-    with pytest.raises(UserError, match='no checkpoint'):
+    with pytest.raises(FaceNetError, match='no checkpoint'):
         model_io.get_model_filenames(str(nockpt))
     bad = tmp_path / 'bad.pb'
     bad.write_bytes(b'\x00garbage' * 10)
     with tf1.Graph().as_default():
-        with pytest.raises(UserError, match='not a frozen'):
+        with pytest.raises(FaceNetError, match='not a frozen'):
             model_io.load_model(str(bad))
 
 
@@ -141,10 +141,10 @@ def test_moving_averages_need_a_checkpoint_that_has_them(model_dir, tmp_path):
     pb = str(tmp_path / 'frozen.pb')
     model_io.freeze_model(model_dir, pb)
     with tf1.Graph().as_default(), tf1.Session() as sess:
-        with pytest.raises(UserError, match='frozen graph'):
+        with pytest.raises(FaceNetError, match='frozen graph'):
             model_io.load_model(pb, session=sess, use_moving_averages=True)
     with tf1.Graph().as_default(), tf1.Session() as sess:
-        with pytest.raises(UserError, match='no moving averages'):
+        with pytest.raises(FaceNetError, match='no moving averages'):
             model_io.load_model(model_dir, session=sess, use_moving_averages=True)
 
 
@@ -155,7 +155,7 @@ def test_missing_tensor_is_named(tmp_path):
         with open(pb, 'wb') as f:
             f.write(g.as_graph_def().SerializeToString())
     with tf1.Graph().as_default():
-        with pytest.raises(UserError, match='embeddings:0'):
+        with pytest.raises(FaceNetError, match='embeddings:0'):
             model_io.load_model(pb)
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from facenet_tf import recognize
-from facenet_tf import classify, recognition
+from facenet_tf import classify
+from facenet_tf import faces as faces_lib, gallery as gallery_lib
 
 FPS = 1.0
 SIZE = (320, 240)
@@ -136,7 +137,7 @@ def test_names_per_segment_are_right_and_the_stranger_is_unknown(case, gallery_r
     for label, (precision, recall) in scores.items():
         assert precision == 1.0 and recall == 1.0, (label, scores)
     stranger = [r for r in records if truth[r['frame']][0] == 'stranger']
-    assert len(stranger) >= 2 and all(r['name'] == recognition.UNKNOWN for r in stranger)
+    assert len(stranger) >= 2 and all(r['name'] == gallery_lib.UNKNOWN for r in stranger)
     assert all(r['distance'] > 0.9 for r in stranger)
     assert not [r for r in records if truth[r['frame']][0] == 'empty']
     assert 'frames: 11 read, 11 recognised, 1 without faces' in err
@@ -187,7 +188,7 @@ def test_classifier_file_and_every_n_frames(case, gallery_run, published_model):
     """A classifier trained on the cached gallery embeddings names the same people (the two people
     of the gallery shown plus a third), every second frame only; the annotated video has every frame."""
     base, video, truth = case
-    with np.load(str(base / 'gallery' / recognition.GALLERY_CACHE)) as data:
+    with np.load(str(base / 'gallery' / gallery_lib.GALLERY_CACHE)) as data:
         emb, labels = data['embeddings'], data['labels']
     assert emb.shape == (3 * len(KNOWN), 128)
     pkl = str(base / 'people.pkl')
@@ -210,13 +211,13 @@ def test_the_gallery_is_read_from_its_cache(case, gallery_run, published_model):
     """The second load of the gallery neither detects nor embeds (the pipeline has no detector and no
     session): the cache written by the first run is used while nothing changed."""
     base = case[0]
-    pipeline = recognition.FacePipeline(None, None, image_size=160, margin=32)
+    pipeline = faces_lib.FacePipeline(None, None, image_size=160, margin=32)
     notes = []
-    namer = recognition.load_gallery(str(base / 'gallery'), pipeline, published_model[1], 0.9, notes.append)
-    assert notes == ['gallery: 9 faces of 3 people from the cache %s' % (base / 'gallery' / recognition.GALLERY_CACHE)]
+    namer = gallery_lib.load_gallery(str(base / 'gallery'), pipeline, published_model[1], 0.9, notes.append)
+    assert notes == ['gallery: 9 faces of 3 people from the cache %s' % (base / 'gallery' / gallery_lib.GALLERY_CACHE)]
     assert namer.embeddings.shape == (9, 128) and namer.names == [classify.display_name(p) for p in KNOWN]
     with pytest.raises(AttributeError):  # with another margin the cache does not fit: it would embed again
-        recognition.load_gallery(str(base / 'gallery'), recognition.FacePipeline(None, None, margin=44),
+        gallery_lib.load_gallery(str(base / 'gallery'), faces_lib.FacePipeline(None, None, margin=44),
                                  published_model[1], 0.9, notes.append)
 
 
@@ -237,6 +238,6 @@ def test_the_real_clip_runs_end_to_end(data_dir, published_model, tmp_path):
     records = _records(out)
     assert {r['frame'] for r in records} == {0, 35, 70}
     assert len(records) >= 9
-    assert all(r['name'] == recognition.UNKNOWN and r['distance'] > 0.9 for r in records)
+    assert all(r['name'] == gallery_lib.UNKNOWN and r['distance'] > 0.9 for r in records)
     assert all(r['time'] == pytest.approx(r['frame'] / 25.0) for r in records)
     assert 'frames: 105 read, 3 recognised, 0 without faces' in err

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facenet_tf import recordio
-from facenet_tf.cli import UserError
+from facenet_tf import record_writer, recordio
+from facenet_tf.errors import FaceNetError
 
 MAGIC = struct.pack('<I', 0xced7230a)
 # Written by MXNet 1.9.1 (mx.recordio.MXIndexedRecordIO, pack) with the four records of
@@ -32,9 +32,9 @@ def _mxnet_records():
 def test_writer_matches_mxnet_bytes(tmp_path):
     headers, payloads = _mxnet_records()
     rec, idx = str(tmp_path / 'a.rec'), str(tmp_path / 'a.idx')
-    with recordio.RecordWriter(rec, idx) as writer:
+    with record_writer.RecordWriter(rec, idx) as writer:
         for i, (h, p) in enumerate(zip(headers, payloads)):
-            writer.write(i, recordio.pack(h, p))
+            writer.write(i, record_writer.pack(h, p))
     assert open(rec, 'rb').read() == bytes.fromhex(MXNET_REC_HEX)
     assert open(idx).read() == MXNET_IDX
 
@@ -76,10 +76,10 @@ def test_dataset_without_header_record(tmp_path):
 def test_dataset_of_label_vector_images_has_no_header(tmp_path):
     """Images whose headers carry label vectors (flag 2) from record 0 on: no header record."""
     rec, idx = str(tmp_path / 'train.rec'), str(tmp_path / 'train.idx')
-    with recordio.RecordWriter(rec, idx) as writer:
+    with record_writer.RecordWriter(rec, idx) as writer:
         for key, label in enumerate([1, 0, 1]):
             header = recordio.IRHeader(0, [float(label), 0.5], key, 0)
-            writer.write(key, recordio.pack(header, b'img%d' % key))
+            writer.write(key, record_writer.pack(header, b'img%d' % key))
     ds = recordio.RecordDataset(str(tmp_path))
     assert ds.header is None and ds.num_classes == 2
     np.testing.assert_array_equal(ds.labels, [1, 0, 1])
@@ -93,7 +93,7 @@ def test_dataset_of_label_vector_images_has_no_header(tmp_path):
     b'12345678' + MAGIC + b'x' * 9 + MAGIC[:3]])
 def test_payload_round_trip(tmp_path, payload):
     rec, idx = str(tmp_path / 'p.rec'), str(tmp_path / 'p.idx')
-    with recordio.RecordWriter(rec, idx) as writer:
+    with record_writer.RecordWriter(rec, idx) as writer:
         writer.write(5, payload)
         writer.write(9, b'next')
     data = open(rec, 'rb').read()
@@ -110,9 +110,9 @@ def test_payload_round_trip(tmp_path, payload):
 def test_face_dataset_header_and_ranges(tmp_path):
     rec, idx = str(tmp_path / 'train.rec'), str(tmp_path / 'train.idx')
     classes = [[b'a0', b'a1'], [b'b0', None, b'b2', b'b3'], [b'c0']]
-    counts = recordio.write_face_dataset(rec, idx, classes, lambda item: item)
+    counts = record_writer.write_face_dataset(rec, idx, classes, lambda item: item)
     assert counts == [2, 3, 1]
-    recordio.write_property(str(tmp_path / 'property'), 3, 112, 96)
+    record_writer.write_property(str(tmp_path / 'property'), 3, 112, 96)
     ds = recordio.RecordDataset(str(tmp_path))
     assert ds.header == (7, 10)
     assert ds.ranges == [(1, 3), (3, 6), (6, 7)]
@@ -127,7 +127,7 @@ def test_face_dataset_header_and_ranges(tmp_path):
 
 def test_encoded_tensor_in_tf_data(tmp_path):
     rec, idx = str(tmp_path / 'train.rec'), str(tmp_path / 'train.idx')
-    recordio.write_face_dataset(rec, idx, [[b'x' * 5, b'yy'], [b'z']], lambda item: item)
+    record_writer.write_face_dataset(rec, idx, [[b'x' * 5, b'yy'], [b'z']], lambda item: item)
     ds = recordio.RecordDataset(str(tmp_path))
     with tf.compat.v1.Graph().as_default():
         data = tf.data.Dataset.from_tensor_slices(ds.keys).map(ds.encoded_tensor)
@@ -137,14 +137,14 @@ def test_encoded_tensor_in_tf_data(tmp_path):
 
 
 def test_errors_are_one_line(tmp_path):
-    with pytest.raises(UserError, match='record file not found'):
+    with pytest.raises(FaceNetError, match='record file not found'):
         recordio.RecordDataset(str(tmp_path))
     bad = tmp_path / 'train.rec'
     bad.write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 40)
     with pytest.raises(recordio.RecordFormatError, match='no record starts at byte 0'):
         recordio.RecordDataset(str(tmp_path))
     rec, idx = str(tmp_path / 'train.rec'), str(tmp_path / 'train.idx')
-    recordio.write_face_dataset(rec, idx, [[b'a'], [b'b']], lambda item: item)
+    record_writer.write_face_dataset(rec, idx, [[b'a'], [b'b']], lambda item: item)
     with open(idx, 'a') as f:
         f.write('99\t7\n')
     reader = recordio.RecordReader(rec, idx)

@@ -179,23 +179,23 @@ def test_three_shards_with_one_killed_and_rerun_equal_one_run(sharded_input, tmp
 
 
 def test_a_second_process_of_the_same_shard_is_refused(tmp_path, capsys):
-    from facenet_tf.align import dataset_alignment
+    from facenet_tf.align import alignment_plan
     (tmp_path / 'in' / 'someone').mkdir(parents=True)
     out = tmp_path / 'out'
     out.mkdir()
     shard = sharding.Shard(1, 2)
-    path, held = dataset_alignment.open_shard_boxes(str(out), shard)
+    path, held = alignment_plan.open_shard_boxes(str(out), shard)
     try:
         held.write('partial line without newline')
         held.flush()
         with pytest.raises(FaceNetError) as error:
-            dataset_alignment.open_shard_boxes(str(out), shard)
+            alignment_plan.open_shard_boxes(str(out), shard)
         assert 'shard 1/2 is already running' in str(error.value)
     finally:
         held.close()
     with open(path, 'a') as f:
         f.write('\na/b.png 1 2 3 4\nc/d.png 5 6')
-    _, f = dataset_alignment.open_shard_boxes(str(out), shard)
+    _, f = alignment_plan.open_shard_boxes(str(out), shard)
     f.close()
     with open(path) as f:
         assert f.read() == 'partial line without newline\na/b.png 1 2 3 4\n'

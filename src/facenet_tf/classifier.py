@@ -25,7 +25,6 @@ from facenet_tf.cli import non_negative_float, command
 from facenet_tf.dataset import get_dataset, get_image_paths_and_labels
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import add_overwrite_argument, check_new_output
-from facenet_tf.precision import add_precision_argument
 
 # an image folder (stored None) or an embeddings file (paths relative, as stored in it)
 Images = namedtuple('Images', 'dataset paths labels stored')
@@ -59,7 +58,7 @@ def compute_embeddings(args, *path_lists):
     from facenet_tf import embedding
     print('Loading feature extraction model')
     with tf1.Graph().as_default():
-        with tf1.Session(config=tf_setup.session_config(args.precision)) as sess:
+        with tf_setup.inference_session(args) as sess:
             embedding.load_for_inference(args.model, sess)
             print('Calculating features for images')
             sys.stdout.flush()
@@ -191,7 +190,7 @@ def parse_arguments(argv):
                         help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of per-image '
                              'standardization.')
     add_overwrite_argument(parser, 'the classifier file in mode TRAIN')
-    add_precision_argument(parser)
+    tf_setup.add_inference_arguments(parser)
     return parser.parse_args(argv)
 
 

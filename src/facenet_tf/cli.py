@@ -12,8 +12,6 @@ import sys
 
 from facenet_tf.errors import FaceNetError
 
-UserError = FaceNetError  # the name the scripts and tests have used; the same class
-
 
 def run(main, args, prog=None):
     """Call main(args); turn FaceNetError / KeyboardInterrupt into an exit code with a one-line message."""

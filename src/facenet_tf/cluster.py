@@ -28,9 +28,10 @@ import sys
 import numpy as np
 
 from facenet_tf.align import aligner
-from facenet_tf import clustering, recognition, tf_setup
+from facenet_tf import annotate, clustering, recognition, tf_setup
 from facenet_tf.cli import add_model_argument, doc_parser, positive_float, positive_int, command
 from facenet_tf.errors import FaceNetError
+from facenet_tf.faces import FacePipeline
 
 
 def _note(text):
@@ -42,7 +43,7 @@ def embed_faces(args, input_dir, output_dir):
     The output folder is made only once the model has loaded."""
     tf1 = tf_setup.configure().compat.v1
     from facenet_tf import embedding
-    with tf1.Graph().as_default(), tf1.Session(config=tf_setup.session_config_from_args(args)) as sess:
+    with tf1.Graph().as_default(), tf_setup.inference_session(args) as sess:
         embedding.load_for_inference(args.model, sess)
         os.makedirs(output_dir, exist_ok=True)
         if clustering.unfinished_by(output_dir) is not None:
@@ -55,10 +56,9 @@ def embed_faces(args, input_dir, output_dir):
                                   fixed_standardization=args.use_fixed_image_standardization)
             return faces, emb
         from facenet_tf.align.detect_face import MTCNN
-        with MTCNN() as detector:
-            pipeline = recognition.FacePipeline(sess, detector, args.image_size, args.margin,
-                                                args.use_fixed_image_standardization, args.max_detect_side,
-                                                args.batch_size)
+        with MTCNN(gpu_memory_fraction=args.gpu_memory_fraction, allow_growth=args.allow_growth) as detector:
+            pipeline = FacePipeline(sess, detector, args.image_size, args.margin,
+                                    args.use_fixed_image_standardization, args.max_detect_side, args.batch_size)
             return clustering.detect_and_embed(pipeline, input_dir, os.path.join(output_dir, clustering.CROPS_FOLDER),
                                                _note)
 
@@ -72,7 +72,7 @@ def _check_output(input_dir, output_dir):
         raise FaceNetError('%s: the output folder must not be or lie inside the input folder %s'
                            % (output_dir, input_dir))
     writer = clustering.unfinished_by(output_dir)
-    if writer is not None and recognition.process_running(writer) and writer != os.getpid():
+    if writer is not None and annotate.process_running(writer) and writer != os.getpid():
         raise FaceNetError('%s is being written by another cluster.py run (process %d)' % (output_dir, writer))
     if writer is None and os.path.lexists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
         raise FaceNetError('%s already exists and is not an empty folder (give a new output folder)' % output_dir)

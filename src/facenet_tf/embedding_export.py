@@ -143,9 +143,12 @@ class _ChunkEmbedder(object):
             self._checker.close()
 
 
-def export(model, data_dir, output, settings, shard=None, chunk_size=DEFAULT_CHUNK_SIZE, log=print):
+def export(model, data_dir, output, settings, shard=None, chunk_size=DEFAULT_CHUNK_SIZE, log=print,
+           session_args=None):
     """Write the embeddings file of `data_dir` (the shard's classes when given) to `output` (the
-    shard's name for it, see shard_output). Returns the counts of the run (a dict)."""
+    shard's name for it, see shard_output). `session_args`: a tool's parsed inference flags (GPU
+    memory; see tf_setup.inference_session), not part of the file's settings. Returns the counts of
+    the run (a dict)."""
     data_dir = os.path.abspath(os.path.expanduser(data_dir))
     output = shard_output(os.path.abspath(os.path.expanduser(output)), shard)
     if not os.path.isdir(os.path.dirname(output)):
@@ -174,7 +177,7 @@ def export(model, data_dir, output, settings, shard=None, chunk_size=DEFAULT_CHU
             % (start, len(chunks), counts['resumed_images'], len(paths)))
     if start < len(chunks):
         try:
-            _compute(model, data_dir, paths, settings, partial, chunks, start, counts, log)
+            _compute(model, data_dir, paths, settings, partial, chunks, start, counts, log, session_args)
         except FaceNetError:
             if not start and not counts['computed_images']:  # e.g. a model that does not load
                 partial.remove()
@@ -196,14 +199,14 @@ def export(model, data_dir, output, settings, shard=None, chunk_size=DEFAULT_CHU
     return counts
 
 
-def _compute(model, data_dir, paths, settings, partial, chunks, start, counts, log):
+def _compute(model, data_dir, paths, settings, partial, chunks, start, counts, log, session_args=None):
     """Embed the chunks from `start` on and save each as it completes."""
     from facenet_tf import tf_setup
     from facenet_tf.model_io import load_for_inference
     tf1 = tf_setup.configure().compat.v1
     progress = Progress(len(paths) - counts['resumed_images'], 'export', 'img')
     with tf1.Graph().as_default():
-        with tf1.Session(config=tf_setup.session_config(settings.precision)) as sess:
+        with tf_setup.inference_session(session_args, precision=settings.precision) as sess:
             load_for_inference(model, sess)
             embedder = _ChunkEmbedder(sess, data_dir, settings, log)
             try:

@@ -1,7 +1,11 @@
 """The library's exception: an error caused by the input (a path, a flag value, a file's content)
 rather than by the code. Library functions raise it with a message that names what is wrong;
 `facenet_tf.cli.run` prints that message as one line `<script>: error: <message>` (exit code 2).
-`facenet_tf.cli.UserError` is the same class under its older name."""
+It is the library's one exception for bad input (recordio.RecordFormatError narrows it to a bad
+record file). The other exception classes are internal signals that never reach a tool's caller as
+they are: images.ImageReadError (one unreadable image; tools note it and go on, or raise
+FaceNetError), and the refusals of the restricted unpicklers (pickle.UnpicklingError subclasses,
+turned into FaceNetError by their loaders)."""
 
 
 class FaceNetError(Exception):

@@ -13,10 +13,9 @@ classifier.py and validate_on_lfw.py take it in place of an image folder.
 import argparse
 import sys
 
-from facenet_tf import embedding_export, embeddings_file, sharding
+from facenet_tf import embedding_export, embeddings_file, sharding, tf_setup
 from facenet_tf.cli import add_model_argument, doc_parser, positive_int, command
 from facenet_tf.files import add_overwrite_argument, check_new_output
-from facenet_tf.precision import add_precision_argument
 
 
 def main(args):
@@ -34,7 +33,8 @@ def main(args):
     settings = embedding_export.Settings(args.image_size, args.batch_size, args.use_fixed_image_standardization,
                                          args.use_flipped_images, args.precision)
     counts = embedding_export.export(args.model, args.data_dir, args.output, settings, shard=shard,
-                                     chunk_size=args.chunk_size, log=lambda m: print(m, flush=True))
+                                     chunk_size=args.chunk_size, log=lambda m: print(m, flush=True),
+                                     session_args=args)
     print(embedding_export.summary_line(counts))
     return 0
 
@@ -71,7 +71,7 @@ def parse_arguments(argv):
                         help='Images per saved chunk (rounded up to whole batches): the most work a kill '
                              'can lose.')
     sharding.add_shard_arguments(parser)
-    add_precision_argument(parser)
+    tf_setup.add_inference_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -14,7 +14,7 @@ import sys
 from PIL import Image, UnidentifiedImageError
 
 from facenet_tf import pairs as pairs_io
-from facenet_tf import recordio, verification_sets
+from facenet_tf import encoded_images, record_writer, verification_sets
 from facenet_tf.cli import int_between, command
 from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import get_dataset
@@ -31,7 +31,7 @@ class Encoder(object):
     """Turns image files into the bytes to store: JPEG and PNG files as they are (other formats
     re-encoded as PNG so every reader decodes them), or everything re-encoded as JPEG with a quality.
     Checks that every image decodes and that all have the same size. A file over MAX_FILE_BYTES, or
-    an image whose header declares more than recordio.MAX_IMAGE_PIXELS, is skipped before it is read
+    an image whose header declares more than encoded_images.MAX_IMAGE_PIXELS, is skipped before it is read
     or decoded, so memory stays bounded whatever the folder holds."""
 
     def __init__(self, jpeg_quality=None):
@@ -47,7 +47,7 @@ class Encoder(object):
                 if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
                     raise ValueError('file larger than %d MiB' % (MAX_FILE_BYTES >> 20))
                 data = f.read(MAX_FILE_BYTES + 1)
-            recordio.image_size(data)
+            encoded_images.image_size(data)
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 fmt, size = img.format, img.size
@@ -94,7 +94,7 @@ def pack_folder(input_dir, output_dir, jpeg_quality=None):
     progress = Progress(total, 'packing', 'img')
     with contextlib.ExitStack() as files:  # the three files are renamed into place together, or removed
         temps = [files.enter_context(atomic_path(os.path.join(output_dir, n))) for n in names]
-        counts = recordio.write_face_dataset(temps[0], temps[1], [cls.image_paths for cls in dataset],
+        counts = record_writer.write_face_dataset(temps[0], temps[1], [cls.image_paths for cls in dataset],
                                              encoder, progress)
         if not sum(counts):
             raise FaceNetError('none of the %d files in %s could be read as an image' % (total, input_dir))
@@ -104,7 +104,7 @@ def pack_folder(input_dir, output_dir, jpeg_quality=None):
                             % (len(empty), 'y' if len(empty) == 1 else 'ies', ', '.join(empty[:5]),
                                'its folder' if len(empty) == 1 else 'their folders'))
         width, height = encoder.size
-        recordio.write_property(temps[2], len(dataset), height, width)
+        record_writer.write_property(temps[2], len(dataset), height, width)
     sys.stderr.write(progress.summary() + '\n')
     if encoder.reencoded:
         print('%d images in formats other than JPEG/PNG were stored re-encoded as PNG' % encoder.reencoded)

@@ -1,4 +1,5 @@
-"""Model files: loading a frozen `.pb` or a checkpoint folder, saving in the classic layout, freezing.
+"""Model files: loading a frozen `.pb` or a checkpoint folder, saving in the classic layout, freezing a
+checkpoint folder to a `.pb` and converting a model to TensorFlow Lite.
 
 The classic folder layout is `model-<subdir>.meta` (written once) plus `model-<subdir>.ckpt-<step>`
 checkpoints; a frozen model is a single GraphDef `.pb`. Tensor contract of every loaded model:
@@ -6,10 +7,10 @@ checkpoints; a frozen model is a single GraphDef `.pb`. Tensor contract of every
 `load_for_inference` is how every tool loads a model to embed images; `load_model` is the classic
 facenet.load_model.
 
-Model files come from anywhere, so every GraphDef and meta graph is screened (`screen_graph`) before it
-is imported: the ops that the fetched tensors depend on (embeddings, and a checkpoint's restore op)
-must be inference ops of INFERENCE_OPS (no file, network or Python-call op), the Saver may restore
-only the checkpoint this module names, and a checkpoint folder's files must lie inside it.
+Model files come from anywhere, so every GraphDef and meta graph is screened before it is imported
+(facenet_tf.model_screen: inference ops only, bounded constants; the Saver may restore only the
+checkpoint this module names), and a checkpoint folder's files must lie inside it. Freezing a loaded
+graph into a GraphDef is facenet_tf.model_freeze.
 """
 import os
 import re
@@ -17,7 +18,9 @@ import stat
 import time
 
 from facenet_tf.errors import FaceNetError
-from facenet_tf.files import atomic_open, write_atomic
+from facenet_tf.files import write_atomic
+from facenet_tf.model_freeze import embedding_subgraph, freeze_session, write_graph_def
+from facenet_tf.model_screen import screen_graph
 from facenet_tf.tf_setup import configure
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
@@ -25,102 +28,6 @@ tf1 = tf.compat.v1
 
 REQUIRED_TENSORS = ('input:0', 'embeddings:0')
 _CKPT_RE = re.compile(r'^(model-[\w\- ]+\.ckpt-(\d+))')
-
-
-# Ops a model's embeddings (or its Saver's restore) may depend on: the ops of the project's networks,
-# of the published model's graph and .meta, of MTCNN and of classic TF1 graphs (batch norm, dropout,
-# v1 control flow), and plain tensor arithmetic. None reads or writes a file, talks to a network or
-# calls Python; RestoreV2 is admitted only with the Saver's own file name (see screen_graph).
-INFERENCE_OPS = frozenset("""
-    Const Placeholder PlaceholderWithDefault Identity IdentityN StopGradient PreventGradient Snapshot NoOp
-    VariableV2 Variable VarHandleOp ReadVariableOp Assign AssignSub AssignAdd AssignVariableOp
-    AssignSubVariableOp AssignAddVariableOp RestoreV2
-    Switch RefSwitch Merge RefMerge RefIdentity
-    Conv2D DepthwiseConv2dNative Conv2DBackpropInput BiasAdd BiasAddV1 MatMul BatchMatMul BatchMatMulV2
-    BatchMatMulV3 MaxPool MaxPoolV2 AvgPool FusedBatchNorm FusedBatchNormV2 FusedBatchNormV3 LRN
-    Relu Relu6 Elu Selu LeakyRelu Softplus Softsign Sigmoid Tanh Softmax LogSoftmax
-    Add AddV2 AddN Sub Mul RealDiv Div DivNoNan FloorDiv FloorMod Maximum Minimum Neg Abs Sign Square Sqrt
-    Rsqrt Reciprocal Exp Log Log1p Pow SquaredDifference Floor Ceil Round Erf Cast
-    Sum Mean Prod Max Min ArgMax ArgMin L2Loss
-    Equal NotEqual Less LessEqual Greater GreaterEqual LogicalAnd LogicalOr LogicalNot Select SelectV2
-    Shape ShapeN Size Rank Reshape Squeeze ExpandDims Transpose ConcatV2 Concat Pack Unpack Slice
-    StridedSlice Split SplitV Tile Pad PadV2 MirrorPad Fill ZerosLike OnesLike Range BroadcastTo
-    BroadcastArgs ResizeBilinear ResizeNearestNeighbor
-    RandomUniform RandomStandardNormal TruncatedNormal
-""".split())
-MAX_CONST_BYTES = 1 << 30   # a Const, or a tensor made from a constant shape, is refused above this size
-_SHAPE_INPUT = {'Fill': 0, 'RandomUniform': 0, 'RandomStandardNormal': 0, 'TruncatedNormal': 0, 'BroadcastTo': 1}
-
-
-def _node_name(ref):
-    return ref.lstrip('^').split(':')[0]
-
-
-def screen_graph(graph_def, path, fetches=('embeddings',), feeds=('input', 'phase_train'), saver_def=None):
-    """Refuse (FaceNetError naming `path`) a graph whose fetched nodes depend on an op outside
-    INFERENCE_OPS or on a Const declaring a huge tensor it does not hold; with `saver_def` (a meta
-    graph's Saver) also screen its restore op, whose RestoreV2 may read only the checkpoint the
-    Saver is given. Nodes in `feeds` are fed by the tools: what feeds them never runs."""
-    by_name = {node.name: node for node in graph_def.node}
-    roots = [(name, tuple(feeds)) for name in fetches]
-    filename = None
-    if saver_def is not None:
-        filename = _node_name(saver_def.filename_tensor_name)
-        roots.append((_node_name(saver_def.restore_op_name), (filename,)))
-    for root, fed in roots:
-        stack, screened, expanded = [(root, False)], set(), set()
-        while stack:
-            name, control = stack.pop()
-            node = by_name.get(name)
-            if node is None or name in expanded:
-                continue
-            if name not in screened:
-                screened.add(name)
-                _screen_node(node, path)
-                if node.op in _SHAPE_INPUT and len(node.input) > _SHAPE_INPUT[node.op]:
-                    _screen_shape(by_name.get(_node_name(node.input[_SHAPE_INPUT[node.op]])), node, path)
-                if node.op == 'RestoreV2' and (filename is None or not node.input
-                                               or _node_name(node.input[0]) != filename):
-                    raise FaceNetError('%s: refused op RestoreV2 (node %s): it reads a file other than the model '
-                                       'folder\'s checkpoint' % (path, node.name))
-            if name in fed and not control:
-                continue   # a fed tensor: its node runs only when something waits on it (a control input)
-            expanded.add(name)
-            stack.extend((_node_name(ref), ref.startswith('^')) for ref in node.input)
-
-
-def _screen_node(node, path):
-    if node.op not in INFERENCE_OPS:
-        raise FaceNetError('%s: refused op %s (node %s): a model may hold only inference ops, not file, '
-                           'network or Python-call ops' % (path, node.op, node.name))
-    if node.op == 'Const':
-        tensor = node.attr['value'].tensor
-        try:
-            itemsize = 1 if tensor.dtype == tf.string.as_datatype_enum else tf.dtypes.as_dtype(tensor.dtype).size
-        except (TypeError, ValueError):
-            raise FaceNetError('%s: node %s is not a valid constant' % (path, node.name))
-        size = itemsize
-        for dim in tensor.tensor_shape.dim:
-            size *= max(dim.size, 0)
-        if size > MAX_CONST_BYTES and size > 2 * tensor.ByteSize():
-            raise FaceNetError('%s: node %s declares a %.1f GB constant the file does not hold'
-                               % (path, node.name, size / 1e9))
-
-
-def _screen_shape(shape_node, node, path):
-    """Refuse an op that makes a tensor of a constant shape (Fill, random ops, BroadcastTo) larger
-    than MAX_CONST_BYTES: memory is set by the model's real weights, not by a declared shape."""
-    if shape_node is None or shape_node.op != 'Const':
-        return
-    try:
-        dims = tf1.make_ndarray(shape_node.attr['value'].tensor).reshape(-1)
-    except (TypeError, ValueError):
-        raise FaceNetError('%s: node %s has an unreadable shape' % (path, node.name))
-    size = 4
-    for dim in dims.tolist():
-        size *= max(int(dim), 0)
-    if size > MAX_CONST_BYTES:
-        raise FaceNetError('%s: node %s (%s) declares a %.1f GB tensor' % (path, node.name, node.op, size / 1e9))
 
 
 def model_not_found(model):
@@ -368,165 +275,6 @@ def save_variables_and_metagraph(sess, saver, summary_writer, model_dir, model_n
     return save_time_variables, save_time_metagraph
 
 
-FROZEN_OUTPUTS = ('embeddings', 'label_batch')
-_DEAD = object()
-
-
-def _split_ref(ref):
-    """'^name' / 'name' / 'name:k' -> (name, port, is_control)."""
-    if ref.startswith('^'):
-        return ref[1:], -1, True
-    name, _, port = ref.partition(':')
-    return name, int(port) if port else 0, False
-
-
-def _join_ref(name, port):
-    return name if port == 0 else '%s:%d' % (name, port)
-
-
-def _topological(graph_def):
-    by_name = {n.name: n for n in graph_def.node}
-    seen, order = set(), []
-    for root in graph_def.node:
-        stack = [(root, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if node.name in seen:
-                continue
-            seen.add(node.name)
-            stack.append((node, True))
-            for ref in node.input:
-                dep = by_name.get(_split_ref(ref)[0])
-                if dep is not None and dep.name not in seen:
-                    stack.append((dep, False))
-    return order
-
-
-def fold_constant_switches(graph_def):
-    """Resolve v1 control flow (Switch/Merge) whose predicate is a constant: keep the live branch,
-    drop the dead one, turn each Merge into an Identity. Used to remove the batch-norm training
-    branch from a frozen graph once phase_train is fixed to False."""
-    consts = {n.name: n.attr['value'].tensor.bool_val[0] for n in graph_def.node
-              if n.op == 'Const' and n.attr['dtype'].type == tf.bool.as_datatype_enum
-              and len(n.attr['value'].tensor.bool_val) == 1}
-    alias = {}      # (name, port) -> (name, port) of the tensor that replaces it, or _DEAD
-    out = tf1.GraphDef()
-    out.versions.CopyFrom(graph_def.versions)
-    out.library.CopyFrom(graph_def.library)
-
-    def resolve(name, port):
-        seen = set()
-        while (name, port) in alias and (name, port) not in seen:
-            seen.add((name, port))
-            target = alias[(name, port)]
-            if target is _DEAD:
-                return _DEAD
-            name, port = target
-        return name, port
-
-    for node in _topological(graph_def):
-        inputs, dead = [], False
-        for ref in node.input:
-            name, port, control = _split_ref(ref)
-            target = resolve(name, 0 if control else port)
-            if target is _DEAD:
-                if node.op == 'Merge' and not control:
-                    continue
-                dead = True
-                break
-            inputs.append('^' + target[0] if control else _join_ref(*target))
-        if dead or (node.op == 'Merge' and not any(not r.startswith('^') for r in inputs)):
-            for port in range(2):
-                alias[(node.name, port)] = _DEAD
-            continue
-        if node.op in ('Switch', 'RefSwitch') and _split_ref(inputs[1])[0] in consts:
-            pred = consts[_split_ref(inputs[1])[0]]
-            data = _split_ref(inputs[0])
-            alias[(node.name, 1 if pred else 0)] = (data[0], data[1])
-            alias[(node.name, 0 if pred else 1)] = _DEAD
-            continue
-        if node.op == 'Identity' and inputs and _split_ref(inputs[0])[0] in consts:
-            consts[node.name] = consts[_split_ref(inputs[0])[0]]
-        new = out.node.add()
-        new.CopyFrom(node)
-        del new.input[:]
-        if node.op == 'Merge':
-            data_inputs = [r for r in inputs if not r.startswith('^')]
-            new.op = 'Identity'
-            del new.attr['N']
-            new.input.extend(data_inputs[:1] + [r for r in inputs if r.startswith('^')])
-        else:
-            new.input.extend(inputs)
-    return out
-
-
-def _placeholder(name, dtype, shape):
-    node = tf1.NodeDef(name=name, op='Placeholder')
-    node.attr['dtype'].type = dtype.as_datatype_enum
-    node.attr['shape'].shape.CopyFrom(tf.TensorShape(shape).as_proto())
-    return node
-
-
-def freeze_session(sess, output_names=FROZEN_OUTPUTS):
-    """Frozen inference GraphDef of the model loaded in `sess`: variables become constants,
-    `input` and `label_batch` become placeholders (no input queues), `phase_train` is fixed to
-    False so the batch-norm training branch is removed, and only what the outputs need is kept."""
-    graph = sess.graph
-    graph_def = graph.as_graph_def()
-    replaced = {}
-    for name in ('input', 'label_batch'):
-        try:
-            op = graph.get_operation_by_name(name)
-        except KeyError:
-            continue
-        if op.type != 'Placeholder':
-            t = op.outputs[0]
-            shape = t.shape.as_list() if t.shape.rank is not None else None
-            if shape:
-                shape[0] = None
-            replaced[name] = _placeholder(name, t.dtype.base_dtype, shape)
-    try:
-        phase = graph.get_operation_by_name('phase_train')
-    except KeyError:
-        phase = None
-    const_name = 'phase_train_frozen_false'
-    nodes = []
-    for node in graph_def.node:
-        if node.name in replaced:
-            nodes.append(replaced[node.name])
-            continue
-        if phase is not None:
-            refs = [_split_ref(r) for r in node.input]
-            if any(n == 'phase_train' for n, _, _ in refs):
-                node = tf1.NodeDef().__class__.FromString(node.SerializeToString())
-                del node.input[:]
-                node.input.extend(('^' + const_name if c else const_name) if n == 'phase_train'
-                                  else (('^' + n) if c else _join_ref(n, p)) for n, p, c in refs)
-        nodes.append(node)
-    if phase is not None:
-        const = tf1.NodeDef(name=const_name, op='Const')
-        const.attr['dtype'].type = tf.bool.as_datatype_enum
-        const.attr['value'].tensor.CopyFrom(tf1.make_tensor_proto(False, tf.bool))
-        nodes.append(const)
-        if phase.type != 'Placeholder':
-            nodes = [n for n in nodes if n.name != 'phase_train'] + [_placeholder('phase_train', tf.bool, [])]
-    rewired = tf1.GraphDef()
-    rewired.versions.CopyFrom(graph_def.versions)
-    rewired.library.CopyFrom(graph_def.library)
-    rewired.node.extend(nodes)
-    outputs = [n for n in output_names if any(node.name == n for node in rewired.node)]
-    if 'embeddings' not in outputs:
-        raise FaceNetError('the model has no "embeddings" node to freeze')
-    frozen = tf1.graph_util.convert_variables_to_constants(sess, rewired, outputs)
-    frozen = tf1.graph_util.extract_sub_graph(fold_constant_switches(frozen), outputs)
-    if phase is not None:
-        frozen.node.extend([_placeholder('phase_train', tf.bool, [])])
-    return frozen
-
-
 def freeze_model(model_dir, output_file, use_moving_averages=False):
     """Freeze a checkpoint folder (its variables, or their moving averages) into `output_file`;
     returns the number of nodes written."""
@@ -536,29 +284,6 @@ def freeze_model(model_dir, output_file, use_moving_averages=False):
             frozen = freeze_session(sess)
     write_graph_def(frozen, output_file)
     return len(frozen.node)
-
-
-def write_graph_def(graph_def, output_file):
-    """Write a GraphDef as a binary .pb, under a temporary name renamed into place."""
-    out_dir = os.path.dirname(os.path.abspath(output_file))
-    os.makedirs(out_dir, exist_ok=True)
-    with atomic_open(output_file, 'wb') as f:
-        f.write(graph_def.SerializeToString())
-
-
-def _embedding_graph(graph_def, model, image_size):
-    """The part of a screened frozen graph that computes `embeddings` from an `input` placeholder of
-    [1, image_size, image_size, 3] (an `input` fed by anything else becomes that placeholder)."""
-    names = {node.name for node in graph_def.node}
-    if not {'input', 'embeddings'} <= names:
-        raise FaceNetError('model %s has no tensor %s' % (model, ', '.join(sorted({'input', 'embeddings'} - names))))
-    rewired = tf1.GraphDef()
-    rewired.versions.CopyFrom(graph_def.versions)
-    for node in graph_def.node:
-        if node.name == 'input':
-            node = _placeholder('input', tf.float32, [1, image_size, image_size, 3])
-        rewired.node.extend([node])
-    return tf1.graph_util.extract_sub_graph(rewired, ['embeddings'])
 
 
 def export_tflite(model, output_file, image_size=160):
@@ -576,7 +301,7 @@ def export_tflite(model, output_file, image_size=160):
         screen_graph(graph_def, model)
     else:
         raise model_not_found(model)
-    graph_def = _embedding_graph(graph_def, model, image_size)
+    graph_def = embedding_subgraph(graph_def, model, image_size)
     with tf1.Graph().as_default() as graph:
         import_frozen_graph(graph_def, model)
         try:

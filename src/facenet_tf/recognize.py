@@ -24,7 +24,7 @@ import os
 import sys
 
 from facenet_tf.align import aligner
-from facenet_tf import files, recognition, tf_setup
+from facenet_tf import annotate, faces, files, gallery, recognition, sources as source_lib, tf_setup
 from facenet_tf.cli import add_model_argument, doc_parser, non_negative_float, positive_int, command
 from facenet_tf.errors import FaceNetError
 
@@ -61,31 +61,30 @@ def _nothing_done(stats):
 
 
 def main(args):
-    sources = recognition.expand_sources(args.sources, _note)
+    sources = source_lib.expand_sources(args.sources, _note)
     if not sources:
         raise FaceNetError('no source to read among: %s' % ' '.join(args.sources))
     inputs = [p for p in args.sources + [args.model, args.gallery, args.classifier]
               if p and os.path.lexists(os.path.expanduser(p))] + [s.spec for s in sources if s.kind != 'camera']
     jsonl = _check_jsonl(args.output_jsonl, inputs, args.overwrite)
-    annotator = recognition.Annotator(args.annotate, sources, inputs, _note, args.overwrite) if args.annotate else None
-    people = recognition.gallery_people(os.path.expanduser(args.gallery)) if args.gallery else None
-    namer = recognition.ClassifierNamer(os.path.expanduser(args.classifier), args.unknown_threshold,
-                                        _note) if args.classifier else None
+    annotator = annotate.Annotator(args.annotate, sources, inputs, _note, args.overwrite) if args.annotate else None
+    people = gallery.gallery_people(os.path.expanduser(args.gallery)) if args.gallery else None
+    namer = gallery.ClassifierNamer(os.path.expanduser(args.classifier), args.unknown_threshold,
+                                    _note) if args.classifier else None
     tf1 = tf_setup.configure().compat.v1
     from facenet_tf.align.detect_face import MTCNN
     from facenet_tf.model_io import load_for_inference
-    timer = recognition.Timer()
-    with tf1.Graph().as_default(), tf1.Session(config=tf_setup.session_config_from_args(args)) as sess, \
-            MTCNN() as detector:
+    timer = faces.Timer()
+    with tf1.Graph().as_default(), tf_setup.inference_session(args) as sess, \
+            MTCNN(gpu_memory_fraction=args.gpu_memory_fraction, allow_growth=args.allow_growth) as detector:
         load_for_inference(args.model, sess)
-        pipeline = recognition.FacePipeline(sess, detector, args.image_size, args.margin,
-                                            args.use_fixed_image_standardization, args.max_detect_side,
-                                            args.batch_size, timer)
+        pipeline = faces.FacePipeline(sess, detector, args.image_size, args.margin,
+                                      args.use_fixed_image_standardization, args.max_detect_side,
+                                      args.batch_size, timer)
         if namer is None:
-            namer = recognition.load_gallery(args.gallery, pipeline, args.model, args.unknown_threshold, _note,
-                                             people)
-        recognition.remove_stale_temporaries(([jsonl] if jsonl else []) +
-                                             (annotator.outputs() if annotator is not None else []))
+            namer = gallery.load_gallery(args.gallery, pipeline, args.model, args.unknown_threshold, _note, people)
+        annotate.remove_stale_temporaries(([jsonl] if jsonl else []) +
+                                          (annotator.outputs() if annotator is not None else []))
         timer.seconds.clear()
         stats = recognition.RunStats(timer)
         with (files.atomic_open(jsonl) if jsonl else contextlib.nullcontext(sys.stdout)) as out:

@@ -1,5 +1,6 @@
 """Indexed RecordIO files (`train.rec` + `train.idx`) as the insightface face datasets use them,
-read and written without MXNet.
+read without MXNet (writing them: facenet_tf.record_writer; the image checks before decoding a stored
+image: facenet_tf.encoded_images).
 
 File format. Each record in the `.rec` file is framed as: the 4-byte little-endian magic word
 0xced7230a, a 4-byte length word (upper 3 bits: continuation flag, lower 29 bits: byte length),
@@ -19,28 +20,25 @@ record 0, or an image in it) every record is an image. A `property` text file be
 `num_classes,height,width`.
 """
 import collections
-import io
 import os
 import struct
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import ImageClass
-from facenet_tf.images import ImageReadError, pil_to_rgb
+from facenet_tf.encoded_images import MAX_IMAGE_SIDE, decode_image, image_size
+from facenet_tf.images import ImageReadError
 from facenet_tf.tf_setup import configure
 
 MAGIC = 0xced7230a
 _MAGIC_BYTES = struct.pack('<I', MAGIC)
-_FRAME = struct.Struct('<II')
-_IR = struct.Struct('<IfQQ')
-IR_SIZE = _IR.size
+FRAME = struct.Struct('<II')
+IR_STRUCT = struct.Struct('<IfQQ')
+IR_SIZE = IR_STRUCT.size
 MAX_LENGTH = (1 << 29) - 1
 MAX_INDEX_LINE = 256            # characters in one `.idx` line (two integers)
 MAX_PROPERTY_BYTES = 256        # a `property` file is one short line
-MAX_IMAGE_SIDE = 1 << 14        # pixels: a stored face image is far smaller
-MAX_IMAGE_PIXELS = 1 << 24      # 16 M pixels (48 MiB as RGB): the most a stored image may decode to
 
 
 class RecordFormatError(FaceNetError):
@@ -50,24 +48,13 @@ class RecordFormatError(FaceNetError):
 IRHeader = collections.namedtuple('IRHeader', ['flag', 'label', 'id', 'id2'])
 
 
-def pack(header, payload=b''):
-    """Record payload of an IRHeader and the bytes that follow it. A label that is a sequence or
-    array is stored as a float32 label vector (flag = its length); a number is stored in `label`."""
-    label = header.label
-    if np.ndim(label) == 0:
-        return _IR.pack(0, float(label), int(header.id), int(header.id2)) + bytes(payload)
-    vector = np.asarray(label, dtype='<f4').ravel()
-    return (_IR.pack(vector.size, 0.0, int(header.id), int(header.id2)) + vector.tobytes()
-            + bytes(payload))
-
-
 def unpack(record):
     """(IRHeader, remaining bytes) of a record payload; the label is a float, or a float32 array
     when the header's flag is > 0."""
     if len(record) < IR_SIZE:
         raise RecordFormatError('record of %d bytes is shorter than its %d-byte header'
                                 % (len(record), IR_SIZE))
-    flag, label, id1, id2 = _IR.unpack_from(record, 0)
+    flag, label, id1, id2 = IR_STRUCT.unpack_from(record, 0)
     rest = memoryview(record)[IR_SIZE:]
     if flag > 0:
         if len(rest) < 4 * flag:
@@ -76,87 +63,6 @@ def unpack(record):
         label = np.frombuffer(rest[:4 * flag], dtype='<f4').astype(np.float32)
         rest = rest[4 * flag:]
     return IRHeader(flag, label, id1, id2), bytes(rest)
-
-
-def image_size(encoded, strict=True):
-    """(width, height) an encoded image declares, read from its header only (nothing decoded), or
-    ImageReadError when it declares more than MAX_IMAGE_PIXELS pixels, so no decoder ever allocates
-    for a decompression bomb. Bytes that are not an image are an ImageReadError too, or, with
-    strict=False, None (left to the decoder, which refuses them without allocating)."""
-    try:
-        with Image.open(io.BytesIO(encoded)) as img:
-            width, height = img.size
-    except UnidentifiedImageError:
-        if not strict:
-            return None
-        raise ImageReadError('not an image')
-    except Image.DecompressionBombError:
-        raise ImageReadError('image too large (over %d pixels)' % MAX_IMAGE_PIXELS)
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageReadError('cannot decode image (%s)' % str(e).strip().splitlines()[0]
-                             if str(e) else 'cannot decode image')
-    if width * height > MAX_IMAGE_PIXELS or max(width, height) > MAX_IMAGE_SIDE:
-        raise ImageReadError('image of %dx%d pixels is too large (at most %d pixels, %d per side)'
-                             % (width, height, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE))
-    return width, height
-
-
-def decode_image(encoded):
-    """Encoded image bytes (JPEG, PNG, ...) to an HxWx3 uint8 RGB array, or ImageReadError (also for
-    an image larger than MAX_IMAGE_PIXELS, refused before decoding)."""
-    image_size(encoded)
-    try:
-        with Image.open(io.BytesIO(encoded)) as img:
-            img.load()
-            return pil_to_rgb(img)
-    except UnidentifiedImageError:
-        raise ImageReadError('not an image')
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageReadError('cannot decode image (%s)' % str(e).strip().splitlines()[0]
-                             if str(e) else 'cannot decode image')
-
-
-def _frame(payload):
-    """The bytes of one record as written to the `.rec` file (split around aligned magic words)."""
-    data = bytes(payload)
-    length = len(data)
-    if length > MAX_LENGTH:
-        raise RecordFormatError('record of %d bytes exceeds the format limit of %d' % (length, MAX_LENGTH))
-    words = np.frombuffer(data, dtype='<u4', count=length // 4)
-    cuts = 4 * np.flatnonzero(words == MAGIC)
-    out = []
-    start = 0
-    for cut in cuts:
-        out.append(_FRAME.pack(MAGIC, ((1 if start == 0 else 2) << 29) | (int(cut) - start)))
-        out.append(data[start:cut])
-        start = int(cut) + 4
-    out.append(_FRAME.pack(MAGIC, ((3 if len(cuts) else 0) << 29) | (length - start)))
-    out.append(data[start:])
-    out.append(b'\0' * (-(length - start) % 4))
-    return b''.join(out)
-
-
-class RecordWriter(object):
-    """Writes an indexed RecordIO pair: records to `rec_path`, `key<TAB>offset` lines to `idx_path`."""
-
-    def __init__(self, rec_path, idx_path):
-        self._rec = open(rec_path, 'wb')
-        self._idx = open(idx_path, 'w')
-
-    def write(self, key, payload):
-        """Append one record under integer `key`."""
-        self._idx.write('%d\t%d\n' % (key, self._rec.tell()))
-        self._rec.write(_frame(payload))
-
-    def close(self):
-        self._rec.close()
-        self._idx.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def read_index(idx_path):
@@ -226,10 +132,10 @@ class RecordReader(object):
         if offset % 4:  # frames are padded to 4 bytes: this offset points inside a record
             raise RecordFormatError('%s: no record starts at byte %d, not a multiple of 4 (a stale .idx, '
                                     'or a damaged one)' % (self.rec_path, offset))
-        if offset + _FRAME.size > self._size:
+        if offset + FRAME.size > self._size:
             raise RecordFormatError('%s: byte %d is past the end of the file (%d bytes; a stale .idx, '
                                     'or a damaged one)' % (self.rec_path, offset, self._size))
-        return _FRAME.unpack(self._read_exact(_FRAME.size, offset))
+        return FRAME.unpack(self._read_exact(FRAME.size, offset))
 
     def _read_frame(self, offset):
         """(cflag, payload bytes, offset of the next frame) of the frame at `offset`."""
@@ -280,7 +186,7 @@ class RecordReader(object):
         if missing.size:
             raise RecordFormatError('%s holds no record %d (%s)' % (self.rec_path, keys[missing[0]], what))
         offsets = offsets[order][where]
-        bad = np.flatnonzero((offsets % 4 != 0) | (offsets + _FRAME.size > self._size))
+        bad = np.flatnonzero((offsets % 4 != 0) | (offsets + FRAME.size > self._size))
         if bad.size:
             try:
                 self._read_frame_word(int(offsets[bad[0]]))
@@ -312,7 +218,7 @@ class RecordReader(object):
         length = word & MAX_LENGTH
         if magic == MAGIC and word >> 29 == 0 and length >= IR_SIZE:
             head = self._read_exact(min(length, 64), offset + 8)
-            flag = _IR.unpack_from(head, 0)[0]
+            flag = IR_STRUCT.unpack_from(head, 0)[0]
             if IR_SIZE + 4 * flag <= len(head):
                 return unpack(head)[0]
         return unpack(self.read(key))[0]
@@ -507,46 +413,3 @@ class RecordDataset(object):
 
     def close(self):
         self.reader.close()
-
-
-def write_property(path, num_classes, height, width):
-    with open(path, 'w') as f:
-        f.write('%d,%d,%d\n' % (num_classes, height, width))
-
-
-def write_face_dataset(rec_path, idx_path, classes, read_payload, progress=None):
-    """Write the insightface layout: record 0 the header [N + 1, M], records 1..N the images of
-    `classes` (a list of lists of items, one list per label) with payload `read_payload(item)`
-    (encoded bytes, or None to leave the item out), then one [first, end) record per identity.
-    Returns the number of images written per class."""
-    counts = []
-    with RecordWriter(rec_path, idx_path) as writer:
-        writer.write(0, pack(IRHeader(0, [0.0, 0.0], 0, 0)))
-        key = 1
-        ranges = []
-        for label, items in enumerate(classes):
-            first = key
-            for item in items:
-                payload = read_payload(item)
-                if payload is not None:
-                    writer.write(key, pack(IRHeader(0, float(label), key, 0), payload))
-                    key += 1
-                if progress is not None:
-                    progress.update(1)
-            ranges.append((first, key))
-            counts.append(key - first)
-        end_images = key
-        for label, (first, end) in enumerate(ranges):
-            writer.write(key, pack(IRHeader(0, [float(first), float(end)], label, 0)))
-            key += 1
-    _patch_header(rec_path, end_images, key)
-    return counts
-
-
-def _patch_header(rec_path, end_images, end_ids):
-    """Write record 0's [N + 1, M] label vector in place: it sits right after the 8-byte frame
-    word pair and the 24-byte header, and its size does not change."""
-    with open(rec_path, 'r+b') as f:
-        f.seek(_FRAME.size + IR_SIZE)
-        f.write(np.array([end_images, end_ids], dtype='<f4').tobytes())
-

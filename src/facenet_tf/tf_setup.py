@@ -31,6 +31,7 @@ import sys
 import threading
 
 from facenet_tf import precision as precision_lib
+from facenet_tf.cli import add_gpu_memory_arguments
 
 _lock = threading.Lock()
 _tf = None
@@ -105,21 +106,20 @@ def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu
     return config
 
 
-def session_config_from_args(args, device_count=None):
-    """session_config() from a script's parsed flags: --precision, --intra_op_threads,
-    --inter_op_threads, --gpu_memory_fraction and --allow_growth, each where the script has it."""
-    return session_config(getattr(args, 'precision', 'fp32'), getattr(args, 'intra_op_threads', 0),
+def session_config_from_args(args, device_count=None, precision=None):
+    """session_config() from a script's parsed flags: --precision (unless `precision` is given),
+    --intra_op_threads, --inter_op_threads, --gpu_memory_fraction and --allow_growth, each where the
+    script has it (args None: the defaults)."""
+    return session_config(precision or getattr(args, 'precision', 'fp32'), getattr(args, 'intra_op_threads', 0),
                           getattr(args, 'inter_op_threads', 0), getattr(args, 'gpu_memory_fraction', None),
                           getattr(args, 'allow_growth', False), device_count)
 
 
-def add_inference_arguments(parser, gpu=True):
-    """The flags every tool that runs a model shares: --precision, and (gpu) the classic
+def add_inference_arguments(parser):
+    """The flags every tool that runs a model shares: --precision and the classic
     --gpu_memory_fraction and --allow_growth; inference_session() reads them."""
-    from facenet_tf.cli import add_gpu_memory_arguments
     precision_lib.add_precision_argument(parser)
-    if gpu:
-        add_gpu_memory_arguments(parser)
+    add_gpu_memory_arguments(parser)
     return parser
 
 
@@ -127,11 +127,4 @@ def inference_session(args=None, graph=None, precision=None):
     """A tf.compat.v1.Session to run a model in, on `graph` (default: the current default graph),
     its settings from a tool's parsed flags (see session_config_from_args; args None: defaults);
     `precision` overrides --precision (library callers without flags)."""
-    config = session_config_from_args(args) if args is not None else session_config()
-    if precision is not None and args is not None and precision != getattr(args, 'precision', 'fp32'):
-        config = session_config(precision, config.intra_op_parallelism_threads,
-                                config.inter_op_parallelism_threads,
-                                getattr(args, 'gpu_memory_fraction', None), getattr(args, 'allow_growth', False))
-    elif precision is not None and args is None:
-        config = session_config(precision)
-    return configure().compat.v1.Session(graph=graph, config=config)
+    return configure().compat.v1.Session(graph=graph, config=session_config_from_args(args, precision=precision))

@@ -32,7 +32,8 @@ def main(args):
     if shard is not None and source != '--shard':
         print('Shard %s from %s' % (shard, source))
     tf_setup.configure()
-    from facenet_tf.align.dataset_alignment import Options, align_dataset, nothing_aligned, summary_line
+    from facenet_tf.align.batch_alignment import Options
+    from facenet_tf.align.dataset_alignment import align_dataset, nothing_aligned, summary_line
     opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment,
                    args.max_detect_side, args.gpu_memory_fraction, args.allow_growth)
     counts = align_dataset(args.input_dir, args.output_dir, opts, random_order=args.random_order,
