@@ -20,7 +20,6 @@ from sklearn.cluster import DBSCAN, AgglomerativeClustering
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
-from facenet_tf.align import aligner
 from facenet_tf import dataset, files
 from facenet_tf import images as image_lib
 from facenet_tf.errors import FaceNetError
@@ -67,8 +66,9 @@ class Face(object):
 
 def detect_and_embed(pipeline, input_dir, crops_dir, note, batch=8, stream=None):
     """(faces, embeddings) of every face of every photo under input_dir: detected in batches of
-    photos, each crop written as a PNG under crops_dir (mirroring the photo's folder, named
-    <photo stem>_<k>.png, crop_names), embedded with the pipeline. Unreadable photos get a note."""
+    photos by the face service (faces.FacePipeline.aligned), each crop written as a PNG under crops_dir
+    (mirroring the photo's folder, named <photo stem>_<k>.png, crop_names), embedded by the service.
+    Unreadable photos get a note."""
     import cv2
     paths = image_files(input_dir)
     stems = crop_names(paths, input_dir)
@@ -83,19 +83,16 @@ def detect_and_embed(pipeline, input_dir, crops_dir, note, batch=8, stream=None)
             except image_lib.ImageReadError as e:
                 note('cannot read %s (%s): left out' % (path, e))
         crops = []
-        for path, image, (boxes, _) in zip(kept, images, pipeline.detect(images) if images else []):
-            main = aligner.choose_face(boxes, image.shape) if boxes.shape[0] else -1
-            for k in range(boxes.shape[0]):
-                crop, bb = aligner.crop_face(image, boxes[k, 0:4], pipeline.image_size, pipeline.margin)
-                if crop is None:
-                    continue
-                out = os.path.normpath(os.path.join(crops_dir, '%s_%d.png' % (stems[path], k)))
+        for path, found in zip(kept, pipeline.aligned(images)):
+            for face in found:
+                out = os.path.normpath(os.path.join(crops_dir, '%s_%d.png' % (stems[path], face['index'])))
                 os.makedirs(os.path.dirname(out), exist_ok=True)
-                files.write_atomic(out, cv2.imencode('.png', cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))[1].tobytes())
-                faces.append(Face(out, path, k, k == main, bb, float(boxes[k, 4])))
-                crops.append(pipeline.standardize(crop).astype(np.float32))
+                png = cv2.imencode('.png', cv2.cvtColor(face['crop'], cv2.COLOR_RGB2BGR))[1]
+                files.write_atomic(out, png.tobytes())
+                faces.append(Face(out, path, face['index'], face['main'], face['crop_box'], face['score']))
+                crops.append(face['crop'])
         if crops:
-            embeddings.append(pipeline.embed(crops))
+            embeddings.append(pipeline.embed_crops(crops))
         progress.update(len(paths[start:start + batch]))
     (stream or progress.stream).write(progress.summary() + '\n')
     dim = embeddings[0].shape[1] if embeddings else 0

@@ -9,61 +9,78 @@ import sys
 import numpy as np
 
 from facenet_tf.align import aligner
+from facenet_tf import faces as faces_lib
 from facenet_tf import images as image_lib
 from facenet_tf import tf_setup
 from facenet_tf.cli import add_gpu_memory_arguments, add_model_argument, command
 from facenet_tf.errors import FaceNetError
 from facenet_tf.precision import add_precision_argument
-from facenet_tf.recognition import regular_file
+from facenet_tf.sources import regular_file
+
+
+DETECT_BATCH = 8     # photos detected in one detector call
+EMBED_BATCH = 100    # faces embedded in one network call
+
+
+def _usable(path):
+    """Why `path` is left out before it is read (a FIFO or a device is never opened), or None."""
+    if regular_file(path):
+        return None
+    return ('not a regular file (a FIFO, device or folder is never read)' if os.path.lexists(path)
+            else 'no such file')
 
 
 def load_and_align_data(image_paths, image_size, margin, standardize, max_detect_side=0, gpu_memory_fraction=None,
                         allow_growth=False):
-    """(kept paths, [N, size, size, 3] float images): the first detected face of each image, cropped
-    with margin/2 per side and resized with PIL's bilinear filter; unusable images (a FIFO or a
-    device is never opened) are named and left out.
-    Detection runs on the full image unless max_detect_side > 0 (then on a copy reduced to that side);
-    gpu_memory_fraction and allow_growth set the detector's GPU memory."""
+    """(kept paths, [N, size, size, 3] float images): the first detected face of each image (the
+    classic compare.py choice), cropped by the face service (margin/2 per side, PIL bilinear resize)
+    and standardised; photos are detected DETECT_BATCH at a time; unusable images are named (in
+    the order given) and left out. Detection runs on the full image unless max_detect_side > 0
+    (then on a copy reduced to that side); gpu_memory_fraction and allow_growth set the detector's
+    GPU memory."""
     from facenet_tf.align.detect_face import MTCNN
-    kept, faces = [], []
+    crops = []
     with MTCNN(gpu_memory_fraction=gpu_memory_fraction, allow_growth=allow_growth) as detector:
-        for path in image_paths:
-            if not regular_file(path):
-                print('%s: %s: left out' % (path, 'not a regular file (a FIFO, device or folder is never read)'
-                                            if os.path.lexists(path) else 'no such file'))
-                continue
-            try:
-                img = image_lib.read_rgb(path)
-            except image_lib.ImageReadError as e:
-                print('cannot read %s (%s): left out' % (path, e))
-                continue
-            boxes, _ = aligner.detect_faces(detector, [img], max_detect_side)[0]
-            if boxes.shape[0] < 1:
-                print("can't detect face in %s: left out" % path)
-                continue
-            face, _ = aligner.crop_face(img, boxes[0, 0:4], image_size, margin)
-            if face is None:
-                print("can't crop the face in %s: left out" % path)
-                continue
-            kept.append(path)
-            faces.append(standardize(face))
-    return kept, np.stack(faces) if faces else np.zeros((0, image_size, image_size, 3), np.float32)
+        service = faces_lib.FacePipeline(None, detector, image_size, margin, max_detect_side=max_detect_side)
+        service.standardize = standardize
+        for start in range(0, len(image_paths), DETECT_BATCH):
+            notes, read = {}, []
+            for path in image_paths[start:start + DETECT_BATCH]:
+                problem = _usable(path)
+                if problem:
+                    notes[path] = '%s: %s: left out' % (path, problem)
+                    continue
+                try:
+                    read.append((path, image_lib.read_rgb(path)))
+                except image_lib.ImageReadError as e:
+                    notes[path] = 'cannot read %s (%s): left out' % (path, e)
+            found = service.detect([img for _, img in read])
+            for (path, img), (boxes, _) in zip(read, found):
+                if boxes.shape[0] < 1:
+                    notes[path] = "can't detect face in %s: left out" % path
+                    continue
+                crop, _ = service.crop(img, boxes[faces_lib.one_face(boxes, img.shape, faces_lib.FIRST)])
+                if crop is None:
+                    notes[path] = "can't crop the face in %s: left out" % path
+                    continue
+                crops.append((path, crop))
+            for path in image_paths[start:start + DETECT_BATCH]:
+                if notes.get(path):
+                    print(notes[path])
+    kept = [path for path, _ in crops]
+    return kept, np.stack([c for _, c in crops]) if crops else np.zeros((0, image_size, image_size, 3), np.float32)
 
 
 def embed(model, faces, precision, gpu_memory_fraction=None, allow_growth=False):
-    """Embeddings of the aligned faces with the model (.pb or checkpoint folder)."""
+    """Embeddings of the aligned faces with the model (any file model_io loads), EMBED_BATCH at a time."""
     tf1 = tf_setup.configure().compat.v1
-    from facenet_tf.model_io import load_for_inference, model_tensors
+    from facenet_tf.model_io import load_for_inference
     with tf1.Graph().as_default():
         config = tf_setup.session_config(precision, gpu_memory_fraction=gpu_memory_fraction,
                                          allow_growth=allow_growth)
         with tf1.Session(config=config) as sess:
             load_for_inference(model, sess)
-            images, phase_train, embeddings = model_tensors(sess.graph)
-            feed = {images: faces}
-            if phase_train is not None:
-                feed[phase_train] = False
-            return sess.run(embeddings, feed_dict=feed)
+            return faces_lib.embed_faces(sess, faces, EMBED_BATCH)
 
 
 def distance_matrix(emb):
@@ -86,7 +103,7 @@ def print_matrix(paths, dist):
 
 def main(args):
     tf_setup.configure()
-    standardize = image_lib.fixed_standardize if args.use_fixed_image_standardization else image_lib.prewhiten
+    standardize = faces_lib.standardizer(args.use_fixed_image_standardization)
     paths, faces = load_and_align_data(args.image_files, args.image_size, args.margin, standardize,
                                        args.max_detect_side, args.gpu_memory_fraction, args.allow_growth)
     if len(paths) < 2:
