@@ -51,7 +51,7 @@ def reference_model(cache):
     path = os.path.join(cache, 'refweights_seed1.pb')
     if os.path.exists(path):
         return path
-    from facenet_tf import keras_import, model_io, tf_setup
+    from facenet_tf import keras_import, model_freeze, tf_setup
     from facenet_tf.models import inception_resnet_v1
     tf1 = tf_setup.configure().compat.v1
     spec = importlib.util.spec_from_file_location('refweights', os.path.join(SHARED, 'reference', 'refweights.py'))
@@ -63,7 +63,7 @@ def reference_model(cache):
             keras_import.load_weights(sess, {
                 v.op.name: refweights.ref_value(v.op.name, v.shape.as_list(), 1, v.dtype.base_dtype.name)
                 for v in tf1.global_variables()})
-            model_io.write_graph_def(model_io.freeze_session(sess), path)
+            model_freeze.write_graph_def(model_freeze.freeze_session(sess), path)
     return path
 
 

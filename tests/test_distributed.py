@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from facenet_tf import train_triplet as train_tripletloss
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.training import distributed
 from facenet_tf.models import small_cnn
 from test_towers import SIZE, synthetic_faces  # noqa: F401 (fixture)
@@ -39,10 +39,10 @@ def test_tf_config_parsing():
                                                                     'task': {'type': 'worker', 'index': 0}})})
     assert not second.is_chief and second.nrof_workers == 3
     assert distributed.from_environment({}) is None
-    with pytest.raises(UserError, match=r'task worker:5 is not in the cluster'):
+    with pytest.raises(FaceNetError, match=r'task worker:5 is not in the cluster'):
         distributed.from_environment({'TF_CONFIG': json.dumps({'cluster': cluster, 'task': {'type': 'worker',
                                                                                             'index': 5}})})
-    with pytest.raises(UserError, match=r'TF_CONFIG is not a cluster and task description'):
+    with pytest.raises(FaceNetError, match=r'TF_CONFIG is not a cluster and task description'):
         distributed.from_environment({'TF_CONFIG': '{"cluster": '})
 
 

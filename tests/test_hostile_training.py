@@ -87,9 +87,9 @@ def test_bad_tf_config_is_one_line(faces, tmp_path, monkeypatch, text, what):
 
 
 def test_tf_config_checks_without_a_script():
-    with pytest.raises(distributed.UserError, match='nested too deeply'):
+    with pytest.raises(distributed.FaceNetError, match='nested too deeply'):
         distributed.from_environment({'TF_CONFIG': '[' * 100000})
-    with pytest.raises(distributed.UserError, match='longer than'):
+    with pytest.raises(distributed.FaceNetError, match='longer than'):
         distributed.from_environment({'TF_CONFIG': '{"a": "%s"}' % ('x' * (2 << 20))})
 
 
@@ -257,7 +257,7 @@ def test_continued_run_trims_only_later_lfw_lines(tmp_path):
 
 def test_training_state_of_another_network_is_one_line(tmp_path):
     import tensorflow as tf
-    from facenet_tf.cli import UserError
+    from facenet_tf.errors import FaceNetError
     from facenet_tf.training import checkpoints
     tf1 = tf.compat.v1
     with tf.Graph().as_default(), tf1.Session() as sess:
@@ -271,21 +271,21 @@ def test_training_state_of_another_network_is_one_line(tmp_path):
     assert checkpoints.latest_state(str(tmp_path)) == prefix      # found by listing, the state file unread
     with tf.Graph().as_default(), tf1.Session() as sess:
         other = tf1.get_variable('w', shape=[4, 16])
-        with pytest.raises(UserError, match=r'state.ckpt-10: w has shape \[4, 8\] in the training state, \[4, 16\]'):
+        with pytest.raises(FaceNetError, match=r'state.ckpt-10: w has shape \[4, 8\] in the training state, \[4, 16\]'):
             checkpoints.restore_state(sess, tf1.train.Saver([other]), prefix, [other])
         extra = tf1.get_variable('v', shape=[2])
-        with pytest.raises(UserError, match='the training state lacks v'):
+        with pytest.raises(FaceNetError, match='the training state lacks v'):
             checkpoints.restore_state(sess, tf1.train.Saver([extra]), prefix, [extra])
 
 
 def test_huge_schedule_file_is_not_read_whole(tmp_path):
     import tracemalloc
-    from facenet_tf.cli import UserError
+    from facenet_tf.errors import FaceNetError
     from facenet_tf.training import schedule
     path, _ = _hostile_text_file(tmp_path, 'huge')
     tracemalloc.start()
     try:
-        with pytest.raises(UserError, match='larger than 1024 KiB'):
+        with pytest.raises(FaceNetError, match='larger than 1024 KiB'):
             schedule.read_learning_rate_schedule(str(path))
         peak = tracemalloc.get_traced_memory()[1]
     finally:

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from facenet_tf import train_softmax
 from facenet_tf.training import losses, partial_fc
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from test_towers import SOFTMAX, _checkpoint_variables, _losses, synthetic_faces  # noqa: F401 (fixture)
 from training_faces import run_training
 
@@ -103,7 +103,7 @@ def test_training_with_sampled_centres_on_two_towers(synthetic_faces, tmp_path):
 
 
 def test_sample_rate_errors():
-    with pytest.raises(UserError, match=r'--sample_rate below 1 needs a margin loss'):
+    with pytest.raises(FaceNetError, match=r'--sample_rate below 1 needs a margin loss'):
         train_softmax.main(train_softmax.parse_arguments(['--sample_rate', '0.5']))
-    with pytest.raises(UserError, match=r'--sample_rate must be in \(0, 1\]'):
+    with pytest.raises(FaceNetError, match=r'--sample_rate must be in \(0, 1\]'):
         train_softmax.main(train_softmax.parse_arguments(['--sample_rate', '0', '--loss', 'cosface']))

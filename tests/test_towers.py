@@ -14,7 +14,7 @@ from facenet_tf import train_softmax
 from facenet_tf import train_triplet as train_tripletloss
 from facenet_tf import model_io, tf_setup
 from facenet_tf.training import losses
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.training import towers as towers_lib
 from facenet_tf.models import layers
 from training_faces import run_training
@@ -110,7 +110,7 @@ def test_tower_devices():
     assert towers_lib.tower_devices(1, nrof_gpus=1) == ['/gpu:0']
     assert towers_lib.session_device_count(2, nrof_gpus=0) == {'CPU': 2}
     assert towers_lib.session_device_count(2, nrof_gpus=2) == {}
-    with pytest.raises(UserError, match=r'--num_gpus 4, but TensorFlow sees 2 GPUs'):
+    with pytest.raises(FaceNetError, match=r'--num_gpus 4, but TensorFlow sees 2 GPUs'):
         towers_lib.tower_devices(4, nrof_gpus=2)
 
 

@@ -12,7 +12,7 @@ import train_softmax
 import train_tripletloss
 from facenet_tf import model_io, training
 from facenet_tf.training import softmax_training, triplets
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,17 +77,17 @@ def test_config_values_and_command_line_override(tmp_path):
 
 
 def test_config_errors_are_one_line(tmp_path):
-    with pytest.raises(UserError, match=r"unknown key 'people_per_batch' \(not a flag of this script\)"):
+    with pytest.raises(FaceNetError, match=r"unknown key 'people_per_batch' \(not a flag of this script\)"):
         train_softmax.parse_arguments(['--config', _write(tmp_path, 'people_per_batch = 30\n')])
-    with pytest.raises(UserError, match='unknown key'):
+    with pytest.raises(FaceNetError, match='unknown key'):
         train_tripletloss.parse_arguments(['--config', _write(tmp_path, 'loss = "cosface"\n')])
-    with pytest.raises(UserError, match='random_flip must be true or false'):
+    with pytest.raises(FaceNetError, match='random_flip must be true or false'):
         train_tripletloss.parse_arguments(['--config', _write(tmp_path, 'random_flip = 1\n')])
-    with pytest.raises(UserError, match='config file not found'):
+    with pytest.raises(FaceNetError, match='config file not found'):
         train_tripletloss.parse_arguments(['--config', str(tmp_path / 'none.toml')])
-    with pytest.raises(UserError, match='recipe.toml'):
+    with pytest.raises(FaceNetError, match='recipe.toml'):
         train_tripletloss.parse_arguments(['--config', _write(tmp_path, 'alpha = \n')])
-    with pytest.raises(UserError, match='recipe.toml: optimizer = SGD is not one of'):   # names the file
+    with pytest.raises(FaceNetError, match='recipe.toml: optimizer = SGD is not one of'):   # names the file
         train_tripletloss.parse_arguments(['--config', _write(tmp_path, 'optimizer = "SGD"\n')])
 
 

@@ -15,7 +15,7 @@ from facenet_tf import make_record
 from facenet_tf import train_softmax
 from facenet_tf import embedding, model_io, training
 from facenet_tf.training import input_pipeline, softmax_training
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from training_faces import event_tags, make_faces, run_training
 
 tf1 = tf.compat.v1
@@ -226,7 +226,7 @@ def test_filter_dataset_by_distance_to_center(faces, tmp_path):
     assert nrof_images == removed and [len(c) for c in dataset] == [6] * 6     # input left alone
     assert [c.name for c in kept] == ['s1', 's2', 's3', 's4']
     assert nrof_classes == 2 and all(len(c) == 6 for c in kept)
-    with pytest.raises(UserError, match='filter file not found'):
+    with pytest.raises(FaceNetError, match='filter file not found'):
         softmax_training.filter_dataset(dataset, str(tmp_path / 'none.h5'), 75.0, 0)
 
 
@@ -246,13 +246,13 @@ def test_record_training_set_and_shuffled_stream(faces):
 def test_bad_input_is_one_line(faces, tmp_path):
     def main(argv):
         train_softmax.main(train_softmax.parse_arguments(['--model_def', 'models.small_cnn'] + argv))
-    with pytest.raises(UserError, match='margin m2 must be in'):
+    with pytest.raises(FaceNetError, match='margin m2 must be in'):
         main(['--loss', 'arcface', '--margin_m2', '4'])
-    with pytest.raises(UserError, match='dataset folder not found'):
+    with pytest.raises(FaceNetError, match='dataset folder not found'):
         main(['--data_dir', str(tmp_path / 'none')])
-    with pytest.raises(UserError, match='cannot import the model definition'):
+    with pytest.raises(FaceNetError, match='cannot import the model definition'):
         train_softmax.main(train_softmax.parse_arguments(['--model_def', 'models.nothing_here']))
-    with pytest.raises(UserError, match='learning rate schedule file not found'):
+    with pytest.raises(FaceNetError, match='learning rate schedule file not found'):
         main(['--learning_rate', '-1', '--learning_rate_schedule_file', str(tmp_path / 'none.txt')])
-    with pytest.raises(UserError, match='at least 2 classes'):
+    with pytest.raises(FaceNetError, match='at least 2 classes'):
         main(['--data_dir', str(faces / 'train' / 's1')])

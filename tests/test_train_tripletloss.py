@@ -11,7 +11,7 @@ from PIL import Image
 from facenet_tf import make_record
 from facenet_tf import train_triplet as train_tripletloss
 from facenet_tf import model_io, training
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from training_faces import event_tags, make_faces, run_training
 
 tf1 = tf.compat.v1
@@ -169,10 +169,10 @@ def test_ctrl_c_saves_a_checkpoint(faces, tmp_path, monkeypatch, capsys):
 
 
 def test_bad_input_is_one_line(faces, tmp_path):
-    with pytest.raises(UserError, match='multiple of 3'):
+    with pytest.raises(FaceNetError, match='multiple of 3'):
         train_tripletloss.main(train_tripletloss.parse_arguments(['--batch_size', '10']))
-    with pytest.raises(UserError, match='dataset folder not found'):
+    with pytest.raises(FaceNetError, match='dataset folder not found'):
         train_tripletloss.main(train_tripletloss.parse_arguments(
             ['--data_dir', str(tmp_path / 'none'), '--model_def', 'models.small_cnn']))
-    with pytest.raises(UserError, match='cannot import the model definition'):
+    with pytest.raises(FaceNetError, match='cannot import the model definition'):
         train_tripletloss.main(train_tripletloss.parse_arguments(['--model_def', 'models.nothing_here']))

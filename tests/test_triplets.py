@@ -8,7 +8,7 @@ from scipy.spatial.distance import cdist
 
 from facenet_tf import training
 from facenet_tf.training import triplets
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import ImageClass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,9 +187,9 @@ def test_schedule_file_errors(tmp_path):
     for text, words in [('0 0.1\n', 'expected'), ('0: 0.1\n5: x\n', 'line 2'), ('5: 0.1\n', 'epoch 0'),
                         ('0: 0.1\n0: 0.2\n', 'increase'), ('# nothing\n', 'no "epoch')]:
         f.write_text(text)
-        with pytest.raises(UserError, match=words):
+        with pytest.raises(FaceNetError, match=words):
             training.read_learning_rate_schedule(str(f))
-    with pytest.raises(UserError, match='not found'):
+    with pytest.raises(FaceNetError, match='not found'):
         training.read_learning_rate_schedule(str(tmp_path / 'missing.txt'))
 
 

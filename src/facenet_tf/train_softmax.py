@@ -8,14 +8,15 @@ loss and prelogits norm loss, plus weight decay. `--data_dir` is a folder of ide
 Every epoch: epoch_size steps of batch_size images drawn from a shuffled stream of the training
 images, a checkpoint `model-<subdir>.ckpt-<epoch>` in the classic layout, summaries, statistics in
 `<log_dir>/stat.h5`, the validation set every validate_every_n_epochs epochs (and at the last one)
-and with --lfw_dir an LFW check.
+and with --lfw_dir (and --val_set) the verification check. main builds the run's SoftmaxConfig from
+the flags; everything after reads it.
 """
 import argparse
 import dataclasses
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -23,7 +24,9 @@ from facenet_tf import tf_setup
 from facenet_tf import dataset as dataset_io
 from facenet_tf import cli, training
 from facenet_tf.training import input_pipeline, losses, partial_fc, softmax_training
-from facenet_tf.cli import UserError, command
+from facenet_tf.training.config import TrainingConfig
+from facenet_tf.cli import command
+from facenet_tf.errors import FaceNetError
 from facenet_tf.model_io import save_variables_and_metagraph  # noqa: F401 (classic name)
 from facenet_tf.training.softmax_training import find_threshold  # noqa: F401 (classic name)
 from facenet_tf.training import get_learning_rate_from_file  # noqa: F401 (classic name)
@@ -33,6 +36,32 @@ tf1 = tf.compat.v1
 
 STEP_FETCHES = ('loss', 'train_op', 'global_step', 'reg_loss', 'prelogits', 'xent_loss', 'learning_rate',
                 'prelogits_norm', 'accuracy', 'center_loss')
+
+
+@dataclasses.dataclass(kw_only=True)
+class SoftmaxConfig(TrainingConfig):
+    """The run's configuration: the shared training flags, this script's own, and the margins of
+    cos(m1 * theta + m2) - m3 (None for --loss softmax) derived from them."""
+    loss: str
+    margin_s: float
+    sample_rate: float
+    margin_m1: Optional[float]
+    margin_m2: Optional[float]
+    margin_m3: Optional[float]
+    center_loss_factor: float
+    center_loss_alfa: float
+    prelogits_norm_loss_factor: float
+    prelogits_norm_p: float
+    prelogits_hist_max: float
+    log_histograms: bool
+    filter_filename: str
+    filter_percentile: float
+    filter_min_nrof_images_per_class: int
+    validate_every_n_epochs: int
+    validation_set_split_ratio: float
+    min_nrof_val_images_per_class: float
+    lfw_batch_size: int
+    margins: Optional[tuple] = None
 
 
 @dataclasses.dataclass(eq=False)
@@ -45,27 +74,27 @@ class SoftmaxGraph(training.TrainingGraph):
     reg_loss: Any = None
 
 
-def build_graph(args, network, nrof_classes, records):
+def build_graph(config, network, nrof_classes, records):
     """The training graph (a SoftmaxGraph)."""
     def tower_loss(tower, prelogits, embeddings, labels):
         class_labels = labels
-        if args.sample_rate < 1.0:
+        if config.sample_rate < 1.0:
             logits, accuracy_logits, class_labels, decay, _ = partial_fc.partial_margin_logits(
-                prelogits, labels, nrof_classes, args.sample_rate, args.margin_s, *args.margins,
-                weight_decay=args.weight_decay)
+                prelogits, labels, nrof_classes, config.sample_rate, config.margin_s, *config.margins,
+                weight_decay=config.weight_decay)
             if decay is not None:
                 tower.add_regularization_loss(decay)
-        elif args.loss == 'softmax':
-            logits = accuracy_logits = losses.softmax_logits(prelogits, nrof_classes, args.weight_decay)
+        elif config.loss == 'softmax':
+            logits = accuracy_logits = losses.softmax_logits(prelogits, nrof_classes, config.weight_decay)
         else:
-            logits, accuracy_logits = losses.margin_logits(prelogits, labels, nrof_classes, args.margin_s,
-                                                           *args.margins, weight_decay=args.weight_decay)
-        norm = losses.prelogits_norm(prelogits, args.prelogits_norm_p)
-        if args.prelogits_norm_loss_factor > 0.0:
-            tower.add_regularization_loss(norm * args.prelogits_norm_loss_factor)
-        center_loss, _ = losses.center_loss(prelogits, labels, args.center_loss_alfa, nrof_classes)
-        if args.center_loss_factor > 0.0:
-            tower.add_regularization_loss(center_loss * args.center_loss_factor)
+            logits, accuracy_logits = losses.margin_logits(prelogits, labels, nrof_classes, config.margin_s,
+                                                           *config.margins, weight_decay=config.weight_decay)
+        norm = losses.prelogits_norm(prelogits, config.prelogits_norm_p)
+        if config.prelogits_norm_loss_factor > 0.0:
+            tower.add_regularization_loss(norm * config.prelogits_norm_loss_factor)
+        center_loss, _ = losses.center_loss(prelogits, labels, config.center_loss_alfa, nrof_classes)
+        if config.center_loss_factor > 0.0:
+            tower.add_regularization_loss(center_loss * config.center_loss_factor)
         xent_loss = losses.cross_entropy(logits, class_labels)
         reg_losses = tower.regularization_losses()
         return training.TowerLoss(
@@ -74,9 +103,9 @@ def build_graph(args, network, nrof_classes, records):
                        prelogits_norm=norm,
                        center_loss=center_loss, reg_loss=tf.add_n(reg_losses) if reg_losses else tf.constant(0.0)))
 
-    return training.build_training_graph(args, network, 1, tower_loss, queue_capacity=2000000,
-                                         read_file=input_pipeline.record_file_reader(records),
-                                         graph_class=SoftmaxGraph, log_histograms=args.log_histograms)
+    return training.build_training_graph(config, network, 1, tower_loss, queue_capacity=2000000,
+                                         read_file=training.pipeline_reader(config, records),
+                                         graph_class=SoftmaxGraph, log_histograms=config.log_histograms)
 
 
 class SoftmaxEpochs(training.EpochStrategy):
@@ -84,61 +113,62 @@ class SoftmaxEpochs(training.EpochStrategy):
     steps over a shuffled stream of the training images, the validation set every
     validate_every_n_epochs epochs and at the last one, and the statistics in <log_dir>/stat.h5."""
     stops_at_zero_rate = True
+    first_epoch = 1
 
-    def __init__(self, args, train, val, log_dir):
-        self.args = args
-        self.lfw_batch_size = args.lfw_batch_size
+    def __init__(self, config, train, val, log_dir):
+        self.config = config
+        self.lfw_batch_size = config.lfw_batch_size
         self.image_list = np.array(train[0], dtype=object)
         self.label_list = np.array(train[1], np.int64)
         self.val_image_list, self.val_label_list = val
-        self.stat = softmax_training.new_statistics(args.max_nrof_epochs, args.epoch_size,
-                                                    args.validate_every_n_epochs)
+        self.stat = softmax_training.new_statistics(config.max_nrof_epochs, config.epoch_size,
+                                                    config.validate_every_n_epochs)
         self.stat_file = os.path.join(log_dir, 'stat.h5')
         self.sampler = softmax_training.ShuffledIndices(len(self.label_list))
 
-    def epochs(self, args, step):
+    def epochs(self, config, step):
         """From 1, or from the global step's epoch for a worker rejoining a cluster."""
-        return range(min(step // args.epoch_size, args.max_nrof_epochs) + 1, args.max_nrof_epochs + 1)
+        return range(min(step // config.epoch_size, config.max_nrof_epochs) + 1, config.max_nrof_epochs + 1)
 
     def checkpoint_number(self, epoch, step):
         return epoch
 
     def train_epoch(self, run, epoch, lr):
-        args = self.args
+        config = self.config
         t = time.time()
         step = self.train_steps(run, epoch, lr)
         self.stat['time_train'][epoch - 1] = time.time() - t
         t = time.time()
-        if self.val_label_list and ((epoch - 1) % args.validate_every_n_epochs == args.validate_every_n_epochs - 1
-                                    or epoch == args.max_nrof_epochs):
+        if self.val_label_list and ((epoch - 1) % config.validate_every_n_epochs == config.validate_every_n_epochs - 1
+                                    or epoch == config.max_nrof_epochs):
             self.validate(run, epoch, step)
         self.stat['time_validate'][epoch - 1] = time.time() - t
         return step
 
     def train_steps(self, run, epoch, lr):
         """One epoch of epoch_size steps (epoch counts from 1); returns the step reached."""
-        args, g, stat = self.args, run.graph, self.stat
-        index = self.sampler.take(args.epoch_size * args.batch_size)
+        config, g, stat = self.config, run.graph, self.stat
+        index = self.sampler.take(config.epoch_size * config.batch_size)
         input_pipeline.enqueue(run.sess, g.queue, self.image_list[index], self.label_list[index],
-                               training.train_control(args))
-        progress = training.EpochProgress(epoch, args.epoch_size)
+                               training.train_control(config))
+        progress = training.EpochProgress(epoch, config.epoch_size)
         feed = {g.learning_rate_placeholder: lr, g.phase_train_placeholder: True,
-                g.batch_size_placeholder: args.batch_size}
+                g.batch_size_placeholder: config.batch_size}
         train_time = 0.0
         step = run.global_step()
-        for batch_number in range(args.epoch_size):
+        for batch_number in range(config.epoch_size):
             start = time.time()
             v = run.train_step(STEP_FETCHES, feed, epoch,
-                               batch_number % 100 == 0 or batch_number + 1 == args.epoch_size)
+                               batch_number % 100 == 0 or batch_number + 1 == config.epoch_size)
             step = v['global_step']
             if step - 1 < stat['loss'].size:
                 for key in softmax_training.STEP_KEYS:
                     stat[key][step - 1] = v[key]
             stat['learning_rate'][epoch - 1] = v['learning_rate']
             stat['prelogits_hist'][epoch - 1, :] += softmax_training.prelogits_histogram(v['prelogits'],
-                                                                                         args.prelogits_hist_max)
+                                                                                         config.prelogits_hist_max)
             train_time += time.time() - start
-            progress.update(step, args.batch_size, v['loss'], v['learning_rate'])
+            progress.update(step, config.batch_size, v['loss'], v['learning_rate'])
         print('%s; last batch: xent %.3f, reg loss %.3f, accuracy %.3f, center loss %.3f'
               % (progress.summary(), v['xent_loss'], v['reg_loss'], v['accuracy'], v['center_loss']))
         training.add_summary(run.summary_writer, step, time__total=train_time, learning_rate=v['learning_rate'])
@@ -146,20 +176,20 @@ class SoftmaxEpochs(training.EpochStrategy):
 
     def validate(self, run, epoch, step):
         """Loss, cross-entropy and accuracy over the validation images (no augmentation)."""
-        args, g = self.args, run.graph
+        config, g = self.config, run.graph
         start = time.time()
-        control = input_pipeline.control_flags(fixed_standardization=args.use_fixed_image_standardization)
+        control = input_pipeline.control_flags(fixed_standardization=config.use_fixed_image_standardization)
         input_pipeline.enqueue(run.sess, g.queue, self.val_image_list, self.val_label_list, control)
         sums = np.zeros(3)
         done = 0
         while done < len(self.val_label_list):
-            size = min(args.lfw_batch_size, len(self.val_label_list) - done)
+            size = min(config.lfw_batch_size, len(self.val_label_list) - done)
             out = run.sess.run([g.loss, g.xent_loss, g.accuracy],
                                {g.phase_train_placeholder: False, g.batch_size_placeholder: size})
             sums += np.array(out) * size
             done += size
         loss, xent, accuracy = sums / done
-        val_index = (epoch - 1) // args.validate_every_n_epochs
+        val_index = (epoch - 1) // config.validate_every_n_epochs
         for key, value in zip(softmax_training.VALIDATION_KEYS, (loss, xent, accuracy)):
             self.stat[key][val_index] = value
         training.add_summary(run.summary_writer, step, val__loss=loss, val__xent_loss=xent, val__accuracy=accuracy)
@@ -178,9 +208,9 @@ class SoftmaxEpochs(training.EpochStrategy):
 
     def continue_at(self, run, step):
         """The statistics of the continued run up to its training state's step."""
-        epochs_done = min(step // self.args.epoch_size, self.args.max_nrof_epochs)
+        epochs_done = min(step // self.config.epoch_size, self.config.max_nrof_epochs)
         softmax_training.continue_statistics(self.stat, self.stat_file, step, epochs_done,
-                                             self.args.validate_every_n_epochs)
+                                             self.config.validate_every_n_epochs)
 
     def done_line(self, run, epoch, step, minutes):
         return ('Training done: %d epochs, %.1f min; model saved in %s; statistics in %s'
@@ -194,106 +224,108 @@ def filter_dataset(dataset, data_filename, percentile, min_nrof_images_per_class
 
 
 def _check_args(args):
+    """The flags checked; returns the margins (m1, m2, m3) of a margin loss, or None."""
     if args.batch_size <= 0 or args.epoch_size <= 0 or args.max_nrof_epochs <= 0:
-        raise UserError('--batch_size, --epoch_size and --max_nrof_epochs must be positive')
+        raise FaceNetError('--batch_size, --epoch_size and --max_nrof_epochs must be positive')
     if args.nrof_preprocess_threads < 1:
-        raise UserError('--nrof_preprocess_threads must be at least 1')
+        raise FaceNetError('--nrof_preprocess_threads must be at least 1')
     if args.validate_every_n_epochs < 1 or args.lfw_batch_size < 1:
-        raise UserError('--validate_every_n_epochs and --lfw_batch_size must be at least 1')
+        raise FaceNetError('--validate_every_n_epochs and --lfw_batch_size must be at least 1')
     if not 0.0 <= args.validation_set_split_ratio < 1.0:
-        raise UserError('--validation_set_split_ratio must be in [0, 1)')
+        raise FaceNetError('--validation_set_split_ratio must be in [0, 1)')
     if not 0.0 <= args.center_loss_alfa <= 1.0:
-        raise UserError('--center_loss_alfa must be in [0, 1]')
+        raise FaceNetError('--center_loss_alfa must be in [0, 1]')
     if args.prelogits_hist_max <= 0.0:
-        raise UserError('--prelogits_hist_max must be positive')
+        raise FaceNetError('--prelogits_hist_max must be positive')
     if args.sample_rate <= 0.0:
-        raise UserError('--sample_rate must be in (0, 1]')
+        raise FaceNetError('--sample_rate must be in (0, 1]')
     if args.sample_rate < 1.0 and args.loss == 'softmax':
-        raise UserError('--sample_rate below 1 needs a margin loss (--loss arcface, cosface or combined)')
-    args.margins = None
-    if args.loss != 'softmax':
-        if args.margin_s <= 0.0:
-            raise UserError('--margin_s must be positive')
-        try:
-            args.margins = losses.margin_parameters(args.loss, args.margin_m1, args.margin_m2, args.margin_m3)
-        except ValueError as e:
-            raise UserError('--loss %s: %s' % (args.loss, e))
+        raise FaceNetError('--sample_rate below 1 needs a margin loss (--loss arcface, cosface or combined)')
+    if args.loss == 'softmax':
+        return None
+    if args.margin_s <= 0.0:
+        raise FaceNetError('--margin_s must be positive')
+    try:
+        return losses.margin_parameters(args.loss, args.margin_m1, args.margin_m2, args.margin_m3)
+    except ValueError as e:
+        raise FaceNetError('--loss %s: %s' % (args.loss, e))
 
 
-def load_sets(args):
+def load_sets(config):
     """(train_set, val_set, records) after filtering and the validation split."""
-    dataset, records = input_pipeline.load_training_set(args.data_dir)
-    if args.filter_filename:
+    dataset, records = input_pipeline.load_training_set(config.data_dir)
+    if config.filter_filename:
         dataset, nrof_images, nrof_classes = softmax_training.filter_dataset(
-            dataset, args.filter_filename, args.filter_percentile, args.filter_min_nrof_images_per_class)
+            dataset, config.filter_filename, config.filter_percentile, config.filter_min_nrof_images_per_class)
         print('Filtering with %s: %d images and %d classes removed'
-              % (args.filter_filename, nrof_images, nrof_classes))
-    if args.validation_set_split_ratio > 0.0:
-        train_set, val_set = dataset_io.split_dataset(dataset, args.validation_set_split_ratio,
-                                                      args.min_nrof_val_images_per_class, 'SPLIT_IMAGES')
+              % (config.filter_filename, nrof_images, nrof_classes))
+    if config.validation_set_split_ratio > 0.0:
+        train_set, val_set = dataset_io.split_dataset(dataset, config.validation_set_split_ratio,
+                           config.min_nrof_val_images_per_class, 'SPLIT_IMAGES')
     else:
         train_set, val_set = dataset, []
     if len(train_set) < 2 or sum(len(c) for c in train_set) == 0:
-        raise UserError('the training set %s needs at least 2 classes with images (found %d classes, '
-                        '%d images)' % (args.data_dir, len(train_set), sum(len(c) for c in train_set)))
+        raise FaceNetError('the training set %s needs at least 2 classes with images (found %d classes, '
+                           '%d images)' % (config.data_dir, len(train_set), sum(len(c) for c in train_set)))
     return train_set, val_set, records
 
 
 def main(args):
-    _check_args(args)
-    network, schedule = training.begin(args)
-    train_set, val_set, records = load_sets(args)
-    lfw_check, folders = training.open_run(args, __file__)
+    """Train from the parsed flags `args` (checked, then read into a SoftmaxConfig)."""
+    config = SoftmaxConfig.from_args(args, margins=_check_args(args))
+    network, schedule = training.begin(config)
+    train_set, val_set, records = load_sets(config)
+    checks, folders = training.open_run(config, __file__)
     image_list, label_list = dataset_io.get_image_paths_and_labels(train_set)
     val_image_list, val_label_list = dataset_io.get_image_paths_and_labels(val_set)
     print('Training set: %d classes, %d images; validation set: %d images; loss: %s%s'
-          % (len(train_set), len(image_list), len(val_image_list), args.loss,
-             '' if args.margins is None else ' (s=%g, m1=%g, m2=%g, m3=%g)' % ((args.margin_s,) + args.margins)))
-    strategy = SoftmaxEpochs(args, (image_list, label_list), (val_image_list, val_label_list), folders.log_dir)
-    return training.train_in_new_graph(args, lambda: build_graph(args, network, len(train_set), records), strategy,
-                                       folders, schedule, lfw_check, records)
+          % (len(train_set), len(image_list), len(val_image_list), config.loss,
+             '' if config.margins is None else ' (s=%g, m1=%g, m2=%g, m3=%g)' % ((config.margin_s,) + config.margins)))
+    strategy = SoftmaxEpochs(config, (image_list, label_list), (val_image_list, val_label_list), folders.log_dir)
+    return training.train_in_new_graph(config, lambda: build_graph(config, network, len(train_set), records), strategy,
+                           folders, schedule, checks, records)
 
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     training.add_common_arguments(parser, max_nrof_epochs=100)
     parser.add_argument('--loss', type=str, choices=list(losses.LOSSES), default='softmax',
-                        help='softmax (classic Logits layer) or a margin softmax on normalised embeddings.')
+                           help='softmax (classic Logits layer) or a margin softmax on normalised embeddings.')
     parser.add_argument('--margin_s', type=float, default=64.0, help='Scale s of the margin losses.')
     parser.add_argument('--sample_rate', type=cli.fraction, default=1.0,
-                        help='Share R of the class centres in each step\'s margin softmax: the batch\'s classes '
-                        'plus random others (PartialFC; 1 = all; below 1 the centres are Logits/centres rows, '
-                        'updated sparsely).')
+                           help='Share R of the class centres in each step\'s margin softmax: the batch\'s classes '
+                           'plus random others (PartialFC; 1 = all; below 1 the centres are Logits/centres rows, '
+                           'updated sparsely).')
     parser.add_argument('--margin_m1', type=float, default=None,
-                        help='Angle multiplier m1 of cos(m1*theta + m2) - m3 (default 1).')
+                           help='Angle multiplier m1 of cos(m1*theta + m2) - m3 (default 1).')
     parser.add_argument('--margin_m2', type=float, default=None,
-                        help='Additive angle m2 (default: arcface 0.5, cosface 0, combined 0.3).')
+                           help='Additive angle m2 (default: arcface 0.5, cosface 0, combined 0.3).')
     parser.add_argument('--margin_m3', type=float, default=None,
-                        help='Cosine margin m3 (default: arcface 0, cosface 0.35, combined 0.2).')
+                           help='Cosine margin m3 (default: arcface 0, cosface 0.35, combined 0.2).')
     parser.add_argument('--center_loss_factor', type=float, default=0.0, help='Center loss factor.')
     parser.add_argument('--center_loss_alfa', type=float, default=0.95, help='Center update rate for center loss.')
     parser.add_argument('--prelogits_norm_loss_factor', type=float, default=0.0,
-                        help='Loss based on the norm of the activations in the prelogits layer.')
+                           help='Loss based on the norm of the activations in the prelogits layer.')
     parser.add_argument('--prelogits_norm_p', type=float, default=1.0,
-                        help='Norm to use for prelogits norm loss.')
+                           help='Norm to use for prelogits norm loss.')
     parser.add_argument('--prelogits_hist_max', type=float, default=10.0,
-                        help='The max value for the prelogits histogram (stat.h5).')
+                           help='The max value for the prelogits histogram (stat.h5).')
     parser.add_argument('--log_histograms', action='store_true',
-                        help='Enables logging of weight/bias histograms in tensorboard.')
+                           help='Enables logging of weight/bias histograms in tensorboard.')
     parser.add_argument('--filter_filename', type=str, default='',
-                        help='HDF5 file (distance_to_center, label_list, image_list) used to filter the dataset.')
+                           help='HDF5 file (distance_to_center, label_list, image_list) used to filter the dataset.')
     parser.add_argument('--filter_percentile', type=float, default=100.0,
-                        help='Keep only the images whose distance to their class center is below this percentile.')
+                           help='Keep only the images whose distance to their class center is below this percentile.')
     parser.add_argument('--filter_min_nrof_images_per_class', type=int, default=0,
-                        help='Keep only the classes with this number of images or more after filtering.')
+                           help='Keep only the classes with this number of images or more after filtering.')
     parser.add_argument('--validate_every_n_epochs', type=int, default=5,
-                        help='Number of epochs between validations.')
+                           help='Number of epochs between validations.')
     parser.add_argument('--validation_set_split_ratio', type=float, default=0.0,
-                        help='Share of each class\'s images used for validation (0: no validation).')
+                           help='Share of each class\'s images used for validation (0: no validation).')
     parser.add_argument('--min_nrof_val_images_per_class', type=float, default=0,
-                        help='Classes with fewer training images than this after the split are left out.')
+                           help='Classes with fewer training images than this after the split are left out.')
     parser.add_argument('--lfw_batch_size', type=int, default=100,
-                        help='Images per batch for LFW and validation embeddings.')
+                           help='Images per batch for LFW and validation embeddings.')
     return training.parse_with_config(parser, argv)
 
 

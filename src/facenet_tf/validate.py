@@ -11,46 +11,21 @@ loaded. Each distinct image is embedded once, in batches of any size. Prints the
 lines.
 """
 import argparse
-import os
 import sys
 
 import numpy as np
 
 from facenet_tf import tf_setup
 from facenet_tf.cli import int_at_least, positive_int, command
-from facenet_tf.errors import FaceNetError
-from facenet_tf.precision import add_precision_argument
-
-ALIGN_HINT = ('align LFW first: python src/align/align_dataset_mtcnn.py <lfw> <lfw_aligned> '
-              '--image_size 160 --margin 32')
-
 
 def load_pairs(args, stored=None):
-    """(items to embed, index of each pair side in items, issame, folds, encoded, description); with
-    `stored` (an embeddings file's content) the items are its relative paths."""
-    from facenet_tf import pairs as pairs_io
-    from facenet_tf.embedding import unique_items
-    from facenet_tf.verification_sets import read_bin
-    source = os.path.expanduser(args.lfw_dir)
-    if os.path.isfile(source) and stored is None:
-        images, issame = read_bin(source)
-        items, where = unique_items(images)
-        return items, where, issame, None, True, '%s: %d pairs' % (args.lfw_dir, issame.size)
-    if not os.path.isdir(source) and stored is None:
-        raise FaceNetError('LFW folder or .bin file not found: %s' % args.lfw_dir)
-    pairs = pairs_io.read_pairs(args.lfw_pairs)
-    paths, issame, skipped = pairs_io.get_paths_and_skipped(source, pairs, stored and stored.paths)
-    if skipped:
-        print('Skipped %d image pairs' % len(skipped))
-    if not issame:
-        raise FaceNetError('none of the %d pairs of %s has both images in %s (expected <Name>/<Name>_NNNN.png '
-                        'or .jpg; %s)' % (len(pairs), args.lfw_pairs, args.lfw_dir, ALIGN_HINT))
-    issame = np.asarray(issame, bool)
-    if issame.size < args.lfw_nrof_folds:
-        raise FaceNetError('%d pairs cannot be split into %d folds' % (issame.size, args.lfw_nrof_folds))
-    folds = pairs_io.pair_folds(args.lfw_pairs, issame, args.lfw_nrof_folds)
-    items, where = unique_items(paths)
-    return items, where, issame, folds, False, '%s: %d pairs' % (args.lfw_pairs, issame.size)
+    """(items to embed, index of each pair side in items, issame, folds, encoded, description) of the
+    verification set (verification_sets.load_verification_set); with `stored` (an embeddings file's
+    content) the items are its relative paths."""
+    from facenet_tf.verification_sets import load_verification_set
+    vset = load_verification_set(args.lfw_dir, args.lfw_pairs, args.lfw_nrof_folds,
+                                 listed=stored.paths if stored is not None else None)
+    return vset.items, vset.where, vset.issame, vset.folds, vset.encoded, vset.description
 
 
 def embed_items(args, items, encoded):
@@ -58,7 +33,7 @@ def embed_items(args, items, encoded):
     tf1 = tf_setup.configure().compat.v1
     from facenet_tf.embedding import embed, load_for_inference
     with tf1.Graph().as_default():
-        with tf1.Session(config=tf_setup.session_config(args.precision)) as sess:
+        with tf_setup.inference_session(args) as sess:
             load_for_inference(args.model, sess, args.use_moving_averages)
             emb = embed(sess, items, image_size=args.image_size, batch_size=args.lfw_batch_size,
                         fixed_standardization=args.use_fixed_image_standardization,
@@ -133,7 +108,7 @@ def parse_arguments(argv):
                         help='Performs fixed standardization of images.')
     parser.add_argument('--roc_output', type=str, default='',
                         help='Write the ROC points to this CSV file and its plot beside it (.png).')
-    add_precision_argument(parser)
+    tf_setup.add_inference_arguments(parser)
     return parser.parse_args(argv)
 
 

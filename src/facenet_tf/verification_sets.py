@@ -1,4 +1,6 @@
-"""Verification sets in the `.bin` format of the insightface tools (lfw.bin, cfp_fp.bin, agedb_30.bin).
+"""Verification sets: one loader (`load_verification_set`) for a pairs file + aligned folder (the
+classic LFW protocol) and for the `.bin` format of the insightface tools (lfw.bin, cfp_fp.bin,
+agedb_30.bin), used by validate_on_lfw and by the per-epoch check of the training scripts.
 
 A `.bin` file is a pickle of `(images, issame)`: a list of 2N encoded images (JPEG/PNG bytes, pair i
 at positions 2i and 2i+1) and a list of N booleans. The folds are those of the file order (the
@@ -6,13 +8,17 @@ published sets list their pairs fold by fold, as LFW's pairs.txt). The file is u
 restricted loader that builds only plain containers, bytes, booleans and numpy arrays, so a `.bin`
 cannot run code.
 """
+import dataclasses
+import os
 import pickle
+from typing import Optional
 
 import numpy as np
 
+from facenet_tf import pairs as pairs_io
 from facenet_tf.errors import FaceNetError
 from facenet_tf.images import ImageReadError
-from facenet_tf.recordio import image_size
+from facenet_tf.encoded_images import image_size
 
 MAX_ENCODED_BYTES = 16 << 20  # one stored image (a 112 px face is about 10 KB)
 _ARRAY_DTYPES = (np.dtype(np.uint8), np.dtype(np.bool_))  # image bytes as uint8, issame as bool
@@ -88,7 +94,7 @@ def _as_bytes(item):
 
 def _images(path, bins):
     """The encoded images as bytes; each one checked: at most MAX_ENCODED_BYTES, and when it is an
-    image, one whose header declares at most recordio.MAX_IMAGE_PIXELS (so no decoder allocates for
+    image, one whose header declares at most encoded_images.MAX_IMAGE_PIXELS (so no decoder allocates for
     a bomb; bytes that are no image are left to the decoder, which refuses them). An entry the file
     lists several times is converted once."""
     if not isinstance(bins, (list, tuple)):
@@ -151,3 +157,56 @@ def write_bin(path, images, issame):
     with open(path, 'wb') as f:
         pickle.dump((list(images), [bool(x) for x in issame]), f, protocol=pickle.HIGHEST_PROTOCOL)
 
+
+
+ALIGN_HINT = ('align LFW first: python src/align/align_dataset_mtcnn.py <lfw> <lfw_aligned> '
+              '--image_size 160 --margin 32')
+
+
+@dataclasses.dataclass(eq=False)
+class VerificationSet:
+    """A verification set ready to embed: its distinct images (paths, or encoded images of a .bin),
+    where each pair side is among them (pair i: where[2i], where[2i + 1]), issame per pair and the
+    folds. Each distinct image is embedded once, whatever the number of pairs naming it."""
+    name: str
+    items: list                     # distinct image paths, or encoded images (bytes) when `encoded`
+    where: np.ndarray               # int64 [2 * pairs]: index of each pair side in items
+    issame: np.ndarray              # bool [pairs]
+    folds: Optional[list]           # test pair indices of each fold; None: file order, unshuffled K-fold
+    encoded: bool
+    description: str                # '<source>: <n> pairs', for the log
+    skipped: int = 0                # pairs left out because an image is missing (pairs files only)
+
+
+def load_verification_set(source, pairs_file=None, nrof_folds=10, name='lfw', listed=None, log=print):
+    """The VerificationSet of `source`: a `.bin` file (read_bin; its folds are the file order), or a
+    folder of aligned faces read against `pairs_file` (pairs.read_pairs; the pairs with a missing
+    image are skipped and counted, as the classic tools do; View 1 files get balanced folds). With
+    `listed` (the relative paths of an embeddings file) the pair images are looked up in that list,
+    not on disk, and the items are those relative paths."""
+    from facenet_tf.embedding import unique_items
+    path = os.path.expanduser(source)
+    if listed is None and os.path.isfile(path):
+        images, issame = read_bin(path)
+        _check_folds(source, issame, nrof_folds)
+        items, where = unique_items(images)
+        return VerificationSet(name, items, where, issame, None, True, '%s: %d pairs' % (source, issame.size))
+    if listed is None and not os.path.isdir(path):
+        raise FaceNetError('LFW folder or .bin file not found: %s' % source)
+    pair_list = pairs_io.read_pairs(pairs_file)
+    paths, issame, skipped = pairs_io.get_paths_and_skipped(path, pair_list, listed)
+    if skipped:
+        log('Skipped %d image pairs' % len(skipped))
+    if not issame:
+        raise FaceNetError('none of the %d pairs of %s has both images in %s (expected <Name>/<Name>_NNNN.png '
+                           'or .jpg; %s)' % (len(pair_list), pairs_file, source, ALIGN_HINT))
+    issame = np.asarray(issame, bool)
+    _check_folds(pairs_file, issame, nrof_folds)
+    items, where = unique_items(paths)
+    return VerificationSet(name, items, where, issame, pairs_io.pair_folds(pairs_file, issame, nrof_folds), False,
+                           '%s: %d pairs' % (pairs_file, issame.size), len(skipped))
+
+
+def _check_folds(source, issame, nrof_folds):
+    if issame.size < nrof_folds:
+        raise FaceNetError('%s: %d pairs cannot be split into %d folds' % (source, issame.size, nrof_folds))

@@ -17,7 +17,7 @@ import re
 import shutil
 
 from facenet_tf import model_io
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.tf_setup import configure
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
@@ -77,8 +77,8 @@ def checkpoint_prefix(pretrained_model):
         return os.path.join(path, ckpt_file)
     if os.path.exists(path + '.index') or os.path.isfile(path):
         return path
-    raise UserError('pretrained model not found: %s (give a model folder or a checkpoint prefix '
-                    'such as .../model-20180402-114759.ckpt-275)' % pretrained_model)
+    raise FaceNetError('pretrained model not found: %s (give a model folder or a checkpoint prefix '
+                       'such as .../model-20180402-114759.ckpt-275)' % pretrained_model)
 
 
 def readable_checkpoint(pretrained_model):
@@ -89,7 +89,7 @@ def readable_checkpoint(pretrained_model):
         return tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     except (tf.errors.OpError, ValueError) as e:
         reason = str(e).strip().splitlines()[0].replace(prefix + ': ', '').replace(prefix, 'it')
-        raise UserError('%s: cannot read the pretrained model\'s checkpoint: %s' % (prefix, reason[:200]))
+        raise FaceNetError('%s: cannot read the pretrained model\'s checkpoint: %s' % (prefix, reason[:200]))
 
 
 def _restorable(var_list, shapes, log):
@@ -117,7 +117,7 @@ def restore_pretrained(sess, pretrained_model, var_list, averages=None, log=prin
     shapes = readable_checkpoint(pretrained_model)
     restore, missing = _restorable(var_list, shapes, log)
     if not restore:
-        raise UserError('pretrained model %s holds none of this network\'s variables' % pretrained_model)
+        raise FaceNetError('pretrained model %s holds none of this network\'s variables' % pretrained_model)
     tf1.train.Saver(restore).restore(sess, prefix)
     restored = {v.op.name for v in restore}
     copies = [shadow.assign(var) for shadow, var in (averages or {}).items()
@@ -169,16 +169,17 @@ def restore_state(sess, saver, prefix, var_list):
     try:
         shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     except (tf.errors.OpError, ValueError) as e:
-        raise UserError('cannot read the training state %s: %s' % (prefix, str(e).strip().splitlines()[0]))
+        raise FaceNetError('cannot read the training state %s: %s' % (prefix, str(e).strip().splitlines()[0]))
     for var in var_list:
         name = var.op.name
         if name not in shapes:
-            raise UserError('%s: the training state lacks %s: the run was started with other flags (see its '
-                            'arguments.txt)' % (prefix, name))
+            raise FaceNetError('%s: the training state lacks %s: the run was started with other flags (see its '
+                               'arguments.txt)' % (prefix, name))
         if list(shapes[name]) != var.shape.as_list():
-            raise UserError('%s: %s has shape %s in the training state, %s here: the run was started with other '
-                            'flags (see its arguments.txt)' % (prefix, name, list(shapes[name]), var.shape.as_list()))
+            raise FaceNetError('%s: %s has shape %s in the training state, %s here: the run was started with other '
+                               'flags (see its arguments.txt)'
+                               % (prefix, name, list(shapes[name]), var.shape.as_list()))
     try:
         saver.restore(sess, prefix)
     except (tf.errors.OpError, ValueError) as e:
-        raise UserError('cannot restore the training state %s: %s' % (prefix, str(e).strip().splitlines()[0]))
+        raise FaceNetError('cannot restore the training state %s: %s' % (prefix, str(e).strip().splitlines()[0]))

@@ -36,7 +36,7 @@ import socket
 import time
 from typing import Any, NamedTuple
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.tf_setup import configure
 from facenet_tf.training.checkpoints import restore_state
 
@@ -63,9 +63,9 @@ TASK_TYPES = WORKER_JOBS + ('ps',)
 
 
 def _config_error(what):
-    return UserError('TF_CONFIG is not a cluster and task description: %s (expected {"cluster": {"ps": '
-                     '["host:port", ...], "chief": [...], "worker": [...]}, "task": {"type": "worker", "index": 0}})'
-                     % what)
+    return FaceNetError('TF_CONFIG is not a cluster and task description: %s (expected {"cluster": {"ps": '
+                        '["host:port", ...], "chief": [...], "worker": [...]}, "task": {"type": "worker", "index": 0}})'
+                        % what)
 
 
 def _address(job, index, address):
@@ -159,8 +159,8 @@ def wait_for_parameter_servers(cluster, timeout, poll_seconds=1.0, log=print):
             return
         waited = ', '.join('/job:ps/task:%d at %s' % item for item in sorted(pending.items()))
         if timeout and time.monotonic() >= deadline:
-            raise UserError('TF_CONFIG: parameter server %s unreachable after %g s (--cluster_wait_timeout)'
-                            % (waited, timeout))
+            raise FaceNetError('TF_CONFIG: parameter server %s unreachable after %g s (--cluster_wait_timeout)'
+                               % (waited, timeout))
         if not said:
             log('Waiting for parameter server %s (giving up after %s)'
                 % (waited, '%g s' % timeout if timeout else 'never'), flush=True)
@@ -187,7 +187,7 @@ def start_server(cluster, config=None):
         return tf1.train.Server(cluster.spec, job_name=cluster.task_type, task_index=cluster.task_index,
                                 config=config)
     except tf.errors.OpError as e:
-        raise UserError('cannot start the server of %s (%s): %s' % (
+        raise FaceNetError('cannot start the server of %s (%s): %s' % (
             cluster.device, cluster.spec.task_address(cluster.task_type, cluster.task_index), e.message))
 
 
@@ -271,8 +271,8 @@ def create_session(cluster, server, graph, state, config, wait_timeout=0.0, wait
             sess = manager.wait_for_session(server.target, config=config,
                                             max_wait_secs=wait_timeout if wait_timeout else float('inf'))
         except tf.errors.DeadlineExceededError:
-            raise UserError('TF_CONFIG: the chief %s did not initialise the variables within %g s '
-                            '(--cluster_wait_timeout)' % (_chief_address(cluster), wait_timeout))
+            raise FaceNetError('TF_CONFIG: the chief %s did not initialise the variables within %g s '
+                               '(--cluster_wait_timeout)' % (_chief_address(cluster), wait_timeout))
         if sync is not None:
             sess.run(sync.local_step_init_op)
     print('%s joined the cluster at global step %d' % (cluster.device, sess.run(graph.global_step)), flush=True)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from facenet_tf import cli, run_info
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.files import TEMPORARY_RE
 from facenet_tf.training.checkpoints import STATE_FOLDER, checkpoint_files, latest_state
 from facenet_tf.training.optimizers import OPTIMIZERS
@@ -122,6 +122,12 @@ def _add_lfw_arguments(parser):
     parser.add_argument('--lfw_use_moving_averages', action='store_true',
                         help='Run the LFW check with the moving averages of the weights (--moving_average_decay) '
                         'instead of their current values.')
+    parser.add_argument('--val_set', type=str, action='append', default=None, metavar='NAME=PATH',
+                        help='Another target of the per-epoch check (repeat for several): NAME=FILE.bin (insightface '
+                        'layout) or NAME=FOLDER,PAIRS_FILE; checked as LFW is (the --lfw_* flags), after it. The '
+                        'best checkpoint is chosen on the first target (--lfw_dir, else the first --val_set).')
+    parser.add_argument('--lfw_every_n_epochs', type=cli.positive_int, default=1,
+                        help='Run the per-epoch check (every target) every this many epochs, and after the last one.')
 
 
 # ---------------------------------------------------------------- recipe files
@@ -132,29 +138,30 @@ def read_config(filename):
     try:
         return tomllib.loads(text)
     except (tomllib.TOMLDecodeError, ValueError, RecursionError) as e:   # ValueError: an integer of 4300+ digits
-        raise UserError('config file %s: %s' % (filename, str(e).splitlines()[0][:200] if str(e) else type(e).__name__))
+        raise FaceNetError('config file %s: %s' % (filename, str(e).splitlines()[0][:200] if str(e)
+                                                   else type(e).__name__))
 
 
 def _config_value(filename, key, action, value):
     """The command-line text of a recipe value, checked as argparse would check it on the command line
     (type and choices), so a wrong value names the recipe file and its key."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise UserError('config file %s: %s must be a number or a string, not %s' % (filename, key,
-                                                                                   type(value).__name__))
+        raise FaceNetError('config file %s: %s must be a number or a string, not %s' % (filename, key,
+                                                                                      type(value).__name__))
     text = str(value)
     if action.type is not None:
         try:
             converted = action.type(text)
         except argparse.ArgumentTypeError as e:
-            raise UserError('config file %s: %s = %s: %s' % (filename, key, text[:40], e))
+            raise FaceNetError('config file %s: %s = %s: %s' % (filename, key, text[:40], e))
         except (TypeError, ValueError):
-            raise UserError('config file %s: %s = %s: invalid %s value' % (filename, key, text[:40],
-                                                                          action.type.__name__))
+            raise FaceNetError('config file %s: %s = %s: invalid %s value' % (filename, key, text[:40],
+                                                                             action.type.__name__))
     else:
         converted = text
     if action.choices is not None and converted not in action.choices:
-        raise UserError('config file %s: %s = %s is not one of %s' % (filename, key, text[:40],
-                                                                   ', '.join(map(str, action.choices))))
+        raise FaceNetError('config file %s: %s = %s is not one of %s' % (filename, key, text[:40],
+                                                                      ', '.join(map(str, action.choices))))
     return text
 
 
@@ -165,10 +172,13 @@ def config_argv(parser, filename):
     for key, value in read_config(filename).items():
         action = actions.get(key)
         if action is None:
-            raise UserError('config file %s: unknown key %r (not a flag of this script)' % (filename, key[:40]))
-        if action.nargs == 0:                              # store_true
+            raise FaceNetError('config file %s: unknown key %r (not a flag of this script)' % (filename, key[:40]))
+        if isinstance(action, argparse._AppendAction) and isinstance(value, list):   # a repeatable flag
+            argv += [token for item in value
+                     for token in (action.option_strings[0], _config_value(filename, key, action, item))]
+        elif action.nargs == 0:                              # store_true
             if not isinstance(value, bool):
-                raise UserError('config file %s: %s must be true or false' % (filename, key))
+                raise FaceNetError('config file %s: %s must be true or false' % (filename, key))
             argv += [action.option_strings[0]] if value else []
         else:
             argv += [action.option_strings[0], _config_value(filename, key, action, value)]
@@ -200,13 +210,13 @@ def import_network(model_def):
     try:
         return importlib.import_module(model_def)
     except ImportError as e:
-        raise UserError('cannot import the model definition %s: %s' % (model_def, e))
+        raise FaceNetError('cannot import the model definition %s: %s' % (model_def, e))
 
 
-def schedule_from_args(args):
+def schedule_from_args(config):
     """The learning-rate schedule when --learning_rate <= 0 asks for the schedule file, else None."""
-    if args.learning_rate <= 0.0:
-        return read_learning_rate_schedule(args.learning_rate_schedule_file)
+    if config.learning_rate <= 0.0:
+        return read_learning_rate_schedule(config.learning_rate_schedule_file)
     return None
 
 
@@ -224,7 +234,7 @@ def create_run_dirs(logs_base_dir, models_base_dir, subdir=None, resume=False):
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as e:
-            raise UserError('cannot create folder %s: %s' % (folder, e.strerror or e))
+            raise FaceNetError('cannot create folder %s: %s' % (folder, e.strerror or e))
     return folders
 
 
@@ -242,30 +252,29 @@ def run_exists(folders):
     return False
 
 
-def start_run(args, script_file, is_chief=True):
+def start_run(config, script_file, is_chief=True):
     """Create the run's log and model folders, print them, and record how the run was started.
     An existing run (run_exists) is refused unless --resume asks to continue it (its records are then
     left as they are); a worker of a cluster that is not the chief (is_chief False) joins the run of
     the chief. Returns RunFolders (subdir, log_dir, model_dir, resume)."""
-    resume = getattr(args, 'resume', False)
-    name = getattr(args, 'run_name', None)
+    resume, name = config.resume, config.run_name
     if resume and not name:
-        raise UserError('--resume needs --run_name (the name of the run to continue)')
+        raise FaceNetError('--resume needs --run_name (the name of the run to continue)')
     if name is not None and (not name.strip() or name in ('.', '..') or '/' in name or os.sep in name
                              or not name.isprintable()):
-        raise UserError('--run_name %r: a run name is one folder name (no path separator, not . or ..)' % name[:60])
-    folders = run_folders(args.logs_base_dir, args.models_base_dir, name)
+        raise FaceNetError('--run_name %r: a run name is one folder name (no path separator, not . or ..)' % name[:60])
+    folders = run_folders(config.logs_base_dir, config.models_base_dir, name)
     exists = run_exists(folders)
     if exists and not resume and is_chief:
-        raise UserError('%s: the run %s exists already (training again would overwrite its checkpoints); '
-                        '--resume continues it from its latest checkpoint, or choose another --run_name'
-                        % (folders.model_dir, folders.subdir))
+        raise FaceNetError('%s: the run %s exists already (training again would overwrite its checkpoints); '
+                           '--resume continues it from its latest checkpoint, or choose another --run_name'
+                           % (folders.model_dir, folders.subdir))
     if exists and resume and is_chief and latest_state(folders.model_dir) is None \
             and checkpoint_files(folders.model_dir):
-        raise UserError('%s: the run %s has checkpoints but no training state to continue from (%s/); start a new '
-                        'run from its weights with --pretrained_model %s' % (folders.model_dir, folders.subdir,
-                                                                             STATE_FOLDER, folders.model_dir))
-    folders = create_run_dirs(args.logs_base_dir, args.models_base_dir, folders.subdir, resume and exists)
+        raise FaceNetError('%s: the run %s has checkpoints but no training state to continue from (%s/); start a new '
+                           'run from its weights with --pretrained_model %s' % (folders.model_dir, folders.subdir,
+                                                                                STATE_FOLDER, folders.model_dir))
+    folders = create_run_dirs(config.logs_base_dir, config.models_base_dir, folders.subdir, resume and exists)
     print('Model directory: %s' % folders.model_dir)
     print('Log directory: %s' % folders.log_dir)
     if resume and not exists:
@@ -273,5 +282,5 @@ def start_run(args, script_file, is_chief=True):
     if not folders.resume:
         run_info.store_revision_info(os.path.dirname(os.path.abspath(script_file)), folders.log_dir,
                                      ' '.join(sys.argv))
-        run_info.write_arguments_to_file(args, os.path.join(folders.log_dir, 'arguments.txt'))
+        run_info.write_arguments_to_file(config.flag_namespace(), os.path.join(folders.log_dir, 'arguments.txt'))
     return folders

@@ -42,10 +42,10 @@ class TrainingGraph:
     replicas: Any = None                # distributed.SyncReplicas with synchronous updates in a cluster
 
 
-def train_control(args):
+def train_control(config):
     """The pipeline control word of training images from the augmentation flags."""
-    return input_pipeline.control_flags(args.random_crop, args.random_flip, args.random_rotate,
-                                        args.use_fixed_image_standardization, random_erase=args.random_erase)
+    return input_pipeline.control_flags(config.random_crop, config.random_flip, config.random_rotate,
+                                        config.use_fixed_image_standardization, random_erase=config.random_erase)
 
 
 @dataclasses.dataclass(eq=False)
@@ -56,7 +56,7 @@ class TowerLoss:
     sums: dict = dataclasses.field(default_factory=dict)    # graph attribute: scalar, summed over towers
 
 
-def build_training_graph(args, network, group_size, tower_loss, queue_capacity=100000, read_file=tf.io.read_file,
+def build_training_graph(config, network, group_size, tower_loss, queue_capacity=100000, read_file=tf.io.read_file,
                          graph_class=TrainingGraph, log_histograms=True):
     """The training graph (a `graph_class` object), seeded with --seed: step counter, placeholders and
     input pipeline (on /cpu:0), then per tower (--num_gpus, see towers.py) the network on its slice
@@ -67,12 +67,12 @@ def build_training_graph(args, network, group_size, tower_loss, queue_capacity=1
     (TF_CONFIG, see distributed.py) the variables go to the parameter servers."""
     cluster = distributed.from_environment()
     with distributed.device_scope(cluster):
-        return _build(args, network, group_size, tower_loss, queue_capacity, read_file, graph_class, log_histograms,
+        return _build(config, network, group_size, tower_loss, queue_capacity, read_file, graph_class, log_histograms,
                       cluster)
 
 
-def _build(args, network, group_size, tower_loss, queue_capacity, read_file, graph_class, log_histograms, cluster):
-    tf1.set_random_seed(args.seed)
+def _build(config, network, group_size, tower_loss, queue_capacity, read_file, graph_class, log_histograms, cluster):
+    tf1.set_random_seed(config.seed)
     with tf1.device(towers_lib.CPU):
         global_step = tf1.Variable(0, trainable=False, name='global_step')
         learning_rate_placeholder = tf1.placeholder(tf.float32, name='learning_rate')
@@ -80,12 +80,12 @@ def _build(args, network, group_size, tower_loss, queue_capacity, read_file, gra
         phase_train_placeholder = tf1.placeholder(tf.bool, name='phase_train')
         queue = input_pipeline.make_input_queue(group_size, capacity=queue_capacity)
         image_batch, label_batch = input_pipeline.create_input_pipeline(
-            queue, args.image_size, args.nrof_preprocess_threads, batch_size_placeholder,
-            capacity_images=4 * args.nrof_preprocess_threads * args.batch_size, read_file=read_file)
+            queue, config.image_size, config.nrof_preprocess_threads, batch_size_placeholder,
+            capacity_images=4 * config.nrof_preprocess_threads * config.batch_size, read_file=read_file)
         image_batch = tf.identity(image_batch, 'image_batch')
         image_batch = tf.identity(image_batch, 'input')
         label_batch = tf.identity(label_batch, 'label_batch')
-    num_towers = getattr(args, 'num_gpus', 1)
+    num_towers = config.num_gpus
     towers = towers_lib.make_towers(num_towers)
     if num_towers == 1:
         slices, weights = [[image_batch, label_batch]], [None]
@@ -97,14 +97,14 @@ def _build(args, network, group_size, tower_loss, queue_capacity, read_file, gra
     tower_entries = []
     for tower, (images, labels) in zip(towers, slices):
         with tower.scope():
-            tower_prelogits, _ = network.inference(images, args.keep_probability, phase_train=phase_train_placeholder,
-                                                   bottleneck_layer_size=args.embedding_size,
-                                                   weight_decay=args.weight_decay)
+            tower_prelogits, _ = network.inference(images, config.keep_probability, phase_train=phase_train_placeholder,
+                                                   bottleneck_layer_size=config.embedding_size,
+                                                   weight_decay=config.weight_decay)
             tower_embeddings = tf.nn.l2_normalize(tower_prelogits, 1, 1e-10, name='embeddings')
         if learning_rate is None:   # created where the one-device graph creates it (same op ids, same seeds)
             learning_rate = learning_rate_tensor(learning_rate_placeholder, global_step,
-                                                 args.learning_rate_decay_epochs, args.epoch_size,
-                                                 args.learning_rate_decay_factor)
+                                                 config.learning_rate_decay_epochs, config.epoch_size,
+                                                 config.learning_rate_decay_factor)
         known = len(loss_collection)
         with tower.scope():
             outputs.append(tower_loss(tower, tower_prelogits, tower_embeddings, labels))
@@ -120,14 +120,14 @@ def _build(args, network, group_size, tower_loss, queue_capacity, read_file, gra
     if num_towers > 1:
         _combine_towers(g, outputs, weights, prelogits, embeddings, tower_entries)
     g.cluster = cluster
-    g.replicas = distributed.optimizer_wrapper(cluster, getattr(args, 'replica_updates', 'sync'))
+    g.replicas = distributed.optimizer_wrapper(cluster, config.replica_updates)
     g.train_op, g.saved, g.averages = build_train_op(
-        g.loss, global_step, args.optimizer,
+        g.loss, global_step, config.optimizer,
         learning_rate if g.replicas is None else distributed.shared_learning_rate(learning_rate),
-        args.moving_average_decay, tf1.global_variables(),
+        config.moving_average_decay, tf1.global_variables(),
         log_histograms, towers=None if num_towers == 1 else (towers, [o.loss for o in outputs], weights),
         optimizer_wrapper=g.replicas)
-    add_run_ops(args, g)
+    add_run_ops(config, g)
     return g
 
 
@@ -150,7 +150,7 @@ def _combine_towers(g, outputs, weights, prelogits, embeddings, tower_entries):
         collection[:] = [c for c in collection if all(c is not entry for entry in per_tower)] + combined
 
 
-def add_run_ops(args, graph):
+def add_run_ops(config, graph):
     """What both training graphs add after the train op: the Saver of graph.saved (the last 3
     checkpoints kept), the Saver of the training state (every global variable), the merged
     summaries, the op closing the input queue and, with --lfw_use_moving_averages, the
@@ -159,5 +159,5 @@ def add_run_ops(args, graph):
     graph.state_saver = tf1.train.Saver(tf1.global_variables(), max_to_keep=1)
     graph.summary_op = tf1.summary.merge_all()
     graph.close_queue = graph.queue.queue.close(cancel_pending_enqueues=True)
-    if args.lfw_use_moving_averages:
+    if config.lfw_use_moving_averages:
         graph.average_swap = MovingAverageSwap(graph.averages)

@@ -17,6 +17,8 @@ align the faces at image_size, or larger (e.g. 182 for 160) with random crops.
 Training sets are image folders (the classic layout) or indexed record files (`train.rec`): record
 images are queued as `record:<key>` strings, which `record_file_reader` fetches from the record file,
 while any other string is read as a file (so LFW images go through the same queue during training).
+Encoded images of a `.bin` verification set are queued themselves behind ENCODED_PREFIX (a NUL byte,
+which no path holds), and `file_reader(..., encoded=True)` passes them on undecoded.
 """
 import collections
 import math
@@ -45,6 +47,7 @@ ERASE_AREA = (0.02, 0.4)        # share of the image a rectangle covers
 ERASE_ASPECT = (0.3, 1 / 0.3)   # its height / width
 
 RECORD_PREFIX = 'record:'
+ENCODED_PREFIX = b'\0encoded:'
 
 InputQueue = collections.namedtuple(
     'InputQueue', 'queue enqueue_op image_paths_placeholder labels_placeholder control_placeholder')
@@ -201,4 +204,23 @@ def record_file_reader(records):
             return records.encoded_tensor(key)
         is_record = tf.strings.regex_full_match(path, RECORD_PREFIX + '[0-9]+')
         return tf.cond(is_record, from_record, lambda: tf.io.read_file(path))
+    return read_file
+
+
+def encoded_items(images):
+    """Encoded images (bytes) as queue entries that file_reader(encoded=True) passes on as they are."""
+    return [ENCODED_PREFIX + bytes(data) for data in images]
+
+
+def file_reader(records=None, encoded=False):
+    """read_file(path) for the pipeline: record_file_reader(records) and, with `encoded`, entries of
+    encoded_items() taken as the image bytes they hold (only then is the test in the graph, so the
+    graph of a run without .bin targets is the classic one)."""
+    read = record_file_reader(records)
+    if not encoded:
+        return read
+
+    def read_file(path):
+        is_encoded = tf.equal(tf.strings.substr(path, 0, len(ENCODED_PREFIX)), ENCODED_PREFIX)
+        return tf.cond(is_encoded, lambda: tf.strings.substr(path, len(ENCODED_PREFIX), -1), lambda: read(path))
     return read_file

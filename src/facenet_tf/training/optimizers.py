@@ -2,7 +2,7 @@
 the swap that evaluates on those averages."""
 import contextlib
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.tf_setup import configure
 from facenet_tf.training import towers as towers_lib
 
@@ -25,7 +25,7 @@ def make_optimizer(name, learning_rate):
         return tf1.train.RMSPropOptimizer(learning_rate, decay=0.9, momentum=0.9, epsilon=1.0)
     if name == 'MOM':
         return tf1.train.MomentumOptimizer(learning_rate, 0.9, use_nesterov=True)
-    raise UserError('invalid optimizer %r (choose from %s)' % (name, ', '.join(OPTIMIZERS)))
+    raise FaceNetError('invalid optimizer %r (choose from %s)' % (name, ', '.join(OPTIMIZERS)))
 
 
 def add_loss_summaries(total_loss):

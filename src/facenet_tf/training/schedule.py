@@ -3,7 +3,7 @@ staircase decay of the fed rate inside the graph."""
 import math
 import os
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.tf_setup import configure
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
@@ -19,19 +19,19 @@ def read_text_file(filename, what, limit=TEXT_FILE_LIMIT):
     are one FaceNetError naming the file and `what` it should be."""
     path = os.path.expanduser(filename)
     if os.path.isdir(path):
-        raise UserError('%s: is a folder, not a %s' % (filename, what))
+        raise FaceNetError('%s: is a folder, not a %s' % (filename, what))
     if not os.path.exists(path):
-        raise UserError('%s file not found: %s' % (what, filename))
+        raise FaceNetError('%s file not found: %s' % (what, filename))
     with open(path, 'rb') as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise UserError('%s: larger than %d KiB, not a %s' % (filename, limit >> 10, what))
+        raise FaceNetError('%s: larger than %d KiB, not a %s' % (filename, limit >> 10, what))
     if b'\0' in data:
-        raise UserError('%s: binary data (NUL bytes), not a %s' % (filename, what))
+        raise FaceNetError('%s: binary data (NUL bytes), not a %s' % (filename, what))
     try:
         return data.decode('utf-8')
     except UnicodeDecodeError as e:
-        raise UserError('%s: not UTF-8 text (byte %d), not a %s' % (filename, e.start, what))
+        raise FaceNetError('%s: not UTF-8 text (byte %d), not a %s' % (filename, e.start, what))
 
 
 def read_learning_rate_schedule(filename):
@@ -53,16 +53,16 @@ def read_learning_rate_schedule(filename):
             if not math.isfinite(rate) or epoch < 0:
                 raise ValueError
         except ValueError:
-            raise UserError('%s line %d: expected "epoch: learning_rate" (epoch >= 0, finite rate), found "%s"'
-                            % (filename, lineno, raw.strip()[:80]))
+            raise FaceNetError('%s line %d: expected "epoch: learning_rate" (epoch >= 0, finite rate), found "%s"'
+                               % (filename, lineno, raw.strip()[:80]))
         if schedule and epoch <= schedule[-1][0]:
-            raise UserError('%s line %d: epochs must increase (%d after %d)'
-                            % (filename, lineno, epoch, schedule[-1][0]))
+            raise FaceNetError('%s line %d: epochs must increase (%d after %d)'
+                               % (filename, lineno, epoch, schedule[-1][0]))
         schedule.append((epoch, rate))
     if not schedule:
-        raise UserError('learning rate schedule file %s holds no "epoch: learning_rate" line' % filename)
+        raise FaceNetError('learning rate schedule file %s holds no "epoch: learning_rate" line' % filename)
     if schedule[0][0] > 0:
-        raise UserError('learning rate schedule file %s must start at epoch 0' % filename)
+        raise FaceNetError('learning rate schedule file %s must start at epoch 0' % filename)
     return schedule
 
 
@@ -82,9 +82,9 @@ def get_learning_rate_from_file(filename, epoch):
     return learning_rate_for_epoch(read_learning_rate_schedule(filename), epoch)
 
 
-def rate_for_epoch(args, schedule, epoch):
+def rate_for_epoch(config, schedule, epoch):
     """The rate fed in `epoch`: --learning_rate when positive, else the schedule's entry."""
-    return args.learning_rate if args.learning_rate > 0.0 else learning_rate_for_epoch(schedule, epoch)
+    return config.learning_rate if config.learning_rate > 0.0 else learning_rate_for_epoch(schedule, epoch)
 
 
 def learning_rate_tensor(learning_rate_placeholder, global_step, decay_epochs, epoch_size, decay_factor):

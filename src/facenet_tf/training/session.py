@@ -5,8 +5,8 @@ import re
 
 import numpy as np
 
-from facenet_tf.cli import UserError
-from facenet_tf.tf_setup import configure, session_config_from_args
+from facenet_tf.errors import FaceNetError
+from facenet_tf.tf_setup import configure, session_config
 from facenet_tf.training import distributed
 from facenet_tf.training.checkpoints import restore_pretrained, restore_state
 from facenet_tf.training.towers import session_device_count
@@ -40,8 +40,14 @@ def stop_queue_runners(sess, coord, threads, close_ops=()):
         pass
 
 
+def session_config_of(config, device_count=None):
+    """The session config of a run: --gpu_memory_fraction, --allow_growth, the towers' devices."""
+    return session_config(gpu_memory_fraction=config.gpu_memory_fraction, allow_growth=config.allow_growth,
+                          device_count=device_count)
+
+
 @contextlib.contextmanager
-def training_session(args, graph, log_dir, state=None):
+def training_session(config, graph, log_dir, state=None):
     """A session with the variables initialised, then restored from the run's training state `state`
     (a prefix, see checkpoints.latest_state: a run continued with --resume) or else from
     --pretrained_model, a summary writer (a continued run's events start with a SessionLog START at
@@ -49,18 +55,18 @@ def training_session(args, graph, log_dir, state=None):
     queue runners started; everything is stopped and closed on exit. In a cluster (graph.cluster)
     the session is on this worker's server (distributed.create_session; the chief restores `state`)
     and only the chief writes summaries. Yields (sess, summary_writer, coord)."""
-    config = session_config_from_args(args, session_device_count(getattr(args, 'num_gpus', 1)))
+    session = session_config_of(config, session_device_count(config.num_gpus))
     coord = tf.train.Coordinator()
     update_threads = []     # the chief's queue runner of synchronous updates
     is_chief = graph.cluster is None or graph.cluster.is_chief
     if graph.cluster is None:
-        sess = tf1.Session(config=config)
+        sess = tf1.Session(config=session)
         sess.run(tf1.global_variables_initializer())
         sess.run(tf1.local_variables_initializer())
     else:
-        server = distributed.start_server(graph.cluster, config)
-        sess, update_threads = distributed.create_session(graph.cluster, server, graph, state, config,
-                                                          getattr(args, 'cluster_wait_timeout', 0.0))
+        server = distributed.start_server(graph.cluster, session)
+        sess, update_threads = distributed.create_session(graph.cluster, server, graph, state, session,
+                                                          config.cluster_wait_timeout)
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: [thread.join(5) for thread in update_threads])
         stack.enter_context(sess)
@@ -69,8 +75,8 @@ def training_session(args, graph, log_dir, state=None):
         if state is not None and is_chief:
             print('Continuing the run from its training state %s (global step %d)'
                   % (state, sess.run(graph.global_step)))
-        elif args.pretrained_model and is_chief:
-            restore_pretrained(sess, args.pretrained_model, graph.saved, graph.averages)
+        elif config.pretrained_model and is_chief:
+            restore_pretrained(sess, config.pretrained_model, graph.saved, graph.averages)
         if is_chief:
             summary_writer = tf1.summary.FileWriter(log_dir, sess.graph)
             if state is not None:
@@ -87,7 +93,7 @@ def training_session(args, graph, log_dir, state=None):
 
 
 def input_error(coord, error):
-    """A one-line UserError for a failed pipeline run (an unreadable image, usually)."""
+    """A one-line FaceNetError for a failed pipeline run (an unreadable image, usually)."""
     cause = error
     if coord is not None and coord.should_stop():
         try:
@@ -97,7 +103,7 @@ def input_error(coord, error):
     message = getattr(cause, "message", None) or str(cause)
     lines = [line.strip() for line in message.splitlines()
              if line.strip() and not line.startswith('Graph execution error')]
-    return UserError('input pipeline failed: %s' % (lines[0] if lines else type(cause).__name__))
+    return FaceNetError('input pipeline failed: %s' % (lines[0] if lines else type(cause).__name__))
 
 
 def add_summary(summary_writer, step, **values):

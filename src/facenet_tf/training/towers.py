@@ -13,7 +13,7 @@ tower reads them), the input pipeline always on `/cpu:0`. With N = 1 the graph i
 graph: no tower name scope, the network on `/gpu:0` when a GPU is visible."""
 import contextlib
 
-from facenet_tf.cli import UserError
+from facenet_tf.errors import FaceNetError
 from facenet_tf.tf_setup import configure
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
@@ -36,8 +36,8 @@ def tower_devices(num_towers, nrof_gpus=None):
     if nrof_gpus >= num_towers:
         return ['/gpu:%d' % i for i in range(num_towers)]
     if nrof_gpus > 0:
-        raise UserError('--num_gpus %d, but TensorFlow sees %d GPU%s' % (num_towers, nrof_gpus,
-                                                                        '' if nrof_gpus == 1 else 's'))
+        raise FaceNetError('--num_gpus %d, but TensorFlow sees %d GPU%s' % (num_towers, nrof_gpus,
+                           '' if nrof_gpus == 1 else 's'))
     if num_towers == 1:
         return [None]
     return ['/cpu:%d' % i for i in range(num_towers)]
