@@ -50,9 +50,10 @@ def shared_present():
 
 
 def _keras_h5_path():
-    for path in (os.environ.get('FACENET_KERAS_H5', ''),
-                 os.path.join(SHARED, 'models', 'facenet_keras.h5'),
-                 os.path.expanduser('~/.cache/facenet-tf1compat/facenet_keras.h5')):
+    """$FACENET_KERAS_H5, else the one default place of the fetched model: the cache folder that
+    data/get_facenet_keras.sh writes and FaceNet.pretrained reads (pretrained.cache_dir())."""
+    from facenet_tf import pretrained
+    for path in (os.environ.get('FACENET_KERAS_H5', ''), os.path.join(pretrained.cache_dir(), 'facenet_keras.h5')):
         if path and os.path.isfile(path):
             return path
     return None
