@@ -1,63 +1,61 @@
-"""Writing an ROC curve: the points as CSV, and a PNG plot (matplotlib if installed, else Pillow)."""
+"""Writing an ROC curve: the points as CSV, and a matplotlib PNG plot read as face-verification
+curves are: false-accept rate on a log axis, the VAL@FAR point and the equal error rate marked."""
 import os
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from facenet_tf.errors import FaceNetError
+from facenet_tf.files import atomic_path
 
-PLOT_SIZE = 480
-MARGIN = 60
+FIGURE_INCHES = 6.0
+DPI = 80               # 6 in x 80 dpi: a 480 x 480 pixel PNG
+MIN_FAR = 1e-4         # left end of the log axis when no point lies further left
 
 
 def write_csv(path, thresholds, fpr, tpr):
     """One line per threshold: threshold,fpr,tpr (with a header line)."""
     rows = np.column_stack([thresholds, fpr, tpr])
-    np.savetxt(path, rows, fmt='%.6f', delimiter=',', header='threshold,fpr,tpr', comments='')
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, rows, fmt='%.6f', delimiter=',', header='threshold,fpr,tpr', comments='')
 
 
-def _plot_matplotlib(path, fpr, tpr, title):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig = plt.figure(figsize=(6, 6))
-    plt.plot(fpr, tpr, lw=2)
-    plt.plot([0, 1], [0, 1], ':', color='gray')
-    plt.xlim(0, 1)
-    plt.ylim(0, 1)
-    plt.xlabel('False positive rate')
-    plt.ylabel('True positive rate')
-    plt.title(title)
-    plt.grid(True, alpha=0.3)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+def far_floor(fpr, far=None):
+    """Left end of the log false-accept axis: a decade below the smallest positive rate shown (a rate
+    of 0 cannot be drawn on a log axis and is drawn there), at most MIN_FAR."""
+    rates = np.concatenate([np.ravel(fpr), [] if far is None else [far]]).astype(np.float64)
+    positive = rates[rates > 0]
+    smallest = positive.min() if positive.size else MIN_FAR
+    return 10.0 ** np.floor(np.log10(min(smallest, MIN_FAR)))
 
 
-def _plot_pillow(path, fpr, tpr, title):
-    size = PLOT_SIZE + 2 * MARGIN
-    img = Image.new('RGB', (size, size), 'white')
-    draw = ImageDraw.Draw(img)
+def plot_roc(fpr, tpr, title='ROC', val=None, far=None, eer=None):
+    """The ROC figure (a matplotlib Figure, not shown): true-accept rate over the false-accept rate
+    on a log axis, the VAL@FAR point and the EER point (where FAR = 1 - TAR) marked when given."""
+    from matplotlib.figure import Figure   # a Figure without pyplot: no display, no global state
+    floor = far_floor(fpr, far)
+    fig = Figure(figsize=(FIGURE_INCHES, FIGURE_INCHES), dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(np.maximum(fpr, floor), tpr, lw=2, label='ROC')
+    if val is not None and far is not None and np.isfinite(val) and np.isfinite(far):
+        ax.plot([max(far, floor)], [val], 'o', color='tab:red', label='VAL %.4f @ FAR %.5f' % (val, far))
+    if eer is not None and np.isfinite(eer):
+        ax.plot([max(eer, floor)], [1.0 - eer], 's', color='tab:green', label='EER %.4f' % eer)
+    ax.set_xscale('log')
+    ax.set_xlim(floor, 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel('False accept rate (log scale)')
+    ax.set_ylabel('True accept rate')
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(loc='lower right')
+    fig.tight_layout()
+    return fig
 
-    def xy(x, y):
-        return MARGIN + x * PLOT_SIZE, MARGIN + (1 - y) * PLOT_SIZE
 
-    for t in np.linspace(0, 1, 6):
-        draw.line([xy(t, 0), xy(t, 1)], fill=(225, 225, 225))
-        draw.line([xy(0, t), xy(1, t)], fill=(225, 225, 225))
-        draw.text((xy(t, 0)[0] - 8, xy(t, 0)[1] + 6), '%.1f' % t, fill='black')
-        draw.text((MARGIN - 30, xy(0, t)[1] - 6), '%.1f' % t, fill='black')
-    draw.rectangle([xy(0, 1), xy(1, 0)], outline='black')
-    draw.line([xy(0, 0), xy(1, 1)], fill=(160, 160, 160))
-    draw.line([xy(x, y) for x, y in zip(fpr, tpr)], fill=(31, 119, 180), width=3)
-    draw.text((MARGIN, MARGIN - 30), title, fill='black')
-    draw.text((MARGIN + PLOT_SIZE // 2 - 50, size - MARGIN + 25), 'False positive rate', fill='black')
-    draw.text((6, MARGIN - 20), 'True positive rate', fill='black')
-    img.save(path)
-
-
-def write_roc(path, thresholds, fpr, tpr, title='ROC'):
+def write_roc(path, thresholds, fpr, tpr, title='ROC', val=None, far=None, eer=None):
     """Write the points as CSV and the plot as PNG, named after `path` (extension replaced by .csv
-    and .png when it is .png, else the CSV is `path` itself); returns (csv_path, png_path)."""
+    and .png when it is .png, else the CSV is `path` itself), each written atomically; val/far (the
+    VAL@FAR point) and eer are marked on the plot when given; returns (csv_path, png_path)."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FaceNetError('folder of --roc_output does not exist: %s' % directory)
@@ -67,8 +65,6 @@ def write_roc(path, thresholds, fpr, tpr, title='ROC'):
     write_csv(csv_path, thresholds, fpr, tpr)
     order = np.argsort(fpr, kind='mergesort')
     fpr, tpr = np.asarray(fpr)[order], np.asarray(tpr)[order]
-    try:
-        _plot_matplotlib(png, fpr, tpr, title)
-    except ImportError:
-        _plot_pillow(png, fpr, tpr, title)
+    with atomic_path(png) as tmp:
+        plot_roc(fpr, tpr, title, val, far, eer).savefig(tmp, dpi=DPI, format='png')
     return csv_path, png

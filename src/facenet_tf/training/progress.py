@@ -13,7 +13,11 @@ from facenet_tf.progress import Progress
 
 class EpochProgress(Progress):
     """Counts the steps of an epoch (and their images and losses); prints a line on the first step,
-    at most every `interval` seconds after it, and on the last step."""
+    at most every `interval` seconds after it, and on the last step, on a terminal too (the classic
+    training log)."""
+
+    live_bar = False
+    log_steps = None
 
     def __init__(self, epoch, epoch_size, interval=5.0, stream=None):
         super().__init__(epoch_size, 'Epoch %d' % epoch, 'img', interval,
