@@ -74,9 +74,9 @@ def test_bad_and_odd_inputs_never_stop_a_run(face_path, tmp_path, capsys):
     assert ('Total number of images: 12, successfully aligned: 7 (7 faces written), no face: 2, '
             'unreadable: 3') in captured.out
     for name in ('not_an_image.jpg', 'truncated.jpg', 'empty.png'):
-        assert sum(name in line and line.startswith('unreadable: ') for line in captured.out.splitlines()) == 1
+        assert sum(name in line and line.startswith('unreadable: ') for line in captured.err.splitlines()) == 1
     for name in ('tiny.png', 'noface.png'):
-        assert sum(name in line and line.startswith('no face: ') for line in captured.out.splitlines()) == 1
+        assert sum(name in line and line.startswith('no face: ') for line in captured.err.splitlines()) == 1
     written = sorted(os.listdir(os.path.join(out, 'odd')))
     assert written == sorted(n + '.png' for n in ('gray', 'rgba', 'palette', 'sixteen', 'cmyk', 'exif_rotated',
                                                   'huge'))
@@ -165,13 +165,13 @@ def test_resume_after_kill_leaves_no_partial_png(data_dir, tmp_path, capsys):
     code, captured = _run([str(src), str(out), '--image_size', '80'], capsys)
     assert code == 0
     if listed:
-        assert '%d of %d images already aligned by an earlier run' % (listed, total) in captured.out
+        assert '%d of %d images already aligned by an earlier run' % (listed, total) in captured.err
     final = glob.glob(str(out / '*' / '*.png'))
     assert len(final) == total - 1  # all but the blank image
     assert not stale.exists()
     assert not [n for n in glob.glob(str(out / '*' / '.*'))]
     code, captured = _run([str(src), str(out), '--image_size', '80'], capsys)
-    assert '%d of %d images already aligned' % (total, total) in captured.out  # no-face image remembered
+    assert '%d of %d images already aligned' % (total, total) in captured.err  # no-face image remembered
 
 
 def test_workers_give_the_same_outputs(data_dir, tmp_path, capsys):

@@ -40,9 +40,13 @@ def test_compare_report(frozen_model, data_dir, tmp_path, capsys):
     broken = str(tmp_path / 'broken.jpg')
     with open(broken, 'wb') as f:
         f.write(b'not a jpeg at all')
-    out = _run_in_process(capsys, frozen_model, faces[0], blank, faces[1], broken, faces[2], faces[0])
-    assert "can't detect face in %s" % blank in out
-    assert 'cannot read %s' % broken in out
+    from facenet_tf import compare
+    compare.main(compare.parse_arguments([frozen_model, faces[0], blank, faces[1], broken, faces[2], faces[0]]))
+    out, err = capsys.readouterr()
+    notes = [line for line in err.splitlines() if line.endswith(': left out')]   # on stderr, in order
+    assert len(notes) == 2 and notes[0] == "can't detect face in %s: left out" % blank
+    assert notes[1].startswith('cannot read %s (' % broken)
+    assert 'left out' not in out
     listed = re.findall(r'^(\d+): (.+)$', out, re.M)
     assert [p for _, p in listed] == [faces[0], faces[1], faces[2], faces[0]]
     assert 'Distance matrix' in out
@@ -67,8 +71,10 @@ def test_compare_needs_two_faces(frozen_model, tmp_path, data_dir):
     face = os.path.join(data_dir, 'misc_faces', 'facenet_pytorch', 'test_images', 'paul_rudd', '1.jpg')
     r = _run(frozen_model, face, blank)
     assert r.returncode != 0
-    assert r.stderr.strip().splitlines() == ['compare.py: error: need at least two images with a detectable '
+    assert r.stderr.strip().splitlines() == ["can't detect face in %s: left out" % blank,
+                                             'compare.py: error: need at least two images with a detectable '
                                              'face, got 1']
+    assert r.stdout == ''
 
 
 

@@ -93,7 +93,7 @@ def test_shards_merge_into_the_file_of_one_run(one_run, model_pb, dataset, tmp_p
     out = str(tmp_path / 'emb.h5')
     for i in range(3):
         assert _export(model_pb, dataset, out, '--shard', '%d/3' % i) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err   # the notes
     assert 'unreadable: %s' % os.path.join(dataset, 'Bruno', 'Bruno_0099.png') in printed
     assert printed.count('unreadable: /') == 1
     files = sorted(glob.glob(str(tmp_path / 'emb.shard_*_of_3.h5')))
@@ -128,11 +128,11 @@ def test_killed_run_resumes_after_its_complete_chunks(one_run, model_pb, dataset
     assert 1 <= len(chunks) < len(plan), 'the run should have been killed part-way'
     assert script.main(script.parse_arguments([model_pb, dataset, out, '--image_size', str(SIZE),
                                                '--batch_size', '8', '--chunk_size', '8'])) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr()
     done = sum(sum(c) for c in plan[:len(chunks)])
     assert 'Resumed at chunk %d of %d (%d of %d images embedded by an earlier run)' % (
-        len(chunks), len(plan), done, total) in printed
-    assert 'computed now: %d, by an earlier run: %d' % (total - done, done) in printed
+        len(chunks), len(plan), done, total) in printed.err
+    assert 'computed now: %d, by an earlier run: %d' % (total - done, done) in printed.out
     a, b = embeddings_file.read(one_run), embeddings_file.read(out)
     assert a.paths == b.paths and a.embeddings.tobytes() == b.embeddings.tobytes()
     assert not os.path.exists(parts) and not glob.glob(str(tmp_path / '.*'))

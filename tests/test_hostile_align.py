@@ -124,7 +124,7 @@ def test_same_stems_and_odd_files_in_one_run(data_dir, tmp_path):
         'x_jpg.png', 'x_png.png', 'IMG 0001.png', 'caf\udce9.png', 'garbage_exif.png'))
     with Image.open(str(out / 'odd' / 'x_jpg.png')) as a, Image.open(str(out / 'odd' / 'x_png.png')) as b:
         assert np.asarray(a).tobytes() != np.asarray(b).tobytes()      # two faces, both kept
-    notes = result.out.splitlines()
+    notes = result.err.splitlines()
     for name, kind in (('line.png', 'no face: '), ('anim.gif', 'no face: '), ('iccp.png', 'unreadable: '),
                        ('notes.jpg', 'unreadable: '), ('two\\nlines.jpg', 'unreadable: ')):
         assert sum(line.startswith(kind) and name in line for line in notes) == 1, (name, result)
@@ -139,7 +139,7 @@ def test_same_stems_and_odd_files_in_one_run(data_dir, tmp_path):
 
     again = _align(tmp_path / 'in', out)                                # resume: nothing redone
     assert again.code == 0, again
-    assert '7 of 10 images already aligned by an earlier run' in again.out
+    assert '7 of 10 images already aligned by an earlier run' in again.err
     assert sorted(_lines(out)) == sorted(lines) and _crops(out) == crops
     assert hostile.tree_hashes(tmp_path / 'in') == before
 
@@ -202,7 +202,7 @@ def test_huge_png_and_bomb_bounded_in_one_run(data_dir, tmp_path):
                                                               '--max_detect_side', '3000'], timeout=120)
     assert result.code == 0, result
     assert 'Traceback' not in result.out + result.err
-    notes = [line for line in result.out.splitlines() if line.startswith('unreadable: ')]
+    notes = [line for line in result.err.splitlines() if line.startswith('unreadable: ')]
     assert len(notes) == 1 and 'bomb.png' in notes[0] and 'image too large' in notes[0]
     assert sorted(_crops(out)) == ['p/face.png', 'p/huge.png']
     box = [int(v) for v in dict(_lines(out))['p/huge.png']]
@@ -274,7 +274,7 @@ def test_outputs_are_never_written_through_symbolic_links(data_dir, tmp_path):
     result = _align(src, out)
     assert result.code == 0, result
     assert sum('skipped 1 images of class q' in line and 'symbolic link' in line
-               for line in result.out.splitlines()) == 1
+               for line in result.err.splitlines()) == 1
     assert sorted(_crops(out)) == ['p/a.png']
     result = _align(src, out, '--shard', '0/2')
     hostile.assert_one_line_error(result, 'bounding_boxes_shard_0_of_2.txt', 'symbolic link', code=2)
@@ -297,7 +297,7 @@ def test_runs_that_align_nothing_exit_non_zero(tmp_path):
     assert 'Traceback' not in result.out + result.err
     other = 1 - sharding.shard_of('p', 2)                              # a shard without classes: fine
     result = _align(tmp_path / 'blank', tmp_path / 'out3', '--shard', '%d/2' % other)
-    assert result.code == 0 and 'the other shards have them' in result.out, result
+    assert result.code == 0 and 'the other shards have them' in result.err, result
 
 
 def test_output_folder_problems(data_dir, tmp_path):
@@ -318,5 +318,5 @@ def test_output_folder_problems(data_dir, tmp_path):
     assert first.code == 0 and sorted(_crops(inner)) == ['p/a.png'], first
     second = _align(src, inner)
     assert second.code == 0, second
-    assert '1 of 1 images already aligned' in second.out and 'unreadable: /' not in second.out, second
+    assert '1 of 1 images already aligned' in second.err and 'unreadable: /' not in second.err, second
     assert len(_lines(inner)) == 1

@@ -437,7 +437,7 @@ def test_damaged_chunk_is_computed_again(work, tmp_path):
     chunks = _interrupted(work, str(root / 'models' / 'a' / 'm.pb'), out)
     open(chunks[1], 'wb').close()
     result = _export(str(root / 'models' / 'a' / 'm.pb'), str(root / 'faces'), out)
-    assert result.code == 0 and 'Resumed at chunk 1 of 3 (5 of 15 images' in result.out, result
+    assert result.code == 0 and 'Resumed at chunk 1 of 3 (5 of 15 images' in result.err, result
     a, b = embeddings_file.read(good), embeddings_file.read(out)
     assert a.paths == b.paths and a.embeddings.tobytes() == b.embeddings.tobytes()
     assert os.listdir(str(tmp_path)) == ['emb.h5']
@@ -499,7 +499,7 @@ def test_resume_with_another_model_of_the_same_name_starts_again(work, tmp_path)
     _interrupted(work, str(model), out)
     shutil.copyfile(str(root / 'models' / 'b' / 'm.pb'), str(model))  # another model, same file name
     result = _export(str(model), str(root / 'faces'), out)
-    assert result.code == 0 and 'other inputs, settings or model file: starting again' in result.out
+    assert result.code == 0 and 'other inputs, settings or model file: starting again' in result.err
     fresh = str(tmp_path / 'fresh.h5')
     assert _export(str(root / 'models' / 'b' / 'm.pb'), str(root / 'faces'), fresh).code == 0
     a, b = embeddings_file.read(fresh), embeddings_file.read(out)

@@ -303,7 +303,7 @@ def test_cluster_and_compare_fail_when_nothing_was_processed(tiny_pb, data_dir, 
     with no_hang():
         result = run_main(compare, [tiny_pb, tmp_path / 'a.jpg', photo])
     assert_one_line_error(result, 'need at least two images with a detectable face, got 1', code=2)
-    assert '%s: not a regular file' % (tmp_path / 'a.jpg') in result.out
+    assert '%s: not a regular file' % (tmp_path / 'a.jpg') in result.err
 
 
 def test_a_killed_run_leaves_no_partial_output_and_a_rerun_completes(tiny_pb, data_dir, gallery, tmp_path):

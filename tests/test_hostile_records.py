@@ -125,7 +125,7 @@ def test_listed_pairs_with_outside_names_are_skipped(lfw_tree, capsys):
     paths, issame = lfw.get_paths(data, [['Ann', '1', '2'], ['../outside', '1', '2'], [outside, '1', '2']])
     assert len(paths) == 2 and issame == [True]
     assert all(p.startswith(data) for p in paths)
-    assert 'Skipped 2 image pairs' in capsys.readouterr().out
+    assert 'Skipped 2 image pairs' in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- record files

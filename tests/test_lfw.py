@@ -160,7 +160,7 @@ def test_get_paths_prefers_jpg_then_png(tmp_path, capsys):
     paths, issame = lfw.get_paths(str(tmp_path), [['Ann_Lee', '1', '2'], ['Ann_Lee', '1', '3']])
     assert paths == [str(person / 'Ann_Lee_0001.png'), str(person / 'Ann_Lee_0002.jpg')]
     assert issame == [True]
-    assert 'Skipped 1 image pairs' in capsys.readouterr().out
+    assert 'Skipped 1 image pairs' in capsys.readouterr().err
 
 
 def test_missing_pairs_file_names_the_protocol_files(tmp_path):

@@ -156,7 +156,7 @@ def test_three_shards_with_one_killed_and_rerun_equal_one_run(sharded_input, tmp
 
     code = script.main(script.parse_arguments([src, out] + ARGS + ['--shard', '0/%d' % COUNT]))
     assert code == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err   # the notes of the run
     assert 'Shard 0/%d: %d of %d classes' % (COUNT, len(killed_classes), len(os.listdir(src))) in printed
     assert '%d of %d images already aligned by an earlier run' % (at_kill, shard0_total) in printed
     assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, 'bounding_boxes_*.txt'))) == [
@@ -174,7 +174,7 @@ def test_three_shards_with_one_killed_and_rerun_equal_one_run(sharded_input, tmp
         assert np.array_equal(crops[name], pixels), name
 
     code = script.main(script.parse_arguments([src, out] + ARGS + ['--shard', '0/%d' % COUNT]))
-    assert '%d of %d images already aligned' % (shard0_total, shard0_total) in capsys.readouterr().out
+    assert '%d of %d images already aligned' % (shard0_total, shard0_total) in capsys.readouterr().err
     assert _outputs(out)[1] == single_lines
 
 

@@ -125,7 +125,7 @@ def test_one_loader_for_folders_and_bin_files(faces, capsys):
     pairs = faces / 'pairs_missing.txt'
     pairs.write_text((faces / 'pairs.txt').read_text() + 'Nobody 1 2\n')
     assert load_verification_set(str(faces / 'lfw'), str(pairs), 2).skipped == 1
-    assert 'Skipped 1 image pairs' in capsys.readouterr().out
+    assert 'Skipped 1 image pairs' in capsys.readouterr().err
     with pytest.raises(FaceNetError, match='few.bin: 6 pairs cannot be split into 10 folds'):
         load_verification_set(str(faces / 'few.bin'), None, 10)
 

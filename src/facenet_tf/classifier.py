@@ -21,19 +21,24 @@ from collections import namedtuple
 import numpy as np
 
 from facenet_tf import classify, embeddings_file, tf_setup
-from facenet_tf.cli import non_negative_float, command
-from facenet_tf.dataset import get_dataset, get_image_paths_and_labels
+from facenet_tf.cli import ArgumentParser, non_negative_float, command
+from facenet_tf.dataset import get_dataset, get_image_paths_and_labels, note_skipped
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import add_overwrite_argument, check_new_output
+from facenet_tf.images import unaligned_warning
 
 # an image folder (stored None) or an embeddings file (paths relative, as stored in it)
-Images = namedtuple('Images', 'dataset paths labels stored')
+# with the warning line about image sizes (unaligned_warning), shown once the model has loaded
+Images = namedtuple('Images', 'dataset paths labels stored warning')
 
 
 def load_dataset(data_dir, args, mode, split, stored=None):
     """The classes of data_dir, or of the embeddings file's content `stored` (with `split`, the
-    training or test part of the classic split); classes without images are left out with a note."""
-    dataset = embeddings_file.dataset(stored) if stored is not None else get_dataset(data_dir)
+    training or test part of the classic split); classes without images are left out with a note,
+    files that are not images with a note each on stderr."""
+    skipped = []
+    dataset = embeddings_file.dataset(stored) if stored is not None else get_dataset(data_dir, skipped=skipped)
+    note_skipped(skipped, _warn)
     if split:
         train_set, test_set = classify.split_dataset(dataset, args.min_nrof_images_per_class,
                                                      args.nrof_train_images_per_class)
@@ -42,24 +47,27 @@ def load_dataset(data_dir, args, mode, split, stored=None):
             raise FaceNetError('no class of %s has --min_nrof_images_per_class %d images'
                             % (data_dir, args.min_nrof_images_per_class))
     empty = [cls.name for cls in dataset if not cls.image_paths]
-    if empty:
-        print('Left out %d class%s without images: %s' % (len(empty), '' if len(empty) == 1 else 'es',
-                                                           ', '.join(empty[:10])))
-        dataset = [cls for cls in dataset if cls.image_paths]
+    dataset = [cls for cls in dataset if cls.image_paths]
     if not dataset:
         raise FaceNetError('no images in %s (expected one sub-folder of aligned images per person)' % data_dir)
+    if empty:
+        _warn('Left out %d class%s without images: %s' % (len(empty), '' if len(empty) == 1 else 'es',
+                                                          ', '.join(empty[:10])))
     return dataset
 
 
-def compute_embeddings(args, *path_lists):
+def compute_embeddings(args, *path_lists, warnings=()):
     """Embeddings of each list of image files with the model (loaded once), in batches of
-    args.batch_size."""
+    args.batch_size; `warnings` are written to stderr once the model has loaded (after every
+    error the run could stop on)."""
     tf1 = tf_setup.configure().compat.v1
     from facenet_tf import embedding
     print('Loading feature extraction model')
     with tf1.Graph().as_default():
         with tf_setup.inference_session(args) as sess:
             embedding.load_for_inference(args.model, sess)
+            for warning in warnings:
+                _warn(warning)
             print('Calculating features for images')
             sys.stdout.flush()
             return [embedding.embed(sess, paths, image_size=args.image_size, batch_size=args.batch_size,
@@ -83,13 +91,20 @@ def load_images(args, data_dir, mode, split):
     paths, labels = get_image_paths_and_labels(dataset)
     print('Number of classes: %d' % len(dataset))
     print('Number of images: %d' % len(paths))
-    return Images(dataset, paths, labels, stored)
+    warning = unaligned_warning(paths, args.image_size, data_dir) if stored is None else None
+    return Images(dataset, paths, labels, stored, warning)
+
+
+def _warn(line):
+    sys.stdout.flush()
+    sys.stderr.write(line + '\n')
 
 
 def embeddings_of(args, *image_sets):
     """Embeddings of each Images: the rows of its embeddings file, or computed with the model
     (loaded once, only when a set needs it)."""
-    computed = iter(compute_embeddings(args, *[s.paths for s in image_sets if s.stored is None])
+    warnings = [s.warning for s in image_sets if s.warning]
+    computed = iter(compute_embeddings(args, *[s.paths for s in image_sets if s.stored is None], warnings=warnings)
                     if any(s.stored is None for s in image_sets) else [])
     return [next(computed) if s.stored is None else embeddings_file.rows_of(s.stored, s.paths)
             for s in image_sets]
@@ -151,9 +166,9 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog='\n'.join(__doc__.splitlines()[2:]))
+    parser = ArgumentParser(description=__doc__.splitlines()[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog='\n'.join(__doc__.splitlines()[2:]))
     parser.add_argument('mode', type=str, choices=['TRAIN', 'CLASSIFY'],
                         help='Indicates if a new classifier should be trained or a classification '
                              'model should be used for classification')

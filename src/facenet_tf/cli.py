@@ -5,6 +5,9 @@ folder, or a full disk) print `<script>: error: <reason>` and exit 2.
 Also the argparse validators the scripts use as `type=` for numeric flags (positive_int,
 non_negative_int, int_at_least, int_between, non_negative_float, fraction): a bad value is reported
 by argparse itself, as `<script>: error: argument --flag: <reason>` after the usage line, exit code 2.
+
+Every tool's parser is `ArgumentParser` (flags spelt in full, unknown flags named first); the tool
+modules import without TensorFlow, so `--help` and flag errors come before it loads.
 """
 import argparse
 import os
@@ -37,7 +40,20 @@ def command(main, parse_arguments, argv=None):
     """A tool's whole command line (argv, default sys.argv[1:]) parsed and run through `run`: the
     exit code. Parsing runs inside `run`, so a bad recipe file (--config) is one line as well."""
     argv = sys.argv[1:] if argv is None else argv
-    return run(lambda a: main(parse_arguments(a)), argv)
+    return run(lambda a: main(expand_user(parse_arguments(a))), argv)
+
+
+def expand_user(args):
+    """The parsed arguments with a leading `~` of every string value (and of each string in a list)
+    expanded, as the shell would have done: one rule for every path flag and positional, quoted or
+    not, applied once here at the command line's boundary."""
+    for name, value in list(getattr(args, '__dict__', {}).items()):
+        if isinstance(value, str) and value.startswith('~'):
+            setattr(args, name, os.path.expanduser(value))
+        elif isinstance(value, list) and any(isinstance(v, str) and v.startswith('~') for v in value):
+            setattr(args, name, [os.path.expanduser(v) if isinstance(v, str) and v.startswith('~') else v
+                                 for v in value])
+    return args
 
 
 def os_error_line(e):
@@ -98,12 +114,38 @@ def positive_float(text):
     return value
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """The parser of every tool: a flag must be spelt in full (no abbreviation, so a typo never
+    silently means another flag), and a command line that fails names its unknown flags first
+    (`unrecognized arguments: --galery`), before any other error such as a missing required flag."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs['allow_abbrev'] = False
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(args, namespace)
+
+    def _unknown_flags(self):
+        argv = getattr(self, '_argv', [])
+        argv = argv[:argv.index('--')] if '--' in argv else argv
+        return [a for a in argv if isinstance(a, str) and (self._parse_optional(a) or (1,))[0] is None]
+
+    def error(self, message):
+        unknown = [] if getattr(self, '_in_error', False) else self._unknown_flags()
+        self._in_error = True
+        if unknown and not message.startswith('unrecognized arguments'):
+            message = 'unrecognized arguments: %s' % ' '.join(unknown)
+        super().error(message)
+
+
 def doc_parser(doc):
     """An ArgumentParser whose description is the script docstring's first line and whose epilog is
     the rest of it (after the blank second line), kept as written."""
     lines = doc.splitlines()
-    return argparse.ArgumentParser(description=lines[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog='\n'.join(lines[2:]))
+    return ArgumentParser(description=lines[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                          epilog='\n'.join(lines[2:]))
 
 
 def add_model_argument(parser):

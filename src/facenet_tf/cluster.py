@@ -31,7 +31,6 @@ from facenet_tf.align import aligner
 from facenet_tf import annotate, clustering, recognition, tf_setup
 from facenet_tf.cli import add_model_argument, doc_parser, positive_float, positive_int, command
 from facenet_tf.errors import FaceNetError
-from facenet_tf.faces import FacePipeline
 
 
 def _note(text):
@@ -56,6 +55,7 @@ def embed_faces(args, input_dir, output_dir):
                                   fixed_standardization=args.use_fixed_image_standardization)
             return faces, emb
         from facenet_tf.align.detect_face import MTCNN
+        from facenet_tf.faces import FacePipeline
         with MTCNN(gpu_memory_fraction=args.gpu_memory_fraction, allow_growth=args.allow_growth) as detector:
             pipeline = FacePipeline(sess, detector, args.image_size, args.margin,
                                     args.use_fixed_image_standardization, args.max_detect_side, args.batch_size)
@@ -93,7 +93,7 @@ def main(args):
     if not os.path.isdir(input_dir):
         raise FaceNetError('input folder not found: %s' % args.input_dir)
     _check_output(input_dir, output_dir)
-    nrof_photos = len(clustering.image_files(input_dir))
+    nrof_photos = len(clustering.image_files(input_dir, _note))
     if not nrof_photos:
         raise FaceNetError('no image files under %s' % args.input_dir)
     made = [os.path.join(output_dir, clustering.CROPS_FOLDER)] + ([] if os.path.isdir(output_dir) else [output_dir])

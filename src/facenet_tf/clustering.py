@@ -36,10 +36,15 @@ UNFINISHED = '.cluster_unfinished'   # in OUTPUT_DIR (holding the writer's proce
 CLUSTER_FOLDER_RE = re.compile(r'^(cluster_\d{3,}|%s)$' % NOISE_FOLDER)
 
 
-def image_files(input_dir):
+def image_files(input_dir, note=None):
     """Image files under input_dir, recursively, sorted: regular files only (a FIFO or device named
-    like an image is never opened), hidden files and folders left out."""
-    return folder_images(input_dir)
+    like an image is never opened), hidden files and folders left out; with `note`, each other file
+    gets a note and their count a last one (dataset.note_skipped)."""
+    skipped = []
+    found = folder_images(input_dir, skipped)
+    if note is not None:
+        dataset.note_skipped(skipped, note)
+    return found
 
 
 def crop_names(paths, input_dir):

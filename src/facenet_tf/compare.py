@@ -2,7 +2,6 @@
 
 Usage: python src/compare.py model image_files... [--image_size 160] [--margin 44] [--max_detect_side N]
 """
-import argparse
 import os
 import sys
 
@@ -12,7 +11,7 @@ from facenet_tf.align import aligner
 from facenet_tf import faces as faces_lib
 from facenet_tf import images as image_lib
 from facenet_tf import tf_setup
-from facenet_tf.cli import add_gpu_memory_arguments, add_model_argument, command
+from facenet_tf.cli import ArgumentParser, add_gpu_memory_arguments, add_model_argument, command
 from facenet_tf.errors import FaceNetError
 from facenet_tf.precision import add_precision_argument
 from facenet_tf.sources import regular_file
@@ -35,7 +34,7 @@ def load_and_align_data(image_paths, image_size, margin, standardize, max_detect
     """(kept paths, [N, size, size, 3] float images): the first detected face of each image (the
     classic compare.py choice), cropped by the face service (margin/2 per side, PIL bilinear resize)
     and standardised; photos are detected DETECT_BATCH at a time; unusable images are named (in
-    the order given) and left out. Detection runs on the full image unless max_detect_side > 0
+    the order given, on stderr) and left out. Detection runs on the full image unless max_detect_side > 0
     (then on a copy reduced to that side); gpu_memory_fraction and allow_growth set the detector's
     GPU memory."""
     from facenet_tf.align.detect_face import MTCNN
@@ -66,7 +65,7 @@ def load_and_align_data(image_paths, image_size, margin, standardize, max_detect
                 crops.append((path, crop))
             for path in image_paths[start:start + DETECT_BATCH]:
                 if notes.get(path):
-                    print(notes[path])
+                    print(notes[path], file=sys.stderr)
     kept = [path for path, _ in crops]
     return kept, np.stack([c for _, c in crops]) if crops else np.zeros((0, image_size, image_size, 3), np.float32)
 
@@ -113,7 +112,7 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     add_model_argument(parser)
     parser.add_argument('image_files', type=str, nargs='+', help='Images to compare')
     parser.add_argument('--image_size', type=int, help='Image size (height, width) in pixels.', default=160)

@@ -22,12 +22,43 @@ class ImageClass(object):
         return len(self.image_paths)
 
 
-def get_image_paths(facedir):
-    """Sorted paths of the files in one class folder (empty if it is not a folder)."""
+def is_image_name(name):
+    """Whether a file name has an image extension (IMAGE_EXTENSIONS, any case)."""
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def get_image_paths(facedir, skipped=None):
+    """Sorted paths of the image files in one class folder (empty if it is not a folder). The one
+    rule of every tool that reads a dataset folder: a file without an image extension is not read
+    but appended to `skipped` (for note_skipped); hidden files and sub-folders are ignored."""
     if not os.path.isdir(facedir):
         return []
-    return [os.path.join(facedir, f) for f in sorted(os.listdir(facedir))
-            if not f.startswith('.') and os.path.isfile(os.path.join(facedir, f))]
+    paths = []
+    for f in sorted(os.listdir(facedir)):
+        path = os.path.join(facedir, f)
+        if f.startswith('.') or not os.path.isfile(path):
+            continue
+        if is_image_name(f):
+            paths.append(path)
+        elif skipped is not None:
+            skipped.append(path)
+    return paths
+
+
+def skipped_line(count):
+    """The summary line of the files left out because they are not images."""
+    if count == 1:
+        return 'skipped: 1 file that is not an image'
+    return 'skipped: %d files that are not images' % count
+
+
+def note_skipped(skipped, note):
+    """One note per skipped file (`note` takes a line), then the count line when any; the count."""
+    for path in skipped:
+        note('%s: not an image file: skipped' % path)
+    if skipped:
+        note(skipped_line(len(skipped)))
+    return len(skipped)
 
 
 def output_stems(paths):
@@ -54,8 +85,9 @@ def output_stems(paths):
     return names
 
 
-def get_dataset(path, has_class_directories=True):
-    """ImageClass list of one folder, or of several joined by ':' (classes sorted by name per folder)."""
+def get_dataset(path, has_class_directories=True, skipped=None):
+    """ImageClass list of one folder, or of several joined by ':' (classes sorted by name per folder);
+    files that are not images are appended to `skipped` (see get_image_paths)."""
     dataset = []
     for one in path.split(':'):
         path_exp = os.path.expanduser(one)
@@ -64,7 +96,7 @@ def get_dataset(path, has_class_directories=True):
         classes = sorted(c for c in os.listdir(path_exp)
                          if os.path.isdir(os.path.join(path_exp, c)) and not c.startswith('.'))
         for class_name in classes:
-            dataset.append(ImageClass(class_name, get_image_paths(os.path.join(path_exp, class_name))))
+            dataset.append(ImageClass(class_name, get_image_paths(os.path.join(path_exp, class_name), skipped)))
     return dataset
 
 

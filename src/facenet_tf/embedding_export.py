@@ -15,12 +15,13 @@ import hashlib
 import io
 import itertools
 import os
+import sys
 from collections import namedtuple
 
 import numpy as np
 
 from facenet_tf import embeddings_file, sharding
-from facenet_tf.dataset import get_image_paths
+from facenet_tf.dataset import get_image_paths, note_skipped
 from facenet_tf.errors import FaceNetError
 from facenet_tf.progress import Progress
 
@@ -29,9 +30,10 @@ Settings = namedtuple('Settings', 'image_size batch_size use_fixed_image_standar
 DEFAULT_CHUNK_SIZE = 1000
 
 
-def list_images(data_dir, shard=None):
+def list_images(data_dir, shard=None, skipped=None):
     """(class_names: every class folder, sorted; relative paths and labels of the images of the
-    shard's classes, in dataset order). Only the shard's class folders are listed."""
+    shard's classes, in dataset order). Only the shard's class folders are listed; files that are
+    not images are appended to `skipped`."""
     if not os.path.isdir(data_dir):
         raise FaceNetError('dataset folder not found: %s' % data_dir)
     class_names = sorted(c for c in os.listdir(data_dir)
@@ -43,7 +45,7 @@ def list_images(data_dir, shard=None):
     mine = set(sharding.select(class_names, shard, name=str))
     for label, name in enumerate(class_names):
         if name in mine:
-            for path in get_image_paths(os.path.join(data_dir, name)):
+            for path in get_image_paths(os.path.join(data_dir, name), skipped):
                 paths.append(os.path.relpath(path, data_dir))
                 labels.append(label)
     return class_names, paths, labels
@@ -153,7 +155,11 @@ def export(model, data_dir, output, settings, shard=None, chunk_size=DEFAULT_CHU
     output = shard_output(os.path.abspath(os.path.expanduser(output)), shard)
     if not os.path.isdir(os.path.dirname(output)):
         raise FaceNetError('folder of the output file not found: %s' % os.path.dirname(output))
-    class_names, paths, labels = list_images(data_dir, shard)
+    skipped = []
+    class_names, paths, labels = list_images(data_dir, shard, skipped)
+    note_skipped(skipped, lambda line: sys.stderr.write(line + '\n'))
+    if not paths and shard is None:
+        raise FaceNetError('no images in %s (expected one sub-folder of aligned images per person)' % data_dir)
     counts = {'output': output, 'total': len(paths), 'embedded': 0, 'unreadable': 0, 'resumed_images': 0,
               'computed_images': 0}
     if shard is not None:

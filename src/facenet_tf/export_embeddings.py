@@ -10,11 +10,10 @@ The file holds `embeddings` (float32 [N, D]), `labels`, `paths` (relative to the
 `class_names` and the model's name and preprocessing flags as attributes (docs/cluster_jobs.md).
 classifier.py and validate_on_lfw.py take it in place of an image folder.
 """
-import argparse
 import sys
 
 from facenet_tf import embedding_export, embeddings_file, sharding, tf_setup
-from facenet_tf.cli import add_model_argument, doc_parser, positive_int, command
+from facenet_tf.cli import ArgumentParser, add_model_argument, doc_parser, positive_int, command
 from facenet_tf.files import add_overwrite_argument, check_new_output
 
 
@@ -33,15 +32,15 @@ def main(args):
     settings = embedding_export.Settings(args.image_size, args.batch_size, args.use_fixed_image_standardization,
                                          args.use_flipped_images, args.precision)
     counts = embedding_export.export(args.model, args.data_dir, args.output, settings, shard=shard,
-                                     chunk_size=args.chunk_size, log=lambda m: print(m, flush=True),
+                                     chunk_size=args.chunk_size, log=lambda m: print(m, file=sys.stderr, flush=True),
                                      session_args=args)
     print(embedding_export.summary_line(counts))
     return 0
 
 
 def _merge_parser():
-    parser = argparse.ArgumentParser(prog='export_embeddings.py --merge',
-                                     description='Merge the shard files of one export into one file.')
+    parser = ArgumentParser(prog='export_embeddings.py --merge',
+                            description='Merge the shard files of one export into one file.')
     parser.add_argument('output', help='The merged embeddings file to write.')
     parser.add_argument('inputs', nargs='+', help='The files of shards 0..COUNT-1.')
     add_overwrite_argument(parser, 'the merged file')

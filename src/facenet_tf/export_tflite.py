@@ -2,11 +2,10 @@
 
 Usage: python src/export_tflite.py model output_file [--image_size 160] [--overwrite]
 """
-import argparse
 import sys
 
 from facenet_tf import files, tf_setup
-from facenet_tf.cli import command
+from facenet_tf.cli import ArgumentParser, command
 
 
 def main(args):
@@ -20,7 +19,7 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('model', type=str, help='A frozen model (.pb) or a checkpoint folder')
     parser.add_argument('output_file', type=str, help='The .tflite file to write')
     parser.add_argument('--image_size', type=int, default=160, help='Input image size in pixels.')

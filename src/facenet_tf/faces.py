@@ -15,7 +15,6 @@ import numpy as np
 
 from facenet_tf.align import aligner
 from facenet_tf import images as image_lib
-from facenet_tf.model_io import model_tensors
 
 FIRST, CENTRAL = 'first', 'central'
 
@@ -37,6 +36,7 @@ class Timer(object):
 
 def embed_faces(sess, faces, batch_size):
     """Embeddings of standardised face crops [N, size, size, 3] through the model in `sess`, in batches."""
+    from facenet_tf.model_io import model_tensors   # TensorFlow: imported once a session runs
     images, phase_train, embeddings = model_tensors(sess.graph)
     out = []
     for start in range(0, len(faces), batch_size):

@@ -2,11 +2,10 @@
 
 Usage: python src/freeze_graph.py model_dir output_file [--use_moving_averages] [--overwrite]
 """
-import argparse
 import sys
 
 from facenet_tf import files, tf_setup
-from facenet_tf.cli import command
+from facenet_tf.cli import ArgumentParser, command
 
 
 def main(args):
@@ -19,7 +18,7 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('model_dir', type=str,
                         help='Folder holding the model metagraph (.meta) and checkpoint (ckpt) files.')
     parser.add_argument('output_file', type=str, help='Filename for the exported graphdef protobuf (.pb)')

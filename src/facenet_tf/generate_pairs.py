@@ -10,14 +10,13 @@ Image numbers: in a person folder whose files are named `<name>_NNNN.<ext>` (LFW
 NNNN (other files there are ignored); otherwise it is the file's 1-based position in the folder's
 image files sorted by name, which is how validate_on_lfw.py reads it back. Same seed, same file.
 """
-import argparse
 import itertools
 import os
 import sys
 
 import numpy as np
 
-from facenet_tf.cli import positive_int, command
+from facenet_tf.cli import ArgumentParser, positive_int, command
 from facenet_tf.errors import FaceNetError
 from facenet_tf import pairs as pairs_io
 from facenet_tf.files import add_overwrite_argument, check_new_output, write_atomic
@@ -165,7 +164,7 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('data_dir', type=str, help='Aligned dataset: one folder of images per person.')
     parser.add_argument('output_file', type=str, help='Pairs file to write (LFW pairs.txt format).')
     parser.add_argument('--nrof_folds', type=positive_int, default=10, help='Number of folds.')

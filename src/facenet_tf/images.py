@@ -80,6 +80,24 @@ def image_size(path):
         return None
 
 
+UNALIGNED_SAMPLE = 20   # images whose header unaligned_warning reads
+
+
+def unaligned_warning(paths, size, folder, sample=UNALIGNED_SAMPLE):
+    """One warning line when some of the first `sample` images are not size x size
+    (read from their headers only, nothing decoded): photos that were never aligned would be
+    centre-cropped (or padded) in silence. None when all of them have the size (or none can be read)."""
+    sizes = [image_size(path) for path in paths[:sample]]
+    sizes = [s for s in sizes if s is not None]
+    wrong = sum(s != (size, size) for s in sizes) if sizes else 0
+    if not wrong:
+        return None
+    align = '%s ALIGNED_FOLDER --image_size %d --margin 32' % (folder, size)
+    return ('warning: %d of the first %d images in %s are not %dx%d pixels (not aligned? they would only '
+            'be centre-cropped or padded): align them first: facenet-align %s (python src/align/align_dataset_mtcnn.py %s)'
+            % (wrong, len(sizes), folder, size, size, align, align))
+
+
 def _upright(img):
     """The image turned by a valid EXIF orientation (2-8); a missing or garbage tag leaves it as is
     (and costs no copy)."""

@@ -9,12 +9,11 @@ writes `model-<name>.meta` + `model-<name>.ckpt-0` with the classic tensor names
 model folder (unless empty) or .pb is replaced only with --overwrite; nothing is written before the
 weights have been read and checked.
 """
-import argparse
 import os
 import sys
 
 from facenet_tf import files, keras_import, tf_setup, torch_import
-from facenet_tf.cli import command
+from facenet_tf.cli import ArgumentParser, command
 
 
 def main(args):
@@ -29,7 +28,7 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('h5_file', type=str, help='The Keras HDF5 model file (e.g. facenet_keras.h5), or a '
                         'facenet-pytorch state dict (.pt, e.g. 20180402-114759-vggface2.pt).')
     parser.add_argument('model_dir', type=str, help='The model folder to write (new or empty).')

@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from facenet_tf import pairs as pairs_io
 from facenet_tf import encoded_images, record_writer, verification_sets
-from facenet_tf.cli import int_between, command
+from facenet_tf.cli import ArgumentParser, int_between, command
 from facenet_tf.errors import FaceNetError
 from facenet_tf.dataset import get_dataset
 from facenet_tf.files import add_overwrite_argument, atomic_path, check_new_output
@@ -107,7 +107,7 @@ def pack_folder(input_dir, output_dir, jpeg_quality=None):
         record_writer.write_property(temps[2], len(dataset), height, width)
     sys.stderr.write(progress.summary() + '\n')
     if encoder.reencoded:
-        print('%d images in formats other than JPEG/PNG were stored re-encoded as PNG' % encoder.reencoded)
+        sys.stderr.write('%d images in formats other than JPEG/PNG were stored re-encoded as PNG\n' % encoder.reencoded)
     return len(dataset), sum(counts), total - sum(counts)
 
 
@@ -165,9 +165,9 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog='\n'.join(__doc__.splitlines()[2:]))
+    parser = ArgumentParser(description=__doc__.splitlines()[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog='\n'.join(__doc__.splitlines()[2:]))
     parser.add_argument('input_dir', type=str,
                         help='Aligned images: one sub-folder per identity (or the LFW layout with --pairs).')
     parser.add_argument('output', type=str,

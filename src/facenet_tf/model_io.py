@@ -36,11 +36,60 @@ def model_not_found(model):
 
 
 def find_model(model):
-    """`model` with ~ expanded; FaceNetError when it is neither a file (.pb) nor a folder."""
+    """`model` with ~ expanded; FaceNetError when it is neither a file (.pb) nor a folder, or is a
+    file of another kind (wrong_model_file)."""
     path = os.path.expanduser(model)
     if not (os.path.isfile(path) or os.path.isdir(path)):
         raise model_not_found(model)
+    if os.path.isfile(path):
+        check_model_file(path)
     return path
+
+
+_CHECKPOINT_PART_RE = re.compile(r'(\.meta|\.index|\.data-\d+-of-\d+)$|^checkpoint$')
+_IMPORT = 'import it first: facenet-import-model %s FOLDER (python src/import_keras_model.py), then give FOLDER'
+
+
+def wrong_model_file(path):
+    """The message for a model file that is not a frozen GraphDef, told by its first bytes (HDF5,
+    zip, TensorFlow Lite) and its name (.h5, .pt, .tflite, .zip, a checkpoint folder's files), or
+    None. A misnamed file is told by its content."""
+    with open(path, 'rb') as f:
+        head = f.read(8)
+    name = os.path.basename(path)
+    lower = name.lower()
+    if head == b'\x89HDF\r\n\x1a\n' or (lower.endswith(('.h5', '.hdf5')) and not head.startswith(b'PK')):
+        return '%s is a Keras HDF5 file, not a TensorFlow model: %s' % (path, _IMPORT % path)
+    if head.startswith(b'PK\x03\x04') or head.startswith(b'PK\x05\x06'):
+        if lower.endswith(('.pt', '.pth')) or _is_torch_zip(path):
+            return '%s is a PyTorch file, not a TensorFlow model: %s' % (path, _IMPORT % path)
+        return '%s is a zip archive: unzip it first, then give the .pb or model folder it holds' % path
+    if head[4:8] == b'TFL3' or lower.endswith('.tflite'):
+        return ('%s is a TensorFlow Lite model, which these tools do not read (run it with tf.lite.Interpreter); '
+                'give the .pb or model folder it was exported from' % path)
+    if lower.endswith(('.pt', '.pth')):
+        return '%s is a PyTorch file, not a TensorFlow model: %s' % (path, _IMPORT % path)
+    if _CHECKPOINT_PART_RE.search(name):
+        return ('%s is one file of a checkpoint folder: give the folder that holds it: %s'
+                % (path, os.path.dirname(os.path.abspath(path))))
+    return None
+
+
+def _is_torch_zip(path):
+    """Whether a zip archive is a PyTorch save (it holds `<name>/data.pkl`)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith('/data.pkl') for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def check_model_file(path):
+    """FaceNetError with wrong_model_file's message when the model file is of another kind."""
+    message = wrong_model_file(path)
+    if message:
+        raise FaceNetError(message)
 
 
 def get_model_filenames(model_dir):
@@ -197,6 +246,7 @@ def read_graph_def(path):
     """Parse a binary GraphDef file, with a one-line error when it is not one."""
     if not os.path.isfile(path):
         raise FaceNetError('%s is not a frozen TensorFlow graph (.pb): not a regular file' % path)
+    check_model_file(path)
     return _parse_proto(path, tf1.GraphDef(), 'a frozen TensorFlow graph (.pb)')
 
 

@@ -224,12 +224,17 @@ def get_paths_and_skipped(lfw_dir, pairs, listed=None):
     return path_list, issame_list, skipped
 
 
+def note(message):
+    """A note for the user on stderr: stdout carries the results alone."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def get_paths(lfw_dir, pairs):
-    """Classic get_paths: (path_list, issame_list); pairs with a missing image are skipped and counted."""
+    """Classic get_paths: (path_list, issame_list); pairs with a missing image are skipped and counted
+    (a note on stderr)."""
     path_list, issame_list, skipped = get_paths_and_skipped(lfw_dir, pairs)
     if skipped:
-        print('Skipped %d image pairs' % len(skipped))
-        sys.stdout.flush()
+        note('Skipped %d image pairs' % len(skipped))
     return path_list, issame_list
 
 

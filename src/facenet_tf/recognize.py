@@ -22,9 +22,12 @@ import contextlib
 import json
 import os
 import sys
+import time
+
+import numpy as np
 
 from facenet_tf.align import aligner
-from facenet_tf import annotate, faces, files, gallery, recognition, sources as source_lib, tf_setup
+from facenet_tf import annotate, files, gallery, recognition, sources as source_lib, tf_setup
 from facenet_tf.cli import add_model_argument, doc_parser, non_negative_float, positive_int, command
 from facenet_tf.errors import FaceNetError
 
@@ -60,6 +63,17 @@ def _nothing_done(stats):
     return None
 
 
+def _warm_up(pipeline):
+    """Seconds of one detection and one embedding on a blank image. The first session runs set the
+    graphs up (seconds on a CPU); run here, they are not counted as the first frames' time (a gallery
+    read from its cache, or a classifier file, runs no session before the frames)."""
+    t0 = time.perf_counter()
+    size = pipeline.image_size
+    pipeline.detect([np.zeros((2 * size, 2 * size, 3), np.uint8)])
+    pipeline.embed(np.zeros((1, size, size, 3), np.float32))
+    return time.perf_counter() - t0
+
+
 def main(args):
     sources = source_lib.expand_sources(args.sources, _note)
     if not sources:
@@ -72,6 +86,7 @@ def main(args):
     namer = gallery.ClassifierNamer(os.path.expanduser(args.classifier), args.unknown_threshold,
                                     _note) if args.classifier else None
     tf1 = tf_setup.configure().compat.v1
+    from facenet_tf import faces   # TensorFlow loads here, after the flags are parsed
     from facenet_tf.align.detect_face import MTCNN
     from facenet_tf.model_io import load_for_inference
     timer = faces.Timer()
@@ -85,6 +100,8 @@ def main(args):
             namer = gallery.load_gallery(args.gallery, pipeline, args.model, args.unknown_threshold, _note, people)
         annotate.remove_stale_temporaries(([jsonl] if jsonl else []) +
                                           (annotator.outputs() if annotator is not None else []))
+        _note('warm-up: %.1f s (first detection and embedding; not counted in the time summary)'
+              % _warm_up(pipeline))
         timer.seconds.clear()
         stats = recognition.RunStats(timer)
         with (files.atomic_open(jsonl) if jsonl else contextlib.nullcontext(sys.stdout)) as out:

@@ -43,15 +43,21 @@ def regular_file(path):
         return False
 
 
-def folder_images(folder):
+def folder_images(folder, skipped=None):
     """The image files under `folder`, recursively, sorted: regular files with an image extension,
-    hidden files and folders left out."""
+    hidden files and folders left out; other regular files are appended to `skipped` (the rule of
+    dataset.get_image_paths)."""
     found = []
     for parent, subdirs, names in os.walk(folder):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith('.'))
-        found.extend(os.path.join(parent, n) for n in sorted(names)
-                     if n.lower().endswith(dataset.IMAGE_EXTENSIONS) and not n.startswith('.')
-                     and regular_file(os.path.join(parent, n)))
+        for n in sorted(names):
+            path = os.path.join(parent, n)
+            if n.startswith('.') or not regular_file(path):
+                continue
+            if dataset.is_image_name(n):
+                found.append(path)
+            elif skipped is not None:
+                skipped.append(path)
     return found
 
 
@@ -66,7 +72,9 @@ def expand_sources(specs, note):
         if spec.isdigit() and not os.path.lexists(path):
             sources.append(Source('camera', int(spec), 'camera %s' % spec))
         elif os.path.isdir(path):
-            found = folder_images(path)
+            not_images = []
+            found = folder_images(path, not_images)
+            dataset.note_skipped(not_images, note)
             if not found:
                 note('%s: no image files in this folder: skipped' % spec)
             sources.extend(Source('image', p) for p in found)

@@ -11,7 +11,6 @@ images, a checkpoint `model-<subdir>.ckpt-<epoch>` in the classic layout, summar
 and with --lfw_dir (and --val_set) the verification check. main builds the run's SoftmaxConfig from
 the flags; everything after reads it.
 """
-import argparse
 import dataclasses
 import os
 import sys
@@ -25,7 +24,7 @@ from facenet_tf import dataset as dataset_io
 from facenet_tf import cli, training
 from facenet_tf.training import input_pipeline, losses, partial_fc, softmax_training
 from facenet_tf.training.config import TrainingConfig
-from facenet_tf.cli import command
+from facenet_tf.cli import ArgumentParser, command
 from facenet_tf.errors import FaceNetError
 from facenet_tf.model_io import save_variables_and_metagraph  # noqa: F401 (classic name)
 from facenet_tf.training.softmax_training import find_threshold  # noqa: F401 (classic name)
@@ -287,7 +286,7 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = ArgumentParser(description=__doc__.split('\n')[0])
     training.add_common_arguments(parser, max_nrof_epochs=100)
     parser.add_argument('--loss', type=str, choices=list(losses.LOSSES), default='softmax',
                            help='softmax (classic Logits layer) or a margin softmax on normalised embeddings.')

@@ -8,7 +8,6 @@ as the epoch still has steps for). `--data_dir` is a folder of identity folders 
 the classic layout, summaries, and with --lfw_dir (and --val_set) the verification check. main builds
 the run's TripletConfig from the flags; everything after reads it.
 """
-import argparse
 import dataclasses
 import itertools
 import sys
@@ -21,7 +20,7 @@ from facenet_tf import tf_setup
 from facenet_tf import training
 from facenet_tf.training import input_pipeline, triplets
 from facenet_tf.training.config import TrainingConfig
-from facenet_tf.cli import command
+from facenet_tf.cli import ArgumentParser, command
 from facenet_tf.errors import FaceNetError
 from facenet_tf.model_io import save_variables_and_metagraph  # noqa: F401 (classic name)
 from facenet_tf.training import get_learning_rate_from_file  # noqa: F401 (classic name)
@@ -216,7 +215,7 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = ArgumentParser(description=__doc__.split('\n')[0])
     training.add_common_arguments(parser, max_nrof_epochs=500, batch_size_extra=' (a multiple of 3)')
     parser.add_argument('--people_per_batch', type=int, default=45, help='People sampled per selection round.')
     parser.add_argument('--images_per_person', type=int, default=40, help='Images sampled per person.')

@@ -10,13 +10,14 @@ embeddings file of the aligned faces (export_embeddings.py), whose rows are used
 loaded. Each distinct image is embedded once, in batches of any size. Prints the classic four result
 lines.
 """
-import argparse
+import os
 import sys
 
 import numpy as np
 
 from facenet_tf import tf_setup
-from facenet_tf.cli import int_at_least, positive_int, command
+from facenet_tf.cli import ArgumentParser, int_at_least, positive_int, command
+from facenet_tf.images import unaligned_warning
 
 def load_pairs(args, stored=None):
     """(items to embed, index of each pair side in items, issame, folds, encoded, description) of the
@@ -35,6 +36,9 @@ def embed_items(args, items, encoded):
     with tf1.Graph().as_default():
         with tf_setup.inference_session(args) as sess:
             load_for_inference(args.model, sess, args.use_moving_averages)
+            warning = None if encoded else unaligned_warning(items, args.image_size, args.lfw_dir)
+            if warning:
+                sys.stderr.write(warning + '\n')
             emb = embed(sess, items, image_size=args.image_size, batch_size=args.lfw_batch_size,
                         fixed_standardization=args.use_fixed_image_standardization,
                         use_flipped_images=args.use_flipped_images, encoded=encoded)
@@ -54,8 +58,10 @@ def report(args, embeddings, issame, folds):
     print('Equal Error Rate (EER): %1.3f' % eer)
     if args.roc_output:
         from facenet_tf.roc_output import write_roc
-        csv_path, png = write_roc(args.roc_output, evaluation.ROC_THRESHOLDS, fpr, tpr,
-                                  title='ROC, AUC %.3f, EER %.3f' % (auc, eer))
+        title = '%s: accuracy %.4f, AUC %.3f, EER %.3f' % (
+            os.path.basename(os.path.normpath(args.model)), np.mean(accuracy), auc, eer)
+        csv_path, png = write_roc(args.roc_output, evaluation.ROC_THRESHOLDS, fpr, tpr, title,
+                                  val=val, far=far, eer=eer)
         print('ROC written to %s and %s' % (csv_path, png))
 
 
@@ -81,7 +87,7 @@ def main(args):
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('lfw_dir', type=str,
                         help='Path to the data directory containing aligned LFW face patches, '
                              'or a .bin verification set.')

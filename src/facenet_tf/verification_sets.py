@@ -178,7 +178,7 @@ class VerificationSet:
     skipped: int = 0                # pairs left out because an image is missing (pairs files only)
 
 
-def load_verification_set(source, pairs_file=None, nrof_folds=10, name='lfw', listed=None, log=print):
+def load_verification_set(source, pairs_file=None, nrof_folds=10, name='lfw', listed=None, log=pairs_io.note):
     """The VerificationSet of `source`: a `.bin` file (read_bin; its folds are the file order), or a
     folder of aligned faces read against `pairs_file` (pairs.read_pairs; the pairs with a missing
     image are skipped and counted, as the classic tools do; View 1 files get balanced folds). With

@@ -6,12 +6,13 @@ import fcntl
 import os
 import random
 import re
+import sys
 from collections import namedtuple
 
 import numpy as np
 
 from facenet_tf import sharding
-from facenet_tf.dataset import get_dataset, output_stems
+from facenet_tf.dataset import get_dataset, note_skipped, output_stems
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import TEMPORARY_RE
 
@@ -223,9 +224,11 @@ def _class_dir(output_dir, name):
 def plan(input_dir, output_dir, multiple, random_order, shard=None, log=None):
     """A Plan: every image of every class (of the shard's classes when `shard` is given), output
     folders created; the images of a class whose output folder cannot be written are skipped with
-    a note."""
+    a note; files that are not images get a note each on stderr."""
     log = log or (lambda msg: None)
-    dataset = _output_classes(get_dataset(input_dir), output_dir, log)
+    not_images = []
+    dataset = _output_classes(get_dataset(input_dir, skipped=not_images), output_dir, log)
+    note_skipped(not_images, lambda line: sys.stderr.write(line + '\n'))
     input_images = sum(len(cls) for cls in dataset)
     if shard is not None:
         nrof_classes = len(dataset)

@@ -44,10 +44,13 @@ def align_dataset(input_dir, output_dir, opts, random_order=False, num_workers=1
                   log=None, shard=None):
     """Align every image of `input_dir` (the classes of `shard` only, when given) into
     `output_dir`; returns the counts of the run (a dict). A shard locks its bounding-box file
-    before it looks at the output folder."""
-    log = log or (lambda msg: print(msg, flush=True))
+    before it looks at the output folder. Notes (images skipped, unreadable or without a face) go to
+    `log`, by default to stderr above the progress bar."""
+    default_log = log is None
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     output_dir = os.path.expanduser(output_dir)
     check_output_dir(input_dir, output_dir)
+    created = not os.path.lexists(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     bb_path, bb_file = open_boxes(output_dir, shard) if shard is not None else (None, None)
     try:
@@ -55,19 +58,21 @@ def align_dataset(input_dir, output_dir, opts, random_order=False, num_workers=1
         jobs, done, skipped, input_images = plan(input_dir, output_dir, opts.detect_multiple_faces, random_order,
                                                  shard, log)
         counts = {'total': len(jobs) + done + skipped, 'already_done': done, 'aligned': 0, 'faces': 0,
-                  'no_face': 0, 'unreadable': skipped, 'input_images': input_images}
+                  'no_face': 0, 'unreadable': skipped, 'input_images': input_images, 'created_output': created,
+                  'bounding_boxes': bb_path}
         if done:
             log('%d of %d images already aligned by an earlier run: skipped' % (done, counts['total']))
         if not jobs:
             return counts
         progress = Progress(len(jobs), 'align', 'img')
+        note = progress.write if default_log else log
         for results in results_of(jobs, opts, num_workers):
             if bb_file is None:  # opened once the detector has loaded and a batch is done
                 bb_path, bb_file = open_boxes(output_dir, None)
             text = []
             for result in results:
                 if result.message:
-                    log(result.message)
+                    note(result.message)
                 text += [line + '\n' for line in result.lines]
                 if result.status == 'aligned':
                     counts['aligned'] += 1
@@ -85,6 +90,32 @@ def align_dataset(input_dir, output_dir, opts, random_order=False, num_workers=1
     sys.stderr.write(progress.summary() + '\n')
     counts['bounding_boxes'] = bb_path
     return counts
+
+
+def remove_output_left_empty(output_dir, counts):
+    """After a run that aligned nothing: remove the output folder when this run created it and it
+    holds only what this run wrote (revision_info.txt, its bounding-box file, empty class folders);
+    True when removed. Anything else in it (another run's crops) keeps the folder as it is."""
+    output_dir = os.path.expanduser(output_dir)
+    if not counts.get('created_output') or not os.path.isdir(output_dir) or os.path.islink(output_dir):
+        return False
+    names = set(os.listdir(output_dir))
+    ours = {'revision_info.txt'}
+    if counts.get('bounding_boxes'):
+        ours.add(os.path.basename(counts['bounding_boxes']))
+    folders = [n for n in names - ours if os.path.isdir(os.path.join(output_dir, n))
+               and not os.path.islink(os.path.join(output_dir, n))]
+    if names - ours - set(folders) or any(os.listdir(os.path.join(output_dir, n)) for n in folders):
+        return False
+    try:   # a run started meanwhile in the same folder makes a removal fail: the folder stays
+        for name in folders:
+            os.rmdir(os.path.join(output_dir, name))
+        for name in names & ours:
+            os.remove(os.path.join(output_dir, name))
+        os.rmdir(output_dir)
+    except OSError:
+        return False
+    return True
 
 
 def summary_line(counts):
