@@ -15,9 +15,8 @@ import pickle
 import warnings
 
 import numpy as np
-from sklearn.svm import SVC
 
-from facenet_tf import files, safe_pickle
+from facenet_tf import files
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import atomic_open
 from facenet_tf.dataset import ImageClass
@@ -49,6 +48,7 @@ def train(embeddings, labels):
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
         raise FaceNetError('training needs at least two classes with images, got %d' % len(np.unique(labels)))
+    from sklearn.svm import SVC  # imported here: the tools answer --help without scikit-learn
     model = SVC(kernel='linear', probability=True)
     with warnings.catch_warnings():  # newer scikit-learn announces the end of `probability`
         warnings.filterwarnings('ignore', message='.*probability.*', category=FutureWarning)
@@ -74,6 +74,7 @@ def load(path):
     if not os.path.exists(path):
         raise FaceNetError('classifier file not found: %s (write one with mode TRAIN)' % path)
     files.require_regular_file(path, 'a classifier file is a .pkl written by mode TRAIN')
+    from facenet_tf import safe_pickle  # scikit-learn loads here, not before --help
     if os.path.getsize(path) > safe_pickle.MAX_FILE_BYTES:
         raise FaceNetError('%s: %d bytes, more than a classifier file holds (%d)'
                            % (path, os.path.getsize(path), safe_pickle.MAX_FILE_BYTES))
@@ -119,6 +120,7 @@ def check_content(path, model, class_names):
     """Refuse (one line naming `path`) a classifier whose parts do not fit together: the SVM library
     indexes its arrays by the sizes stored beside them, so a file that disagrees with itself could
     read out of bounds instead of raising."""
+    from sklearn.svm import SVC
     _expect(path, type(model) is SVC, 'the model is a %s, not the SVC that mode TRAIN writes' % type(model).__name__)
     _expect(path, isinstance(class_names, (list, tuple)) and all(type(c) is str for c in class_names),
             'the class names are not a list of strings')

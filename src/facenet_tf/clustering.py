@@ -16,9 +16,6 @@ import re
 import shutil
 
 import numpy as np
-from sklearn.cluster import DBSCAN, AgglomerativeClustering
-from sklearn.metrics import normalized_mutual_info_score
-from sklearn.metrics.cluster import contingency_matrix
 
 from facenet_tf import dataset, files
 from facenet_tf import images as image_lib
@@ -129,6 +126,7 @@ def cluster(embeddings, method='dbscan', eps=0.8, min_samples=3, n_clusters=None
     the cores joined through eps and the faces within eps of them; the rest is noise.
     agglomerative: average linkage, merging while the mean L2 distance between two groups is below
     eps (or down to n_clusters groups when given); groups smaller than min_samples are noise."""
+    from sklearn.cluster import DBSCAN, AgglomerativeClustering  # here: --help answers without it
     emb = np.asarray(embeddings, np.float64)
     if len(emb) == 0:
         return np.zeros(0, np.int64)
@@ -235,6 +233,8 @@ def identities(faces, input_dir):
 def scores(true_ids, labels):
     """Pairwise precision, recall, F1 and NMI of cluster labels against identities (faces with
     identity None left out; each noise face counts as a cluster of its own)."""
+    from sklearn.metrics import normalized_mutual_info_score
+    from sklearn.metrics.cluster import contingency_matrix
     keep = [i for i, t in enumerate(true_ids) if t is not None]
     if not keep:
         raise FaceNetError('no face to score: the photos must lie in one sub-folder per person')

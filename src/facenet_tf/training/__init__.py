@@ -17,24 +17,37 @@ Layout of a run (classic): `<logs_base_dir>/<subdir>` holds the TensorBoard even
 target); `<models_base_dir>/<subdir>` holds `model-<subdir>.meta` and `model-<subdir>.ckpt-<n>` (and
 `best/` with a per-epoch check);
 subdir is a `%Y%m%d-%H%M%S` timestamp.
+
+The package imports nothing on its own: the names below load their module (and TensorFlow, for most)
+on first use, so the scripts read their flags and answer --help before TensorFlow loads.
 """
-from facenet_tf.training.checkpoints import (BEST_FOLDER, CLASSIFIER_SCOPE_PREFIX, BestCheckpoint,  # noqa: F401
-                                             checkpoint_prefix, restore_pretrained, save_checkpoint)
-from facenet_tf.training.config import TrainingConfig  # noqa: F401
-from facenet_tf.training.flags import (RunFolders, add_common_arguments, config_argv, create_run_dirs,  # noqa: F401
-                                       import_network, parse_with_config, read_config, schedule_from_args,
-                                       start_run)
-from facenet_tf.training.graph import (TowerLoss, TrainingGraph, add_run_ops, build_training_graph,  # noqa: F401
-                                       train_control)
-from facenet_tf.training.lfw_check import (LfwCheck, VerificationCheck, checks_from_config,  # noqa: F401
-                                           embed_lfw, embed_through_pipeline, pipeline_reader, run_checks)
-from facenet_tf.training.loop import (EpochStrategy, Run, begin, open_run, run_epochs, train,  # noqa: F401
-                                      train_in_new_graph)
-from facenet_tf.training.optimizers import (OPTIMIZERS, MovingAverageSwap, add_loss_summaries,  # noqa: F401
-                                            build_train_op, make_optimizer)
-from facenet_tf.training.progress import EpochProgress  # noqa: F401
-from facenet_tf.training.schedule import (get_learning_rate_from_file, learning_rate_for_epoch,  # noqa: F401
-                                          learning_rate_tensor, rate_for_epoch, read_learning_rate_schedule)
-from facenet_tf.training.session import (TrainingDiverged, add_summary, check_loss, input_error,  # noqa: F401
-                                         is_non_finite_summary_error, run_train_step, session_config_of,
-                                         start_queue_runners, stop_queue_runners, training_session)
+import importlib
+
+_EXPORTS = {
+    'checkpoints': ('BEST_FOLDER', 'CLASSIFIER_SCOPE_PREFIX', 'BestCheckpoint', 'checkpoint_prefix',
+        'restore_pretrained', 'save_checkpoint'),
+    'config': ('OPTIMIZERS', 'TrainingConfig'),
+    'flags': ('RunFolders', 'add_common_arguments', 'config_argv', 'create_run_dirs', 'import_network',
+        'parse_with_config', 'read_config', 'schedule_from_args', 'start_run'),
+    'graph': ('TowerLoss', 'TrainingGraph', 'add_run_ops', 'build_training_graph', 'train_control'),
+    'lfw_check': ('LfwCheck', 'VerificationCheck', 'checks_from_config', 'embed_lfw',
+        'embed_through_pipeline', 'pipeline_reader', 'run_checks'),
+    'loop': ('EpochStrategy', 'Run', 'begin', 'open_run', 'run_epochs', 'train', 'train_in_new_graph'),
+    'optimizers': ('MovingAverageSwap', 'add_loss_summaries', 'build_train_op', 'make_optimizer'),
+    'progress': ('EpochProgress',),
+    'schedule': ('get_learning_rate_from_file', 'learning_rate_for_epoch', 'learning_rate_tensor',
+        'rate_for_epoch', 'read_learning_rate_schedule'),
+    'session': ('TrainingDiverged', 'add_summary', 'check_loss', 'input_error',
+        'is_non_finite_summary_error', 'run_train_step', 'session_config_of', 'start_queue_runners',
+        'stop_queue_runners', 'training_session'),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module('facenet_tf.training.' + _MODULE_OF[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))

@@ -6,7 +6,30 @@ flags are the fields of its subclass (TripletConfig, SoftmaxConfig). `flags` kee
 as given, for the run's `arguments.txt`."""
 import argparse
 import dataclasses
+import math
 from typing import Optional
+
+OPTIMIZERS = ('ADAGRAD', 'ADADELTA', 'ADAM', 'RMSPROP', 'MOM')  # the classic --optimizer choices
+LOSSES = ('softmax', 'arcface', 'cosface', 'combined')
+MARGIN_DEFAULTS = {             # (m1, m2, m3)
+    'arcface': (1.0, 0.5, 0.0),
+    'cosface': (1.0, 0.0, 0.35),
+    'combined': (1.0, 0.3, 0.2),
+}
+
+
+def margin_parameters(loss, m1=None, m2=None, m3=None):
+    """(m1, m2, m3) for a margin loss: the loss's defaults for the values not given.
+    Raises ValueError for values out of range (m1 > 0, 0 <= m2 < pi, m3 >= 0)."""
+    defaults = MARGIN_DEFAULTS[loss]
+    m1, m2, m3 = (d if v is None else float(v) for v, d in zip((m1, m2, m3), defaults))
+    if m1 <= 0.0:
+        raise ValueError('margin m1 must be > 0, got %g' % m1)
+    if not 0.0 <= m2 < math.pi:
+        raise ValueError('margin m2 must be in [0, pi), got %g' % m2)
+    if m3 < 0.0:
+        raise ValueError('margin m3 must be >= 0, got %g' % m3)
+    return m1, m2, m3
 
 
 @dataclasses.dataclass(kw_only=True)

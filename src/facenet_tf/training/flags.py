@@ -15,8 +15,7 @@ from typing import NamedTuple
 from facenet_tf import cli, run_info
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import TEMPORARY_RE
-from facenet_tf.training.checkpoints import STATE_FOLDER, checkpoint_files, latest_state
-from facenet_tf.training.optimizers import OPTIMIZERS
+from facenet_tf.training.config import OPTIMIZERS
 from facenet_tf.training.schedule import read_learning_rate_schedule, read_text_file
 
 
@@ -257,6 +256,7 @@ def start_run(config, script_file, is_chief=True):
     An existing run (run_exists) is refused unless --resume asks to continue it (its records are then
     left as they are); a worker of a cluster that is not the chief (is_chief False) joins the run of
     the chief. Returns RunFolders (subdir, log_dir, model_dir, resume)."""
+    from facenet_tf.training.checkpoints import STATE_FOLDER, checkpoint_files, latest_state
     resume, name = config.resume, config.run_name
     if resume and not name:
         raise FaceNetError('--resume needs --run_name (the name of the run to continue)')

@@ -19,31 +19,12 @@ import math
 
 from facenet_tf.tf_setup import configure
 from facenet_tf.models import layers
+from facenet_tf.training.config import LOSSES, MARGIN_DEFAULTS, margin_parameters  # noqa: F401 (the flags' meaning)
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
-LOSSES = ('softmax', 'arcface', 'cosface', 'combined')
-MARGIN_DEFAULTS = {             # (m1, m2, m3)
-    'arcface': (1.0, 0.5, 0.0),
-    'cosface': (1.0, 0.0, 0.35),
-    'combined': (1.0, 0.3, 0.2),
-}
 COS_CLIP = 1e-6
-
-
-def margin_parameters(loss, m1=None, m2=None, m3=None):
-    """(m1, m2, m3) for a margin loss: the loss's defaults for the values not given.
-    Raises ValueError for values out of range (m1 > 0, 0 <= m2 < pi, m3 >= 0)."""
-    defaults = MARGIN_DEFAULTS[loss]
-    m1, m2, m3 = (d if v is None else float(v) for v, d in zip((m1, m2, m3), defaults))
-    if m1 <= 0.0:
-        raise ValueError('margin m1 must be > 0, got %g' % m1)
-    if not 0.0 <= m2 < math.pi:
-        raise ValueError('margin m2 must be in [0, pi), got %g' % m2)
-    if m3 < 0.0:
-        raise ValueError('margin m3 must be >= 0, got %g' % m3)
-    return m1, m2, m3
 
 
 def softmax_logits(prelogits, nrof_classes, weight_decay=0.0):

@@ -4,12 +4,12 @@ import contextlib
 
 from facenet_tf.errors import FaceNetError
 from facenet_tf.tf_setup import configure
+from facenet_tf.training.config import OPTIMIZERS  # noqa: F401 (the --optimizer choices)
 from facenet_tf.training import towers as towers_lib
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
-OPTIMIZERS = ('ADAGRAD', 'ADADELTA', 'ADAM', 'RMSPROP', 'MOM')
 NO_MOVING_AVERAGE = 'no_moving_average'     # collection of trainable variables kept out of the moving averages
 
 

@@ -6,9 +6,6 @@ import os
 from facenet_tf.errors import FaceNetError
 from facenet_tf.tf_setup import configure
 
-tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
-tf1 = tf.compat.v1
-
 
 TEXT_FILE_LIMIT = 1 << 20     # bytes: schedule and recipe files are a few lines; larger is not one of them
 
@@ -89,5 +86,6 @@ def rate_for_epoch(config, schedule, epoch):
 
 def learning_rate_tensor(learning_rate_placeholder, global_step, decay_epochs, epoch_size, decay_factor):
     """Staircase exponential decay of the fed rate every decay_epochs * epoch_size steps (classic)."""
+    tf1 = configure().compat.v1  # TensorFlow loads here, not when the flags are read
     return tf1.train.exponential_decay(learning_rate_placeholder, global_step, decay_epochs * epoch_size,
                                        decay_factor, staircase=True)
