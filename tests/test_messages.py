@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from facenet_tf import classifier, cli, clustering, embedding_export, export_embeddings, sources, validate
+from facenet_tf import (classifier, cli, clustering, embedding_export, export_embeddings, gallery, make_record, sources,
+                        validate)
+from facenet_tf.training import input_pipeline
 from facenet_tf.align import alignment_plan
 
 tf1 = tf.compat.v1
@@ -86,8 +88,8 @@ def _model_files(folder):
              'FOLDER (python src/import_keras_model.py), then give FOLDER')
     torch = ('%(p)s is a PyTorch file, not a TensorFlow model: import it first: facenet-import-model %(p)s '
              'FOLDER (python src/import_keras_model.py), then give FOLDER')
-    lite = ('%(p)s is a TensorFlow Lite model, which these tools do not read (run it with tf.lite.Interpreter); '
-            'give the .pb or model folder it was exported from')
+    lite = ('%(p)s is not a TensorFlow Lite model the interpreter can run: Model provided is schema version 0 '
+            'not equal to supported version 3.')   # read by its runtime (facenet_tf.runtimes), which tells why
     part = '%(p)s is one file of a checkpoint folder: give the folder that holds it: %(d)s'
     add('facenet_keras.h5', HDF5, keras)
     add('keras_misnamed.pb', HDF5, keras)
@@ -198,7 +200,8 @@ def test_stray_files_classifier(tmp_path, mean_model, data_dir, capsys, monkeypa
 
 
 def test_stray_files_every_listing(tmp_path, data_dir, capsys):
-    """export_embeddings, align, cluster and recognize list folders by the same rule."""
+    """export_embeddings, align, cluster, recognize (sources and gallery), the training scripts and
+    make_record list folders by the same rule."""
     faces = _aligned(data_dir, str(tmp_path / 'faces'), per_person=1)
     stray = os.path.join(faces, 'Abdullah_Gul', 'list.csv')
     with open(stray, 'w') as f:
@@ -217,6 +220,15 @@ def test_stray_files_every_listing(tmp_path, data_dir, capsys):
     notes = []
     assert len(sources.expand_sources([faces], notes.append)) == 2
     assert notes == ['%s: not an image file: skipped' % stray, 'skipped: 1 file that is not an image']
+    note_lines = ['%s: not an image file: skipped' % stray, 'skipped: 1 file that is not an image']
+    capsys.readouterr()
+    assert [len(p) for p in gallery.gallery_people(faces)] == [1, 1]
+    assert capsys.readouterr().err.splitlines() == note_lines
+    classes, records = input_pipeline.load_training_set(faces)
+    assert [len(c) for c in classes] == [1, 1] and records is None
+    assert capsys.readouterr().err.splitlines() == note_lines
+    assert make_record.pack_folder(faces, str(tmp_path / 'rec'))[:2] == (2, 2)
+    assert capsys.readouterr().err.splitlines()[:2] == note_lines
 
 
 # --- a quoted ~ ----------------------------------------------------------------------------------------

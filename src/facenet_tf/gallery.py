@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 
 import numpy as np
 
@@ -106,17 +107,19 @@ def gallery_crop(pipeline, image):
 def gallery_people(gallery_dir):
     """The people of a gallery folder: one ImageClass per sub-folder (sorted, hidden ones left out)
     with its files (regular files only: a FIFO is never opened); a one-line error when there is none
-    with images. Listed here rather than with dataset.get_dataset, which splits paths at ':'."""
+    with images. Listed here rather than with dataset.get_dataset, which splits paths at ':'. Files
+    that are not images get a note each on stderr and a count (dataset.note_skipped)."""
     if not os.path.isdir(gallery_dir):
         raise FaceNetError('%s: the gallery folder does not exist' % gallery_dir)
-    people = []
+    people, skipped = [], []
     for name in sorted(os.listdir(gallery_dir)):
         folder = os.path.join(gallery_dir, name)
         if name.startswith('.') or not os.path.isdir(folder):
             continue
-        paths = dataset.get_image_paths(folder)   # regular files only (os.path.isfile)
+        paths = dataset.get_image_paths(folder, skipped)   # regular files only (os.path.isfile)
         if paths:
             people.append(dataset.ImageClass(name, paths))
+    dataset.note_skipped(skipped, lambda line: sys.stderr.write(line + '\n'))
     if not people:
         raise FaceNetError('%s: the gallery has no person folder with images (one sub-folder per person)'
                            % gallery_dir)

@@ -17,7 +17,7 @@ from facenet_tf import pairs as pairs_io
 from facenet_tf import encoded_images, record_writer, verification_sets
 from facenet_tf.cli import ArgumentParser, int_between, command
 from facenet_tf.errors import FaceNetError
-from facenet_tf.dataset import get_dataset
+from facenet_tf.dataset import get_dataset, note_skipped
 from facenet_tf.files import add_overwrite_argument, atomic_path, check_new_output
 from facenet_tf.images import ImageReadError, pil_to_rgb
 from facenet_tf.progress import Progress
@@ -34,14 +34,15 @@ class Encoder(object):
     an image whose header declares more than encoded_images.MAX_IMAGE_PIXELS, is skipped before it is read
     or decoded, so memory stays bounded whatever the folder holds."""
 
-    def __init__(self, jpeg_quality=None):
+    def __init__(self, jpeg_quality=None, note=None):
         self.jpeg_quality = jpeg_quality
+        self.note = note or (lambda line: sys.stderr.write(line + '\n'))  # progress.write keeps a bar whole
         self.size = None
         self.first_path = None
         self.reencoded = 0
 
     def __call__(self, path):
-        """Bytes to store for `path`, or None (after one line on stderr) when it cannot be read."""
+        """Bytes to store for `path`, or None (after a note line) when it cannot be read."""
         try:
             with open(path, 'rb') as f:
                 if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
@@ -60,7 +61,7 @@ class Encoder(object):
                 Image.DecompressionBombError) as e:
             reason = 'not an image file' if isinstance(e, UnidentifiedImageError) else \
                 (str(e).strip().splitlines()[0] if str(e) else type(e).__name__)
-            sys.stderr.write('skipped %s: %s\n' % (path, reason))
+            self.note('skipped %s: %s' % (path, reason))
             return None
         if self.size is None:
             self.size, self.first_path = size, path
@@ -83,15 +84,18 @@ def _encode(image, fmt, **options):
 
 def pack_folder(input_dir, output_dir, jpeg_quality=None):
     """Write output_dir/train.rec, train.idx and property from a folder of identity folders.
-    Returns (number of classes, number of images, number skipped)."""
-    dataset = [cls for cls in get_dataset(input_dir) if cls.image_paths]
+    Returns (number of classes, number of images, number skipped); files that are not images get a
+    note each on stderr and a count line (dataset.note_skipped)."""
+    not_images = []
+    dataset = [cls for cls in get_dataset(input_dir, skipped=not_images) if cls.image_paths]
+    note_skipped(not_images, lambda line: sys.stderr.write(line + '\n'))
     total = sum(len(cls) for cls in dataset)
     if not total:
         raise FaceNetError('no images in %s (expected one sub-folder of images per identity)' % input_dir)
     os.makedirs(output_dir, exist_ok=True)
     names = RECORD_FILES
-    encoder = Encoder(jpeg_quality)
     progress = Progress(total, 'packing', 'img')
+    encoder = Encoder(jpeg_quality, progress.write)
     with contextlib.ExitStack() as files:  # the three files are renamed into place together, or removed
         temps = [files.enter_context(atomic_path(os.path.join(output_dir, n))) for n in names]
         counts = record_writer.write_face_dataset(temps[0], temps[1], [cls.image_paths for cls in dataset],
@@ -121,8 +125,8 @@ def write_pairs_bin(input_dir, pairs_file, output_file, jpeg_quality=None):
     if not issame:
         raise FaceNetError('none of the %d pairs of %s has both images in %s'
                         % (len(pairs), pairs_file, input_dir))
-    encoder = Encoder(jpeg_quality)
     progress = Progress(len(paths), 'packing', 'img')
+    encoder = Encoder(jpeg_quality, progress.write)
     bins, kept = [], []
     for i, same in enumerate(issame):
         data = [encoder(paths[2 * i]), encoder(paths[2 * i + 1])]

@@ -23,6 +23,7 @@ which no path holds), and `file_reader(..., encoded=True)` passes them on undeco
 import collections
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -189,7 +190,10 @@ def load_training_set(data_dir):
         classes = [dataset_io.ImageClass(c.name, ['%s%d' % (RECORD_PREFIX, k) for k in c.image_paths])
                    for c in records.classes()]
         return classes, records
-    return dataset_io.get_dataset(data_dir), None
+    skipped = []
+    classes = dataset_io.get_dataset(data_dir, skipped=skipped)
+    dataset_io.note_skipped(skipped, lambda line: sys.stderr.write(line + '\n'))
+    return classes, None
 
 
 def record_file_reader(records):
