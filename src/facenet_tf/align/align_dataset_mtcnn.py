@@ -11,7 +11,7 @@ import sys
 
 from facenet_tf import sharding, tf_setup
 from facenet_tf.dataset import is_image_name
-from facenet_tf.align.aligner import add_max_detect_side_argument
+from facenet_tf.align.aligner import add_detector_argument, add_max_detect_side_argument
 from facenet_tf.cli import ArgumentParser, add_gpu_memory_arguments, non_negative_int, positive_int, command
 from facenet_tf.errors import FaceNetError
 
@@ -61,7 +61,10 @@ def main(args):
     from facenet_tf.align.dataset_alignment import align_dataset, nothing_aligned, remove_output_left_empty, \
         summary_line
     opts = Options(args.image_size, args.margin, args.detect_multiple_faces, args.landmark_alignment,
-                   args.max_detect_side, args.gpu_memory_fraction, args.allow_growth)
+                   args.max_detect_side, args.gpu_memory_fraction, args.allow_growth, args.detector)
+    if args.detector != 'tf':   # runtime present, networks exported: once, before workers start
+        from facenet_tf.align.mtcnn_runtimes import prepare_detector
+        prepare_detector(args.detector)
     counts = align_dataset(args.input_dir, args.output_dir, opts, random_order=args.random_order,
                            num_workers=args.num_workers, arg_string=' '.join(sys.argv), shard=shard)
     print(summary_line(counts))
@@ -94,6 +97,7 @@ def parse_arguments(argv):
     parser.add_argument('--num_workers', type=positive_int, default=1,
                         help='Processes that detect and write in parallel.')
     add_max_detect_side_argument(parser)
+    add_detector_argument(parser)
     sharding.add_shard_arguments(parser)
     return parser.parse_args(argv)
 

@@ -15,6 +15,7 @@ from facenet_tf.align.landmarks import align_to_template, face_points
 from facenet_tf.align.mtcnn_boxes import imresample
 
 MAX_DETECT_SIDE = 0  # default max_side: 0 = detect on the full image, as the classic tools
+DETECTORS = ('tf', 'onnx', 'tflite')  # --detector: the networks' runtime (align.mtcnn_runtimes)
 
 
 def choose_face(boxes, image_shape):
@@ -124,4 +125,13 @@ def add_max_detect_side_argument(parser):
                              'side (only images longer than N; boxes are mapped back to the full image): '
                              'faster on large photos, slightly different boxes. 0 (default): detect on '
                              'the full image, as the classic tools.')
+    return parser
+
+
+def add_detector_argument(parser):
+    """Add the tools' `--detector tf|onnx|tflite` option (which runtime runs the MTCNN networks)."""
+    parser.add_argument('--detector', choices=DETECTORS, default='tf',
+                        help='Run the MTCNN networks with TensorFlow (default), onnxruntime or the TFLite '
+                             'interpreter: the same cascade, boxes within 1e-4 px of TensorFlow\'s. The '
+                             'exported networks are made once into the cache on first use.')
     return parser

@@ -22,9 +22,10 @@ DETECT_THREADS = 2  # batches in detection at once
 PNG_COMPRESSION = 1  # zlib level: 4x faster to write than the default 6, files ~10% larger
 
 # max_detect_side: 0 = detect on the full image (classic), N > 0 = on a copy reduced to N px;
-# gpu_memory_fraction, allow_growth: the detector session's GPU memory (per process)
+# gpu_memory_fraction, allow_growth: the detector session's GPU memory (per process);
+# detector: 'tf', 'onnx' or 'tflite' (align.mtcnn_runtimes.make_detector)
 Options = namedtuple('Options', 'image_size margin detect_multiple_faces landmark_alignment max_detect_side '
-                     'gpu_memory_fraction allow_growth', defaults=(0, None, False))
+                     'gpu_memory_fraction allow_growth detector', defaults=(0, None, False, 'tf'))
 Result = namedtuple('Result', 'status lines message')  # status: aligned / noface / unreadable
 
 
@@ -74,10 +75,10 @@ class BatchAligner(object):
     batched call per batch, and crops are written in threads while the next batch is detected."""
 
     def __init__(self, opts, threads=None):
-        from facenet_tf.align.detect_face import MTCNN
+        from facenet_tf.align.mtcnn_runtimes import make_detector
         self.opts = opts
-        self.detector = MTCNN(threads=threads, gpu_memory_fraction=opts.gpu_memory_fraction,
-                              allow_growth=opts.allow_growth)
+        self.detector = make_detector(opts.detector, threads=threads, gpu_memory_fraction=opts.gpu_memory_fraction,
+                                      allow_growth=opts.allow_growth)
         self.pool = ThreadPoolExecutor(WORKER_THREADS)
 
     def _load(self, job):

@@ -72,30 +72,30 @@ def _pool(x, size, stride, padding):
     return tf.nn.max_pool2d(x, ksize=[1, size, size, 1], strides=[1, stride, stride, 1], padding=padding)
 
 
-def _pnet(x, w):
-    x = _prelu(_conv(x, w, 'conv1'), w, 'PReLU1')
+def _pnet(x, w, prelu=_prelu):
+    x = prelu(_conv(x, w, 'conv1'), w, 'PReLU1')
     x = _pool(x, 2, 2, 'SAME')
-    x = _prelu(_conv(x, w, 'conv2'), w, 'PReLU2')
-    x = _prelu(_conv(x, w, 'conv3'), w, 'PReLU3')
+    x = prelu(_conv(x, w, 'conv2'), w, 'PReLU2')
+    x = prelu(_conv(x, w, 'conv3'), w, 'PReLU3')
     prob = tf.nn.softmax(_conv(x, w, 'conv4-1'), axis=3, name='prob1')
     return _conv(x, w, 'conv4-2'), prob
 
 
-def _rnet(x, w):
-    x = _pool(_prelu(_conv(x, w, 'conv1'), w, 'prelu1'), 3, 2, 'SAME')
-    x = _pool(_prelu(_conv(x, w, 'conv2'), w, 'prelu2'), 3, 2, 'VALID')
-    x = _prelu(_conv(x, w, 'conv3'), w, 'prelu3')
-    x = _prelu(_fc(x, w, 'conv4'), w, 'prelu4')
+def _rnet(x, w, prelu=_prelu):
+    x = _pool(prelu(_conv(x, w, 'conv1'), w, 'prelu1'), 3, 2, 'SAME')
+    x = _pool(prelu(_conv(x, w, 'conv2'), w, 'prelu2'), 3, 2, 'VALID')
+    x = prelu(_conv(x, w, 'conv3'), w, 'prelu3')
+    x = prelu(_fc(x, w, 'conv4'), w, 'prelu4')
     prob = tf.nn.softmax(_fc(x, w, 'conv5-1'), axis=1, name='prob1')
     return _fc(x, w, 'conv5-2'), prob
 
 
-def _onet(x, w):
-    x = _pool(_prelu(_conv(x, w, 'conv1'), w, 'prelu1'), 3, 2, 'SAME')
-    x = _pool(_prelu(_conv(x, w, 'conv2'), w, 'prelu2'), 3, 2, 'VALID')
-    x = _pool(_prelu(_conv(x, w, 'conv3'), w, 'prelu3'), 2, 2, 'SAME')
-    x = _prelu(_conv(x, w, 'conv4'), w, 'prelu4')
-    x = _prelu(_fc(x, w, 'conv5'), w, 'prelu5')
+def _onet(x, w, prelu=_prelu):
+    x = _pool(prelu(_conv(x, w, 'conv1'), w, 'prelu1'), 3, 2, 'SAME')
+    x = _pool(prelu(_conv(x, w, 'conv2'), w, 'prelu2'), 3, 2, 'VALID')
+    x = _pool(prelu(_conv(x, w, 'conv3'), w, 'prelu3'), 2, 2, 'SAME')
+    x = prelu(_conv(x, w, 'conv4'), w, 'prelu4')
+    x = prelu(_fc(x, w, 'conv5'), w, 'prelu5')
     prob = tf.nn.softmax(_fc(x, w, 'conv6-1'), axis=1, name='prob1')
     return _fc(x, w, 'conv6-2'), _fc(x, w, 'conv6-3'), prob
 
