@@ -19,7 +19,7 @@ from hostile import assert_one_line_error, run_main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = ('align.align_dataset_mtcnn', 'validate', 'compare', 'recognize', 'cluster', 'classifier', 'freeze',
          'import_model', 'export_embeddings', 'export_tflite', 'make_record', 'generate_pairs', 'train_triplet',
-         'train_softmax')
+         'train_softmax', 'calibrate', 'evaluate_identification', 'export_onnx', 'export_mtcnn')
 
 
 def _lfw(data_dir, person, number):

@@ -109,6 +109,8 @@ def test_model_file_of_another_kind(tmp_path, capsys, monkeypatch):
     """validate_on_lfw.py checks its model first: each kind is told in one line, exit code 2."""
     files = _model_files(tmp_path)
     for name, (path, message) in files.items():
+        if name in ('facenet.tflite', 'lite_misnamed.pb'):
+            continue   # TensorFlow Lite files are models the tools read: told when they load (next test)
         code, out, err = _command(validate, [tmp_path, path], capsys, monkeypatch, 'validate_on_lfw.py')
         assert (code, err) == (2, 'validate_on_lfw.py: error: %s\n' % message), name
 

@@ -31,8 +31,12 @@ CLASSIC = {
     'import_keras_model.py': 'facenet_tf.import_model',
     'export_embeddings.py': 'facenet_tf.export_embeddings',
     'export_tflite.py': 'facenet_tf.export_tflite',
+    'export_onnx.py': 'facenet_tf.export_onnx',
     'make_record.py': 'facenet_tf.make_record',
     'generate_pairs.py': 'facenet_tf.generate_pairs',
+    'evaluate_identification.py': 'facenet_tf.evaluate_identification',
+    'calibrate_threshold.py': 'facenet_tf.calibrate',
+    'export_mtcnn.py': 'facenet_tf.export_mtcnn',
 }
 
 

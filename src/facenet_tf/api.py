@@ -6,6 +6,7 @@ are the aligner's crops exactly, the embeddings those of the tools for the same 
 owns its TensorFlow graph and session (close() or a with block frees them); one object may be used
 from several threads (TensorFlow sessions run concurrently).
 """
+import argparse
 import os
 import threading
 
@@ -58,19 +59,20 @@ class MTCNN(object):
     filter, as align_dataset_mtcnn writes them. keep_all False: one face per image, `select`
     'central' (largest and most central: align_dataset_mtcnn's choice) or 'first' (compare.py's);
     keep_all True: every face. max_detect_side > 0 detects on a copy of large images reduced to that
-    side; threads, gpu_memory_fraction and allow_growth set the detector's session."""
+    side; threads, gpu_memory_fraction and allow_growth set the detector's session. detector 'onnx' or
+    'tflite' runs the same cascade on the exported networks (onnxruntime, TFLite; align.mtcnn_runtimes)."""
 
     def __init__(self, image_size=160, margin=32, keep_all=False, min_face_size=20, thresholds=(0.6, 0.7, 0.7),
                  factor=0.709, select=faces_lib.CENTRAL, max_detect_side=0, threads=None,
-                 gpu_memory_fraction=None, allow_growth=False):
+                 gpu_memory_fraction=None, allow_growth=False, detector='tf'):
         if select not in (faces_lib.CENTRAL, faces_lib.FIRST):
             raise FaceNetError('select must be %r or %r, got %r' % (faces_lib.CENTRAL, faces_lib.FIRST, select))
         tf_setup.configure()
-        from facenet_tf.align import detect_face
+        from facenet_tf.align.mtcnn_runtimes import make_detector
         self.keep_all, self.select = keep_all, select
-        self.detector = detect_face.MTCNN(minsize=min_face_size, threshold=thresholds, factor=factor,
-                                          threads=threads, gpu_memory_fraction=gpu_memory_fraction,
-                                          allow_growth=allow_growth)
+        self.detector = make_detector(detector, minsize=min_face_size, threshold=thresholds, factor=factor,
+                                      threads=threads, gpu_memory_fraction=gpu_memory_fraction,
+                                      allow_growth=allow_growth)
         self.service = faces_lib.FacePipeline(None, self.detector, image_size, margin,
                                               max_detect_side=max_detect_side)
         self.image_size, self.margin = image_size, margin
@@ -134,8 +136,9 @@ def resolve_model(model):
         return pretrained_lib.imported_folder(path)
     if lower.endswith('.zip'):
         raise FaceNetError('%s: unzip the checkpoint first and give its folder' % model)
-    if not lower.endswith('.pb'):
-        raise FaceNetError('%s: not a model file (a checkpoint folder, .pb, Keras .h5 or facenet-pytorch .pt)' % model)
+    if not lower.endswith(('.pb', '.tflite', '.onnx')):
+        raise FaceNetError('%s: not a model file (a checkpoint folder, .pb, .tflite, .onnx, Keras .h5 or '
+                           'facenet-pytorch .pt)' % model)
     return path
 
 
@@ -143,27 +146,22 @@ class FaceNet(object):
     """Embeddings of aligned face crops with any model file (see resolve_model): L2-normalised
     float32 [N, embedding_size], batch_size crops per network call, standardised as the model was
     trained (prewhiten, or fixed (x - 127.5) / 128 with fixed_standardization). `threshold` is the
-    L2 distance below which same_person says yes; precision 'fp32' or 'bf16'; threads (0: all
+    L2 distance below which same_person says yes, or a threshold file of facenet-calibrate (what it
+    stands for in `threshold_source`); precision 'fp32' or 'bf16'; threads (0: all
     cores), gpu_memory_fraction and allow_growth set the session."""
 
     def __init__(self, model, batch_size=100, fixed_standardization=False, threshold=DEFAULT_THRESHOLD,
                  precision='fp32', threads=0, gpu_memory_fraction=None, allow_growth=False):
-        tf1 = tf_setup.configure().compat.v1
-        from facenet_tf.model_io import load_for_inference, model_tensors
+        tf_setup.configure()
+        from facenet_tf.runtimes import open_model
         self.model, self.path = model, resolve_model(model)
-        self.threshold, self.batch_size = threshold, batch_size
-        self.graph = tf1.Graph()
-        config = tf_setup.session_config(precision, threads, 0, gpu_memory_fraction, allow_growth)
-        self.sess = tf1.Session(graph=self.graph, config=config)
-        try:
-            with self.graph.as_default():
-                load_for_inference(self.path, self.sess)
-            images, _, embeddings = model_tensors(self.graph)
-        except BaseException:
-            self.sess.close()
-            raise
-        self.image_size = images.shape[1] if images.shape.rank == 4 and images.shape[1] else 160
-        self.embedding_size = embeddings.shape[-1]
+        self.threshold, self.threshold_source = threshold_value(threshold)
+        self.batch_size = batch_size
+        settings = argparse.Namespace(precision=precision, intra_op_threads=threads,
+                                      gpu_memory_fraction=gpu_memory_fraction, allow_growth=allow_growth)
+        self.sess = open_model(self.path, settings)   # the model's runner (runtimes.Embedder): any model file
+        self.image_size = self.sess.image_size or 160
+        self.embedding_size = self.sess.embedding_size
         self.service = faces_lib.FacePipeline(self.sess, None, self.image_size,
                                               fixed_standardization=fixed_standardization, batch_size=batch_size)
 
@@ -254,8 +252,33 @@ def distance(photo_a, photo_b, model=None, detector=None):
 
 
 def same_person(photo_a, photo_b, threshold=None, model=None, detector=None):
-    """Whether the main faces of two photos are closer than `threshold` (default: the model's, 1.1
-    for the published model: its LFW verification threshold)."""
+    """Whether the main faces of two photos are closer than `threshold`, an L2 distance or a threshold
+    file (default: the model's, 1.1 for the published model: its LFW verification threshold)."""
     model = model or default_model()
-    limit = model.threshold if threshold is None else threshold
+    limit = model.threshold if threshold is None else threshold_value(threshold)[0]
     return distance(photo_a, photo_b, model, detector) < limit
+
+
+def threshold_value(threshold):
+    """(L2 threshold, what it stands for) of a number or of a threshold file (facenet-calibrate)."""
+    if isinstance(threshold, (str, os.PathLike)):
+        from facenet_tf import operating_points
+        found = operating_points.read_threshold_file(threshold)
+        return operating_points.l2_threshold(found), operating_points.describe(found)
+    return float(threshold), 'threshold %g (L2 distance)' % float(threshold)
+
+
+def verification_rates(embeddings1, embeddings2, issame, fars=(1e-2, 1e-3, 1e-4), nrof_folds=10):
+    """Per target FAR, a dict: far, threshold (L2 distance), tar (all pairs), tar_folds_mean and
+    tar_folds_std (each fold at the other folds' threshold), held_out_far, ci95 of the threshold (order
+    statistics),
+    nrof_impostor and meaningful (False below 1 / nrof_impostor); docs/thresholds.md."""
+    from facenet_tf import operating_points
+    e1, e2 = np.asarray(embeddings1, np.float64), np.asarray(embeddings2, np.float64)
+    if e1.shape != e2.shape or e1.ndim != 2:
+        raise FaceNetError('embeddings1 and embeddings2 must be [N, D] arrays of one shape, got %s and %s'
+                           % (e1.shape, e2.shape))
+    dist = np.sqrt(np.sum(np.square(e1 - e2), axis=1))
+    return [dict(far=p.far, threshold=p.threshold, tar=p.tar, tar_folds_mean=p.tar_mean, tar_folds_std=p.tar_std,
+                 held_out_far=p.held_out_far, ci95=p.ci95, nrof_impostor=p.nrof_impostor, meaningful=p.meaningful)
+            for p in operating_points.operating_points(dist, issame, fars, nrof_folds=nrof_folds)]

@@ -60,19 +60,17 @@ def compute_embeddings(args, *path_lists, warnings=()):
     """Embeddings of each list of image files with the model (loaded once), in batches of
     args.batch_size; `warnings` are written to stderr once the model has loaded (after every
     error the run could stop on)."""
-    tf1 = tf_setup.configure().compat.v1
-    from facenet_tf import embedding
+    tf_setup.configure()
+    from facenet_tf import embedding, runtimes
     print('Loading feature extraction model')
-    with tf1.Graph().as_default():
-        with tf_setup.inference_session(args) as sess:
-            embedding.load_for_inference(args.model, sess)
-            for warning in warnings:
-                _warn(warning)
-            print('Calculating features for images')
-            sys.stdout.flush()
-            return [embedding.embed(sess, paths, image_size=args.image_size, batch_size=args.batch_size,
-                                    fixed_standardization=args.use_fixed_image_standardization)
-                    for paths in path_lists]
+    with runtimes.open_model(args.model, args, image_size=args.image_size) as sess:  # .pb, folder, .tflite, .onnx
+        for warning in warnings:
+            _warn(warning)
+        print('Calculating features for images')
+        sys.stdout.flush()
+        return [embedding.embed(sess, paths, image_size=args.image_size, batch_size=args.batch_size,
+                                fixed_standardization=args.use_fixed_image_standardization)
+                for paths in path_lists]
 
 
 def load_images(args, data_dir, mode, split):
@@ -129,6 +127,9 @@ def main(args):
     data_dir = os.path.expanduser(args.data_dir)
     classifier_file = os.path.expanduser(args.classifier_filename)
     np.random.seed(seed=args.seed)
+    if args.threshold_file:
+        from facenet_tf.operating_points import threshold_from_file
+        args.unknown_threshold = threshold_from_file(args.threshold_file, _warn)
     if args.mode == 'CLASSIFY':
         model, class_names = classify.load(classifier_file)
         if args.unknown_threshold is not None:
@@ -197,10 +198,14 @@ def parse_arguments(argv):
     parser.add_argument('--nrof_train_images_per_class', type=int,
                         help='Use this number of images from each class for training and the rest for '
                              'testing', default=10)
-    parser.add_argument('--unknown_threshold', type=non_negative_float, default=None,
+    unknown = parser.add_mutually_exclusive_group()
+    unknown.add_argument('--unknown_threshold', type=non_negative_float, default=None,
                         help='Report a face as unknown when the L2 distance from its embedding to the '
                              'nearest training embedding is above this (e.g. 1.1; same scale as '
                              'compare.py distances).')
+    unknown.add_argument('--threshold_file', type=str, metavar='FILE',
+                         help='--unknown_threshold from a threshold file written by facenet-calibrate (its '
+                              'FAR is printed; docs/thresholds.md).')
     parser.add_argument('--use_fixed_image_standardization', action='store_true',
                         help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of per-image '
                              'standardization.')

@@ -151,7 +151,8 @@ def doc_parser(doc):
 def add_model_argument(parser):
     """The positional `model` of the tools that embed faces: a model folder or a frozen .pb."""
     parser.add_argument('model', type=str,
-                        help='A model folder (one .meta and a checkpoint) or a frozen model (.pb) file')
+                        help='A model folder (one .meta and a checkpoint), a frozen model (.pb) file, or an '
+                             'exported .tflite or .onnx file')
 
 
 def fraction(text):

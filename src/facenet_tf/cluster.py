@@ -40,10 +40,9 @@ def _note(text):
 def embed_faces(args, input_dir, output_dir):
     """(faces, embeddings) of the input: detected and cropped, or the aligned crops as they are.
     The output folder is made only once the model has loaded."""
-    tf1 = tf_setup.configure().compat.v1
-    from facenet_tf import embedding
-    with tf1.Graph().as_default(), tf_setup.inference_session(args) as sess:
-        embedding.load_for_inference(args.model, sess)
+    tf_setup.configure()
+    from facenet_tf import embedding, runtimes
+    with runtimes.open_model(args.model, args, image_size=args.image_size) as sess:  # .pb, folder, .tflite, .onnx
         os.makedirs(output_dir, exist_ok=True)
         if clustering.unfinished_by(output_dir) is not None:
             clustering.take_over(output_dir)

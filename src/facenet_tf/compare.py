@@ -2,6 +2,7 @@
 
 Usage: python src/compare.py model image_files... [--image_size 160] [--margin 44] [--max_detect_side N]
 """
+import argparse
 import os
 import sys
 
@@ -71,15 +72,14 @@ def load_and_align_data(image_paths, image_size, margin, standardize, max_detect
 
 
 def embed(model, faces, precision, gpu_memory_fraction=None, allow_growth=False):
-    """Embeddings of the aligned faces with the model (any file model_io loads), EMBED_BATCH at a time."""
-    tf1 = tf_setup.configure().compat.v1
-    from facenet_tf.model_io import load_for_inference
-    with tf1.Graph().as_default():
-        config = tf_setup.session_config(precision, gpu_memory_fraction=gpu_memory_fraction,
-                                         allow_growth=allow_growth)
-        with tf1.Session(config=config) as sess:
-            load_for_inference(model, sess)
-            return faces_lib.embed_faces(sess, faces, EMBED_BATCH)
+    """Embeddings of the aligned faces with the model (a .pb, a checkpoint folder, .tflite or .onnx),
+    EMBED_BATCH at a time."""
+    tf_setup.configure()
+    from facenet_tf.runtimes import open_model
+    settings = argparse.Namespace(precision=precision, gpu_memory_fraction=gpu_memory_fraction,
+                                  allow_growth=allow_growth)
+    with open_model(model, settings, image_size=faces.shape[1]) as runner:
+        return faces_lib.embed_faces(runner, faces, EMBED_BATCH)
 
 
 def distance_matrix(emb):

@@ -23,10 +23,11 @@ import threading
 
 import numpy as np
 
-from facenet_tf.model_io import load_for_inference, model_tensors  # noqa: F401  (also used here)
+from facenet_tf.model_io import load_for_inference, model_tensors  # noqa: F401  (re-exported: the tools import them here)
 from facenet_tf.errors import FaceNetError
 from facenet_tf.images import ImageReadError, read_rgb
 from facenet_tf.progress import Progress
+from facenet_tf.runtimes import as_embedder
 from facenet_tf.tf_setup import configure, session_config
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
@@ -257,16 +258,16 @@ def unique_items(items):
 def embed(sess, items, image_size=160, batch_size=100, fixed_standardization=False, use_flipped_images=False,
           encoded=False, label='Embedding', stream=None, groups=None):
     """Embeddings (float32, one row per item) of image files or encoded images through the model in
-    `sess`. With use_flipped_images a row is [embedding(original) | embedding(flipped)], as the classic
+    `sess` (a TensorFlow session holding a loaded model, or a runtimes.Embedder). With use_flipped_images a row is [embedding(original) | embedding(flipped)], as the classic
     validate_on_lfw. Prints a progress line (to stderr unless `stream` is given). With `groups`
     (item counts) no batch spans two groups: on CPU an image's embedding can differ in its last bits
     with its position in the batch and the batch's size, so runs that batch a group the same way
     give the same bits for it."""
     if batch_size < 1:
         raise FaceNetError('the batch size must be positive, got %d' % batch_size)
-    images, phase_train, embeddings = model_tensors(sess.graph)
+    runner = as_embedder(sess)
     nrof_flips = 2 if use_flipped_images else 1
-    embedding_size = embeddings.shape.as_list()[-1] if embeddings.shape.rank else None
+    embedding_size = runner.embedding_size
     if not len(items):
         return np.zeros((0, (embedding_size or 0) * nrof_flips), np.float32)
     nrof_images = len(items) * nrof_flips
@@ -276,10 +277,7 @@ def embed(sess, items, image_size=160, batch_size=100, fixed_standardization=Fal
     try:
         start = 0
         for batch in reader(items, groups):
-            feed = {images: batch}
-            if phase_train is not None:
-                feed[phase_train] = False
-            emb = sess.run(embeddings, feed)
+            emb = runner.embed(batch)
             if out is None:
                 out = np.zeros((nrof_images, emb.shape[1]), np.float32)
             out[start:start + emb.shape[0]] = emb

@@ -208,24 +208,22 @@ def export(model, data_dir, output, settings, shard=None, chunk_size=DEFAULT_CHU
 def _compute(model, data_dir, paths, settings, partial, chunks, start, counts, log, session_args=None):
     """Embed the chunks from `start` on and save each as it completes."""
     from facenet_tf import tf_setup
-    from facenet_tf.model_io import load_for_inference
-    tf1 = tf_setup.configure().compat.v1
+    tf_setup.configure()
+    from facenet_tf.runtimes import open_model
     progress = Progress(len(paths) - counts['resumed_images'], 'export', 'img')
-    with tf1.Graph().as_default():
-        with tf_setup.inference_session(session_args, precision=settings.precision) as sess:
-            load_for_inference(model, sess)
-            embedder = _ChunkEmbedder(sess, data_dir, settings, log)
-            try:
-                offset = counts['resumed_images']
-                for i in range(start, len(chunks)):
-                    part = paths[offset:offset + sum(chunks[i])]
-                    offset += len(part)
-                    ok, rows = embedder(part, chunks[i])
-                    partial.save(i, ok, rows)
-                    counts['computed_images'] += len(part)
-                    progress.update(len(part))
-            finally:
-                embedder.close()
+    with open_model(model, session_args, precision=settings.precision, image_size=settings.image_size) as sess:
+        embedder = _ChunkEmbedder(sess, data_dir, settings, log)
+        try:
+            offset = counts['resumed_images']
+            for i in range(start, len(chunks)):
+                part = paths[offset:offset + sum(chunks[i])]
+                offset += len(part)
+                ok, rows = embedder(part, chunks[i])
+                partial.save(i, ok, rows)
+                counts['computed_images'] += len(part)
+                progress.update(len(part))
+        finally:
+            embedder.close()
     log(progress.summary())
 
 

@@ -1,9 +1,9 @@
 """The face service: detect -> crop -> standardise -> embed, shared by the tools and the Python API.
 
-`FacePipeline` holds a detector (align.detect_face.MTCNN) and a session with a model loaded; it
-detects the faces of a batch of images with one detector call, crops each as the aligner does (box
-grown by margin/2 per side, clipped, PIL bilinear resize), standardises the crops as the model expects
-and embeds them in batches. Either part may be None when only the other is used (compare.py detects
+`FacePipeline` holds a detector (align.detect_face.MTCNN) and a model: a session with a model
+loaded or a runtimes.Embedder (any model file, .tflite and .onnx too); it detects the faces of a batch
+of images with one detector call, crops each as the aligner does (box grown by margin/2 per side,
+clipped, PIL bilinear resize), standardises the crops as the model expects and embeds them in batches. Either part may be None when only the other is used (compare.py detects
 with one and embeds with the other; a gallery of aligned crops needs no detector).
 
 One face per image (`one_face`): FIRST is the detector's first box (compare.py's classic choice);
@@ -35,17 +35,12 @@ class Timer(object):
 
 
 def embed_faces(sess, faces, batch_size):
-    """Embeddings of standardised face crops [N, size, size, 3] through the model in `sess`, in batches."""
-    from facenet_tf.model_io import model_tensors   # TensorFlow: imported once a session runs
-    images, phase_train, embeddings = model_tensors(sess.graph)
-    out = []
-    for start in range(0, len(faces), batch_size):
-        feed = {images: faces[start:start + batch_size]}
-        if phase_train is not None:
-            feed[phase_train] = False
-        out.append(sess.run(embeddings, feed))
-    dim = embeddings.shape.as_list()[-1] or 0
-    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+    """Embeddings of standardised face crops [N, size, size, 3] through the model in `sess` (a
+    TensorFlow session holding a loaded model, or a runtimes.Embedder), in batches."""
+    from facenet_tf.runtimes import as_embedder   # TensorFlow: imported once a model runs
+    runner = as_embedder(sess)
+    out = [runner.embed(faces[start:start + batch_size]) for start in range(0, len(faces), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, runner.embedding_size or 0), np.float32)
 
 
 def one_face(boxes, image_shape, choice=CENTRAL):

@@ -12,9 +12,11 @@ Model files come from anywhere, so every GraphDef and meta graph is screened bef
 checkpoint this module names), and a checkpoint folder's files must lie inside it. Freezing a loaded
 graph into a GraphDef is facenet_tf.model_freeze.
 """
+import contextlib
 import os
 import re
 import stat
+import sys
 import time
 
 from facenet_tf.errors import FaceNetError
@@ -36,14 +38,29 @@ def model_not_found(model):
 
 
 def find_model(model):
-    """`model` with ~ expanded; FaceNetError when it is neither a file (.pb) nor a folder, or is a
-    file of another kind (wrong_model_file)."""
+    """`model` with ~ expanded; FaceNetError when it is neither a file (.pb, .tflite, .onnx) nor a
+    folder, or is a file of another kind (wrong_model_file)."""
     path = os.path.expanduser(model)
     if not (os.path.isfile(path) or os.path.isdir(path)):
         raise model_not_found(model)
-    if os.path.isfile(path):
+    if os.path.isfile(path) and model_kind(path) == TENSORFLOW:
         check_model_file(path)
     return path
+
+
+TENSORFLOW, TFLITE, ONNX = 'tensorflow', 'tflite', 'onnx'
+
+
+def model_kind(path):
+    """TENSORFLOW (a folder or a .pb), TFLITE (the `TFL3` file identifier) or ONNX (a file named
+    .onnx): which runtime reads it (facenet_tf.runtimes)."""
+    if not os.path.isfile(path):
+        return TENSORFLOW
+    with open(path, 'rb') as f:
+        head = f.read(8)
+    if head[4:8] == b'TFL3':
+        return TFLITE
+    return ONNX if path.lower().endswith('.onnx') else TENSORFLOW
 
 
 _CHECKPOINT_PART_RE = re.compile(r'(\.meta|\.index|\.data-\d+-of-\d+)$|^checkpoint$')
@@ -65,7 +82,7 @@ def wrong_model_file(path):
             return '%s is a PyTorch file, not a TensorFlow model: %s' % (path, _IMPORT % path)
         return '%s is a zip archive: unzip it first, then give the .pb or model folder it holds' % path
     if head[4:8] == b'TFL3' or lower.endswith('.tflite'):
-        return ('%s is a TensorFlow Lite model, which these tools do not read (run it with tf.lite.Interpreter); '
+        return ('%s is a TensorFlow Lite model, which only the embedding tools read; '
                 'give the .pb or model folder it was exported from' % path)
     if lower.endswith(('.pt', '.pth')):
         return '%s is a PyTorch file, not a TensorFlow model: %s' % (path, _IMPORT % path)
@@ -336,10 +353,13 @@ def freeze_model(model_dir, output_file, use_moving_averages=False):
     return len(frozen.node)
 
 
-def export_tflite(model, output_file, image_size=160):
-    """Convert a frozen `.pb` or a checkpoint folder (frozen first, in memory) to a TensorFlow Lite
-    flatbuffer with input `input` [1, image_size, image_size, 3] and output `embeddings`, written
-    atomically. Returns its size."""
+QUANTIZATIONS = ('none', 'fp16', 'dynamic', 'int8')
+
+
+def frozen_embedding_graph(model, image_size=160):
+    """The screened frozen GraphDef computing `embeddings` from an `input` placeholder of
+    [None, image_size, image_size, 3] (any batch), from a `.pb` or a checkpoint folder (frozen in
+    memory): what the TensorFlow Lite and ONNX exports convert."""
     model_exp = os.path.expanduser(model)
     if os.path.isdir(model_exp):
         with tf1.Graph().as_default() as graph:
@@ -352,12 +372,53 @@ def export_tflite(model, output_file, image_size=160):
     else:
         raise model_not_found(model)
     graph_def = embedding_subgraph(graph_def, model, image_size)
+    for node in graph_def.node:
+        if node.name == 'input':
+            node.attr['shape'].shape.CopyFrom(tf.TensorShape([None, image_size, image_size, 3]).as_proto())
+    return graph_def
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """File descriptor 2 pointed at /dev/null: TensorFlow Lite's converter and interpreter print
+    lines from C++ (quantizer settings, the CPU delegate) that would break a tool's one-line output."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def export_tflite(model, output_file, image_size=160, quantize='none', representative=None):
+    """Convert a frozen `.pb` or a checkpoint folder to a TensorFlow Lite flatbuffer with input
+    `input` [N, image_size, image_size, 3] (any batch: the interpreter resizes it) and output
+    `embeddings`, written atomically; returns its size. quantize: 'none' (fp32), 'fp16' (weights
+    stored as float16), 'dynamic' (int8 weights, activations quantized at run time) or 'int8'
+    (full integer with float input and output, calibrated on `representative`, standardised crops
+    [n, S, S, 3]: export_tflite.representative_crops)."""
+    if quantize not in QUANTIZATIONS:
+        raise FaceNetError('quantize must be one of %s, got %r' % (', '.join(QUANTIZATIONS), quantize))
+    if quantize == 'int8' and (representative is None or not len(representative)):
+        raise FaceNetError('an int8 export needs representative crops (--representative DIR)')
+    graph_def = frozen_embedding_graph(model, image_size)
     with tf1.Graph().as_default() as graph:
         import_frozen_graph(graph_def, model)
         try:
             converter = tf1.lite.TFLiteConverter(graph_def, [graph.get_tensor_by_name('input:0')],
                                                  [graph.get_tensor_by_name('embeddings:0')])
-            flatbuffer = converter.convert()
+            if quantize != 'none':
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if quantize == 'fp16':
+                converter.target_spec.supported_types = [tf.float16]
+            elif quantize == 'int8':
+                converter.representative_dataset = lambda: ([crop[None]] for crop in representative)
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            with quiet_stderr():
+                flatbuffer = converter.convert()
         except Exception as e:  # the converter raises several unrelated types
             raise FaceNetError('TensorFlow Lite conversion failed: %s' % str(e).strip().splitlines()[0])
     write_atomic(output_file, flatbuffer)

@@ -75,6 +75,9 @@ def _warm_up(pipeline):
 
 
 def main(args):
+    if args.threshold_file:
+        from facenet_tf.operating_points import threshold_from_file
+        args.unknown_threshold = threshold_from_file(args.threshold_file, _note)
     sources = source_lib.expand_sources(args.sources, _note)
     if not sources:
         raise FaceNetError('no source to read among: %s' % ' '.join(args.sources))
@@ -87,12 +90,12 @@ def main(args):
                                     _note) if args.classifier else None
     tf1 = tf_setup.configure().compat.v1
     from facenet_tf import faces   # TensorFlow loads here, after the flags are parsed
-    from facenet_tf.align.detect_face import MTCNN
-    from facenet_tf.model_io import load_for_inference
+    from facenet_tf.align.mtcnn_runtimes import make_detector
+    from facenet_tf.runtimes import open_model   # a .pb, a checkpoint folder, .tflite or .onnx
     timer = faces.Timer()
-    with tf1.Graph().as_default(), tf_setup.inference_session(args) as sess, \
-            MTCNN(gpu_memory_fraction=args.gpu_memory_fraction, allow_growth=args.allow_growth) as detector:
-        load_for_inference(args.model, sess)
+    with tf1.Graph().as_default(), open_model(args.model, args, image_size=args.image_size) as sess, \
+            make_detector(args.detector, gpu_memory_fraction=args.gpu_memory_fraction,
+                          allow_growth=args.allow_growth) as detector:
         pipeline = faces.FacePipeline(sess, detector, args.image_size, args.margin,
                                       args.use_fixed_image_standardization, args.max_detect_side,
                                       args.batch_size, timer)
@@ -137,11 +140,15 @@ def parse_arguments(argv):
     names.add_argument('--gallery', type=str, metavar='DIR',
                        help='Name faces by the nearest face of this folder (one sub-folder of photos or '
                             'aligned crops per person; image_size x image_size images are taken as crops).')
-    parser.add_argument('--unknown_threshold', type=non_negative_float, default=0.9,
+    unknown = parser.add_mutually_exclusive_group()
+    unknown.add_argument('--unknown_threshold', type=non_negative_float, default=0.9,
                         help='A face farther (L2) than this from every known face (gallery faces, or the '
                              'training faces kept in a classifier file) is named unknown. The default suits '
                              'the published model: stricter than its verification threshold (about 1.1), '
                              'as the nearest of many known faces is taken.')
+    unknown.add_argument('--threshold_file', type=str, metavar='FILE',
+                         help='Take the unknown threshold from a threshold file written by facenet-calibrate '
+                              '(its FAR is printed; docs/thresholds.md).')
     parser.add_argument('--output_jsonl', type=str, help='Write the JSON lines to this file instead of stdout.')
     parser.add_argument('--annotate', type=str, metavar='OUT',
                         help='Write annotated frames: a folder (photos under their names, videos as '
@@ -156,6 +163,7 @@ def parse_arguments(argv):
                         help='Detect faces on a copy of each frame reduced to N pixels on its longest side '
                              '(crops are still cut from the full frame): much faster on HD video. 0 '
                              '(default): detect on the full frame, as the classic tools.')
+    aligner.add_detector_argument(parser)
     recognition.add_face_arguments(parser)
     return parser.parse_args(argv)
 

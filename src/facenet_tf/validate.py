@@ -8,7 +8,9 @@ Example: python src/validate_on_lfw.py ~/datasets/lfw/lfw_mtcnnpy_160 ~/models/2
 (lfw.bin, cfp_fp.bin, agedb_30.bin) may be given instead, then --lfw_pairs is not used; or an
 embeddings file of the aligned faces (export_embeddings.py), whose rows are used and the model is not
 loaded. Each distinct image is embedded once, in batches of any size. Prints the classic four result
-lines.
+lines; --far adds TAR and the threshold at chosen false-accept rates, --pairs evaluates more sets
+(pairs files against the same folder, or .bin sets) in the same run, with one model load and one
+table (docs/thresholds.md).
 """
 import os
 import sys
@@ -17,6 +19,7 @@ import numpy as np
 
 from facenet_tf import tf_setup
 from facenet_tf.cli import ArgumentParser, int_at_least, positive_int, command
+from facenet_tf.errors import FaceNetError
 from facenet_tf.images import unaligned_warning
 
 def load_pairs(args, stored=None):
@@ -31,18 +34,25 @@ def load_pairs(args, stored=None):
 
 def embed_items(args, items, encoded):
     """Embeddings (float64, as the classic arrays) of the distinct images through the model."""
-    tf1 = tf_setup.configure().compat.v1
-    from facenet_tf.embedding import embed, load_for_inference
-    with tf1.Graph().as_default():
-        with tf_setup.inference_session(args) as sess:
-            load_for_inference(args.model, sess, args.use_moving_averages)
+    return embed_groups(args, [(items, encoded)])[0]
+
+
+def embed_groups(args, groups):
+    """Embeddings (float64) of each (items, encoded) group through the model, loaded once."""
+    tf_setup.configure()
+    from facenet_tf.embedding import embed
+    from facenet_tf.runtimes import open_model
+    out = []
+    with open_model(args.model, args, use_moving_averages=args.use_moving_averages,
+                    image_size=args.image_size) as sess:   # a .pb, a checkpoint folder, .tflite or .onnx
+        for items, encoded in groups:
             warning = None if encoded else unaligned_warning(items, args.image_size, args.lfw_dir)
             if warning:
                 sys.stderr.write(warning + '\n')
-            emb = embed(sess, items, image_size=args.image_size, batch_size=args.lfw_batch_size,
-                        fixed_standardization=args.use_fixed_image_standardization,
-                        use_flipped_images=args.use_flipped_images, encoded=encoded)
-    return emb.astype(np.float64)
+            out.append(embed(sess, items, image_size=args.image_size, batch_size=args.lfw_batch_size,
+                             fixed_standardization=args.use_fixed_image_standardization,
+                             use_flipped_images=args.use_flipped_images, encoded=encoded).astype(np.float64))
+    return out
 
 
 def report(args, embeddings, issame, folds):
@@ -65,6 +75,67 @@ def report(args, embeddings, issame, folds):
         print('ROC written to %s and %s' % (csv_path, png))
 
 
+def extra_sets(args, stored):
+    """The VerificationSets of --pairs: a .bin file, or a pairs file read against lfw_dir."""
+    from facenet_tf.verification_sets import load_verification_set
+    sets = []
+    for source in args.pairs:
+        name = os.path.basename(source)
+        if source.lower().endswith('.bin'):
+            sets.append(load_verification_set(source, None, args.lfw_nrof_folds, name))
+        elif stored is None and os.path.isfile(os.path.expanduser(args.lfw_dir)):
+            raise FaceNetError('%s: a pairs file is read against an aligned folder or embeddings file, '
+                               'and %s is a .bin set' % (source, args.lfw_dir))
+        else:
+            sets.append(load_verification_set(args.lfw_dir, source, args.lfw_nrof_folds, name,
+                                              listed=stored.paths if stored is not None else None))
+    return sets
+
+
+def embed_sets(args, sets, stored):
+    """Per set, the embeddings of its pair sides (rows 2i, 2i+1: pair i): image paths shared by
+    several sets are embedded once, .bin sets on their own, all with one model load; the rows of
+    `stored` for the paths when an embeddings file was given."""
+    from facenet_tf import embeddings_file
+    from facenet_tf.embedding import unique_items
+    paths, _ = unique_items([p for s in sets if not s.encoded for p in s.items])
+    index = {p: i for i, p in enumerate(paths)}
+    groups = [(paths, False)] if stored is None and paths else []
+    groups += [(s.items, True) for s in sets if s.encoded]
+    if groups:
+        print('Running forward pass on %d distinct images (%s)'
+              % (sum(len(g[0]) for g in groups), '; '.join(s.description for s in sets)))
+        sys.stdout.flush()
+    computed = embed_groups(args, groups) if groups else []
+    if groups:
+        print('Embedded %d images' % sum(len(g[0]) for g in groups))
+    if stored is not None and paths:
+        print('Reading the embeddings of %d distinct images from %s (model %s; %s)'
+              % (len(paths), args.lfw_dir, stored.attrs.get('model'),
+                 '; '.join(s.description for s in sets if not s.encoded)))
+        shared = embeddings_file.rows_of(stored, paths).astype(np.float64)
+    else:
+        shared = computed.pop(0) if paths else None
+    out = []
+    for s in sets:
+        if s.encoded:
+            out.append(computed.pop(0)[s.where])
+        else:
+            out.append(shared[np.array([index[p] for p in s.items], np.int64)[s.where]])
+    return out
+
+
+def operating_point_rows(args, name, embeddings, issame, folds):
+    """(name, OperatingPoint) rows of one set at args.far (default 1e-2, 1e-3, 1e-4), on the
+    distance of --distance_metric (with --subtract_mean, the mean of all the set's embeddings)."""
+    from facenet_tf import evaluation, operating_points
+    mean = np.mean(embeddings, axis=0) if args.subtract_mean else 0.0
+    dist = evaluation.distance(embeddings[0::2] - mean, embeddings[1::2] - mean, args.distance_metric)
+    points = operating_points.operating_points(dist, issame, args.far or operating_points.DEFAULT_FARS,
+                                               folds=folds, nrof_folds=args.lfw_nrof_folds)
+    return [(name, p) for p in points]
+
+
 def main(args):
     tf_setup.configure()
     from facenet_tf import embeddings_file
@@ -72,18 +143,53 @@ def main(args):
     if stored is None:
         from facenet_tf.model_io import find_model
         find_model(args.model)
-    items, where, issame, folds, encoded, description = load_pairs(args, stored)
-    if stored is not None:
-        print('Reading the embeddings of %d distinct images from %s (model %s; %s)'
-              % (len(items), args.lfw_dir, stored.attrs.get('model'), description))
-        emb = embeddings_file.rows_of(stored, items).astype(np.float64)
-    else:
-        print('Running forward pass on %d distinct images (%s)' % (len(items), description))
-        sys.stdout.flush()
-        emb = embed_items(args, items, encoded)
-        print('Embedded %d images' % len(items))
-    report(args, emb[where], issame, folds)
+    if not args.pairs:
+        items, where, issame, folds, encoded, description = load_pairs(args, stored)
+        if stored is not None:
+            print('Reading the embeddings of %d distinct images from %s (model %s; %s)'
+                  % (len(items), args.lfw_dir, stored.attrs.get('model'), description))
+            emb = embeddings_file.rows_of(stored, items).astype(np.float64)
+        else:
+            print('Running forward pass on %d distinct images (%s)' % (len(items), description))
+            sys.stdout.flush()
+            emb = embed_items(args, items, encoded)
+            print('Embedded %d images' % len(items))
+        report(args, emb[where], issame, folds)
+        if args.far:
+            _print_table(args, operating_point_rows(args, _set_name(args), emb[where], issame, folds))
+        return 0
+    from facenet_tf.verification_sets import load_verification_set
+    first = load_verification_set(args.lfw_dir, args.lfw_pairs, args.lfw_nrof_folds, _set_name(args),
+                                  listed=stored.paths if stored is not None else None)
+    sets = [first] + extra_sets(args, stored)
+    rows = []
+    for k, (vset, emb) in enumerate(zip(sets, embed_sets(args, sets, stored))):
+        if k:
+            print('Set %s (%s):' % (vset.name, vset.description))
+        report(args if not k else _without_roc(args), emb, vset.issame, vset.folds)
+        rows += operating_point_rows(args, vset.name, emb, vset.issame, vset.folds)
+    _print_table(args, rows)
     return 0
+
+
+def _set_name(args):
+    path = os.path.expanduser(args.lfw_dir)
+    return os.path.basename(args.lfw_dir if os.path.isfile(path) and not args.lfw_dir.lower().endswith(
+        ('.h5', '.hdf5')) else args.lfw_pairs)
+
+
+def _without_roc(args):
+    import argparse
+    return argparse.Namespace(**dict(vars(args), roc_output=''))
+
+
+def _print_table(args, rows):
+    from facenet_tf import operating_points
+    metric = ('squared L2', 'angle')[args.distance_metric]
+    print('Verification at chosen false-accept rates (thresholds: %s%s; accept when below):'
+          % (metric, ' after subtracting the mean embedding' if args.subtract_mean else ''))
+    for line in operating_points.table(rows, metric, with_l2=args.distance_metric == 0 and not args.subtract_mean):
+        print(line)
 
 
 def parse_arguments(argv):
@@ -114,8 +220,24 @@ def parse_arguments(argv):
                         help='Performs fixed standardization of images.')
     parser.add_argument('--roc_output', type=str, default='',
                         help='Write the ROC points to this CSV file and its plot beside it (.png).')
+    parser.add_argument('--far', type=_fars, metavar='LIST',
+                        help='After the classic lines, print TAR and the threshold at these false-accept '
+                             'rates (e.g. 1e-2,1e-3,1e-4), per fold and overall (docs/thresholds.md).')
+    parser.add_argument('--pairs', action='append', default=[], metavar='FILE',
+                        help='Another verification set in the same run (repeatable): a pairs file read '
+                             'against lfw_dir, or a .bin set. Prints its classic lines and one table of '
+                             'every set (at --far, default 1e-2,1e-3,1e-4).')
     tf_setup.add_inference_arguments(parser)
     return parser.parse_args(argv)
+
+
+def _fars(text):
+    import argparse
+    from facenet_tf.operating_points import parse_fars
+    try:
+        return parse_fars(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
 
 
 
