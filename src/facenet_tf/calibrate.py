@@ -93,11 +93,11 @@ def embeddings_of(args, paths, stored):
     if stored is not None:
         from facenet_tf import embeddings_file
         return embeddings_file.rows_of(stored, paths).astype(np.float64)
-    tf1 = tf_setup.configure().compat.v1
-    from facenet_tf.embedding import embed, load_for_inference
+    tf_setup.configure()
+    from facenet_tf.embedding import embed
     from facenet_tf.images import unaligned_warning
-    with tf1.Graph().as_default(), tf_setup.inference_session(args) as sess:
-        load_for_inference(args.model, sess)
+    from facenet_tf.runtimes import open_model
+    with open_model(args.model, args, image_size=args.image_size) as sess:   # .pb, folder, .tflite, .onnx
         warning = unaligned_warning(paths, args.image_size, args.data_dir)
         if warning:
             _note(warning)

@@ -67,14 +67,14 @@ def load_rows(args):
         raise FaceNetError('no images in %s (expected one sub-folder of aligned images per person)' % args.data)
     from facenet_tf.model_io import find_model
     find_model(args.model)
-    tf1 = tf_setup.configure().compat.v1
-    from facenet_tf.embedding import embed, load_for_inference
-    with tf1.Graph().as_default():
-        with tf_setup.inference_session(args) as sess:
-            load_for_inference(args.model, sess)
-            emb = embed(sess, paths, image_size=args.image_size, batch_size=args.embed_batch_size,
-                        fixed_standardization=args.use_fixed_image_standardization,
-                        use_flipped_images=args.use_flipped_images)
+    tf_setup.configure()
+    from facenet_tf.embedding import embed
+    from facenet_tf.runtimes import open_model
+    with open_model(args.model, args, use_moving_averages=args.use_moving_averages,
+                    image_size=args.image_size) as sess:   # a .pb, a checkpoint folder, .tflite or .onnx
+        emb = embed(sess, paths, image_size=args.image_size, batch_size=args.embed_batch_size,
+                    fixed_standardization=args.use_fixed_image_standardization,
+                    use_flipped_images=args.use_flipped_images)
     return emb, np.asarray(labels, np.int64), [c.name for c in dataset], 'folder %s (model %s)' % (args.data,
                                                                                                    args.model)
 
@@ -154,6 +154,8 @@ def parse_arguments(argv):
                         help='Fixed image standardization (folder input; models trained with it).')
     parser.add_argument('--use_flipped_images', action='store_true',
                         help='Concatenate the embeddings of each image and its mirror image (folder input).')
+    parser.add_argument('--use_moving_averages', action='store_true',
+                        help='Embed with the moving averages of a checkpoint\'s weights (folder input).')
     tf_setup.add_inference_arguments(parser)
     return parser.parse_args(argv)
 

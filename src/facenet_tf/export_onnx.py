@@ -16,7 +16,7 @@ import tempfile
 from facenet_tf import files, tf_setup
 from facenet_tf.cli import ArgumentParser, command, int_between, positive_int
 from facenet_tf.errors import FaceNetError
-from facenet_tf.export_tflite import add_representative_arguments, representative_crops
+from facenet_tf.export_tflite import add_representative_arguments, start_export
 
 DEFAULT_OPSET = 17
 INPUT, OUTPUT = 'input', 'embeddings'
@@ -109,17 +109,7 @@ def quantize_onnx(fp32_file, output_file, crops):
 
 
 def main(args):
-    tf_setup.configure()
-    from facenet_tf import model_io
-    model_io.find_model(args.model)
-    files.check_new_output(args.output_file, args.overwrite)
-    if (args.quantize == 'int8') != bool(args.representative):
-        raise FaceNetError('--quantize int8 needs --representative DIR (aligned crops to calibrate on)'
-                           if args.representative == '' else '--representative is used by --quantize int8 only')
-    crops = None
-    if args.quantize == 'int8':
-        crops = representative_crops(args.representative, args.image_size, args.max_images,
-                                              args.use_fixed_image_standardization)
+    crops = start_export(args)
     if crops is None:
         size = export_onnx(args.model, args.output_file, args.image_size, args.opset)
     else:

@@ -21,7 +21,9 @@ from facenet_tf.errors import FaceNetError
 QUANTIZATIONS = ('none', 'fp16', 'dynamic', 'int8')   # model_io.QUANTIZATIONS, without importing TensorFlow
 
 
-def main(args):
+def start_export(args):
+    """The checks both export tools make before converting (model found, output new, --quantize int8
+    with --representative); the calibration crops of an int8 export, else None."""
     tf_setup.configure()
     from facenet_tf import model_io
     model_io.find_model(args.model)
@@ -29,10 +31,15 @@ def main(args):
     if (args.quantize == 'int8') != bool(args.representative):
         raise FaceNetError('--quantize int8 needs --representative DIR (aligned crops to calibrate on)'
                            if args.representative == '' else '--representative is used by --quantize int8 only')
-    crops = None
-    if args.quantize == 'int8':
-        crops = representative_crops(args.representative, args.image_size, args.max_images,
-                                              args.use_fixed_image_standardization)
+    if args.quantize != 'int8':
+        return None
+    return representative_crops(args.representative, args.image_size, args.max_images,
+                                args.use_fixed_image_standardization)
+
+
+def main(args):
+    from facenet_tf import model_io
+    crops = start_export(args)
     size = model_io.export_tflite(args.model, args.output_file, args.image_size, args.quantize, crops)
     kind = 'int8, calibrated on %d crops' % len(crops) if crops is not None else \
         {'none': 'fp32', 'fp16': 'fp16 weights', 'dynamic': 'int8 weights'}[args.quantize]

@@ -31,7 +31,6 @@ PNET_CALL_PIXELS = 1 << 21
 PNET_TILE = 1024
 
 
-# ---------------------------------------------------------------------------------------------
 # Networks
 
 def _param(layers, layer, name):
@@ -175,7 +174,6 @@ def create_mtcnn(sess, model_path=None):
     return (lambda x: tuple(graph.pnet([x])[0]), graph.rnet, graph.onet)
 
 
-# ---------------------------------------------------------------------------------------------
 # The cascade, for many images at once
 
 def _empty():
@@ -184,11 +182,8 @@ def _empty():
 
 class Pyramid(object):
     """An image with its PNet inputs: one width-first uint8 array per scale (normalised when fed,
-    a quarter of the memory of float32 levels).
-
-    Building it (resizing) is independent of the networks, so callers may do it ahead, in other
-    threads, while the networks work on other images.
-    """
+    a quarter of the memory of float32 levels). Building it (resizing) is independent of the
+    networks, so callers may do it ahead, in other threads, while the networks work on other images."""
 
     def __init__(self, img, minsize=DEFAULT_MINSIZE, factor=DEFAULT_FACTOR):
         self.img = _as_rgb_uint8(img)
@@ -436,8 +431,11 @@ class MTCNN(object):
         if not len(images):
             return []
         pyramids = [img if isinstance(img, Pyramid) else self.pyramid(img) for img in images]
-        g = self._graph
-        return _cascade(pyramids, self.threshold, g.pnet, g.rnet, g.onet)
+        return _cascade(pyramids, self.threshold, *self.stages())
+
+    def stages(self):
+        """The (pnet, rnet, onet) callables the cascade runs (align.mtcnn_runtimes: exported ones)."""
+        return self._graph.pnet, self._graph.rnet, self._graph.onet
 
     def close(self):
         if self.own_session:

@@ -18,6 +18,7 @@ import numpy as np
 
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import require_regular_file
+from facenet_tf.align import detect_face as df  # TensorFlow: this module is imported only when used
 from facenet_tf.align.aligner import DETECTORS
 from facenet_tf.align.mtcnn_export import INPUT_SHAPES, OUTPUTS, exported_folder, file_name
 from facenet_tf.align.mtcnn_weights import NETS
@@ -179,10 +180,9 @@ class ExportedNetworks(object):
     """PNet/RNet/ONet of one folder of exported files, as the cascade calls them."""
 
     def __init__(self, kind, folder, threads=None):
-        from facenet_tf.align.detect_face import cpu_count
         runner = {'onnx': _OnnxNet, 'tflite': _TFLiteNet}[kind]
         self.kind, self.folder = kind, folder
-        threads = threads or cpu_count()
+        threads = threads or df.cpu_count()
         self.nets = {}
         for net in NETS:
             path = os.path.join(folder, file_name(net, kind))
@@ -201,14 +201,13 @@ class ExportedNetworks(object):
         return self.nets['onet'](x)
 
 
-class ExportedMTCNN(object):
-    """The MTCNN detector on exported networks (`kind` 'onnx' or 'tflite'): the methods of
-    detect_face.MTCNN, the same cascade. `folder` holds pnet/rnet/onet.<kind>; None means the export
-    of `model_path`'s weights (None: packaged) in the cache, made on first use."""
+class ExportedMTCNN(df.MTCNN):
+    """The MTCNN detector on exported networks (`kind` 'onnx' or 'tflite'): detect_face.MTCNN's
+    methods and cascade, its stages run by onnxruntime or TFLite. `folder` holds pnet/rnet/onet.<kind>;
+    None means the export of `model_path`'s weights (None: packaged) in the cache, made on first use."""
 
     def __init__(self, kind, folder=None, model_path=None, minsize=None, threshold=None, factor=None,
                  threads=None):
-        from facenet_tf.align import detect_face as df
         if kind not in ('onnx', 'tflite'):
             raise FaceNetError('unknown exported detector %r (onnx or tflite)' % (kind,))
         if kind == 'onnx':
@@ -220,31 +219,11 @@ class ExportedMTCNN(object):
         folder = os.path.expanduser(folder) if folder else exported_folder(kind, model_path)
         self.networks = ExportedNetworks(kind, folder, threads)
 
-    def detect(self, img):
-        """(boxes [N, 5], points [10, N]) for one HxWx3 RGB uint8 image."""
-        return self.detect_batch([img])[0]
-
-    def pyramid(self, img):
-        from facenet_tf.align.detect_face import Pyramid
-        return Pyramid(img, self.minsize, self.factor)
-
-    def detect_batch(self, images):
-        """detect() for a list of images (or of their pyramids): the TensorFlow detector's cascade."""
-        from facenet_tf.align.detect_face import Pyramid, _cascade
-        if not len(images):
-            return []
-        pyramids = [img if isinstance(img, Pyramid) else self.pyramid(img) for img in images]
-        n = self.networks
-        return _cascade(pyramids, self.threshold, n.pnet, n.rnet, n.onet)
+    def stages(self):
+        return self.networks.pnet, self.networks.rnet, self.networks.onet
 
     def close(self):
         self.networks = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def make_detector(kind='tf', model_path=None, threads=None, gpu_memory_fraction=None, allow_growth=False, **kw):
@@ -252,8 +231,7 @@ def make_detector(kind='tf', model_path=None, threads=None, gpu_memory_fraction=
     if kind not in DETECTORS:
         raise FaceNetError('unknown detector %r (one of %s)' % (kind, ', '.join(DETECTORS)))
     if kind == 'tf':
-        from facenet_tf.align.detect_face import MTCNN
-        return MTCNN(model_path=model_path, threads=threads, gpu_memory_fraction=gpu_memory_fraction,
+        return df.MTCNN(model_path=model_path, threads=threads, gpu_memory_fraction=gpu_memory_fraction,
                      allow_growth=allow_growth, **{k: v for k, v in kw.items() if v is not None})
     return ExportedMTCNN(kind, model_path=model_path, threads=threads, **kw)
 

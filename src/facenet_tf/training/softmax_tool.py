@@ -1,19 +1,6 @@
 """The softmax training tool's run (`facenet-train-softmax`, classic train_softmax.py): its
 configuration, graph and epoch strategy. The flags are read by facenet_tf.train_softmax, which
-loads this module (and TensorFlow) only to train.
-
-Train a face embedding network as a classifier of the training identities (classic script).
-
-Losses: softmax cross-entropy on a fully connected `Logits` layer (classic), or a margin softmax on
-normalised embeddings and class vectors (`--loss arcface|cosface|combined`); optionally center
-loss and prelogits norm loss, plus weight decay. `--data_dir` is a folder of identity folders
-(several joined by ':') or a record dataset (a folder holding `train.rec` + `train.idx`).
-
-Every epoch: epoch_size steps of batch_size images drawn from a shuffled stream of the training
-images, a checkpoint `model-<subdir>.ckpt-<epoch>` in the classic layout, summaries, statistics in
-`<log_dir>/stat.h5`, the validation set every validate_every_n_epochs epochs (and at the last one)
-and with --lfw_dir (and --val_set) the verification check. main builds the run's SoftmaxConfig from
-the flags; everything after reads it.
+loads this module (and TensorFlow) only to train; what the tool does is described there.
 """
 import dataclasses
 import os

@@ -1,16 +1,6 @@
 """The triplet training tool's run (`facenet-train-triplet`, classic train_tripletloss.py): its
 configuration, graph and epoch strategies. The flags are read by facenet_tf.train_triplet, which
-loads this module (and TensorFlow) only to train.
-
-Train a face embedding network with triplet loss and online triplet selection (classic script).
-
-Each round samples people_per_batch people with up to images_per_person images each, embeds them
-through the input pipeline (no augmentation), selects triplets with `--triplet_selection`, and trains
-on them batch by batch until the epoch's epoch_size steps are done (only as many triplets are queued
-as the epoch still has steps for). `--data_dir` is a folder of identity folders (several joined by
-':') or a record dataset (a folder holding `train.rec` + `train.idx`). Every epoch: a checkpoint in
-the classic layout, summaries, and with --lfw_dir (and --val_set) the verification check. main builds
-the run's TripletConfig from the flags; everything after reads it.
+loads this module (and TensorFlow) only to train; what the tool does is described there.
 """
 import dataclasses
 import itertools
