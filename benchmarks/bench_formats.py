@@ -167,7 +167,7 @@ def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', default='~/.cache/facenet-tf1compat/models/20170512-110547',
                         help='A checkpoint folder or frozen .pb (default: the published 128-D model).')
-    parser.add_argument('--lfw_dir', default='/work/data/lfw_mtcnnpy_160', help='Aligned LFW crops (160x160).')
+    parser.add_argument('--lfw_dir', default='~/datasets/lfw/lfw_mtcnnpy_160', help='Aligned LFW crops (160x160; the quick start\'s folder).')
     parser.add_argument('--lfw_pairs', default=os.path.join(SHARED, 'data', 'lfw_protocol', 'pairs.txt'))
     parser.add_argument('--folds', type=int, choices=range(2, 11), default=10, metavar='2-10',
                         help='The first this many folds of the pairs file (default 10: all of View 2).')
@@ -180,7 +180,9 @@ def parse_arguments(argv):
     parser.add_argument('--child', default='', help=argparse.SUPPRESS)
     parser.add_argument('--items', default='', help=argparse.SUPPRESS)
     parser.add_argument('--out', default='', help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.lfw_dir = os.path.expanduser(args.lfw_dir)
+    return args
 
 
 if __name__ == '__main__':
