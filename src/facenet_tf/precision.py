@@ -6,12 +6,13 @@ cosine 0.9999 of fp32. It needs oneDNN (TF_ENABLE_ONEDNN_OPTS=1 before TensorFlo
 native only on CPUs with the avx512_bf16 or amx_bf16 instructions; elsewhere it is emulated and
 slower than fp32 (more CPU time per image on an AVX2 CPU). `tf_setup.session_config('bf16')` prints
 one warning line on stderr, once per process, when that is the case (`bf16_warning()` gives the
-reason). This module imports nothing of the project's: tf_setup depends on it, not the reverse.
+reason). 'auto' (resolve_precision) is bf16 on those CPUs with oneDNN on, fp32 elsewhere: never
+the emulated path. This module imports nothing of the project's: tf_setup depends on it.
 """
 import sys
 
 
-PRECISIONS = ('fp32', 'bf16')
+PRECISIONS = ('fp32', 'bf16', 'auto')   # auto: bf16 where the CPU computes it natively, else fp32
 NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')  # /proc/cpuinfo flags of CPUs that compute in bf16
 
 _warned = False  # the bf16 warning is printed once per process
@@ -22,7 +23,8 @@ def add_precision_argument(parser):
     parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
                         help='Arithmetic of the network: fp32 (exact) or bf16 (embeddings within cosine '
                              '0.9999 of fp32; faster only on CPUs with avx512_bf16/amx_bf16, elsewhere '
-                             'emulated, slower, and a warning is printed).')
+                             'emulated, slower, and a warning is printed); auto: bf16 on those CPUs, fp32 '
+                             'elsewhere.')
     return parser
 
 
@@ -61,6 +63,21 @@ def bf16_warning(flags=None, onednn=None):
     if not any(flag in flags for flag in NATIVE_BF16_FLAGS):
         return 'bf16 is emulated on this CPU (no avx512_bf16/amx_bf16) and slower than fp32'
     return None
+
+
+def resolve_precision(precision, flags=None, onednn=None):
+    """The precision a session runs at: 'auto' is 'bf16' when the CPU computes it natively (one of
+    NATIVE_BF16_FLAGS among `flags`, and oneDNN on), else 'fp32'; 'fp32' and 'bf16' stay as given.
+    flags/onednn as in bf16_warning (None: this machine's; unreadable flags count as not native)."""
+    if precision != 'auto':
+        return precision
+    if flags is None:
+        flags = _cpu_flags() or set()
+    if not any(flag in flags for flag in NATIVE_BF16_FLAGS):
+        return 'fp32'
+    if onednn is None:
+        onednn = _onednn_enabled()
+    return 'bf16' if onednn else 'fp32'
 
 
 def warn_precision(precision, stream=None):

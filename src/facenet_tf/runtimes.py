@@ -96,7 +96,7 @@ def open_model(model, args=None, precision=None, use_moving_averages=False, thre
     if kind == TENSORFLOW:
         return _open_tensorflow(path, args, precision, use_moving_averages)
     wanted = precision or getattr(args, 'precision', 'fp32') or 'fp32'
-    if wanted != 'fp32':
+    if wanted not in ('fp32', 'auto'):   # auto: an exported file runs at its own precision
         raise FaceNetError('%s: --precision %s applies to TensorFlow models; a %s file runs at the precision '
                            'it was exported with' % (model, wanted, 'TensorFlow Lite' if kind == TFLITE else 'ONNX'))
     if use_moving_averages:

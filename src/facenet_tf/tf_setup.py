@@ -83,8 +83,9 @@ def is_configured():
 
 def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu_memory_fraction=None,
                    allow_growth=False, device_count=None):
-    """The tf.compat.v1.ConfigProto of a session: `precision` 'fp32' or 'bf16' (the oneDNN bfloat16
-    rewrite; prints the bf16 warning once when it cannot help, see facenet_tf.precision), threads
+    """The tf.compat.v1.ConfigProto of a session: `precision` 'fp32', 'bf16' (the oneDNN bfloat16
+    rewrite; prints the bf16 warning once when it cannot help, see facenet_tf.precision) or 'auto'
+    (bf16 where the CPU computes it natively, else fp32: precision.resolve_precision), threads
     inside an op and ops at a time (0 = TensorFlow's default, -1 inter-op = run in the calling
     thread), the GPU memory per process (fraction, and allow_growth: allocate as needed; no effect
     on a CPU) and device_count ({'CPU': n} for n logical CPU devices, e.g. the towers of --num_gpus
@@ -92,6 +93,7 @@ def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu
     if precision not in precision_lib.PRECISIONS:
         raise ValueError('precision must be one of %s, got %r' % (', '.join(precision_lib.PRECISIONS), precision))
     tf1 = configure().compat.v1
+    precision = precision_lib.resolve_precision(precision)
     config = tf1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
                              inter_op_parallelism_threads=inter_op_threads,
                              allow_soft_placement=True, device_count=device_count or {})
