@@ -158,6 +158,16 @@ def data_dir(shared_dir):
     return os.path.join(shared_dir, 'data')
 
 
+@pytest.fixture
+def gallery(data_dir, tmp_path):
+    """A gallery folder of recognize: one photo of each of two people."""
+    from hostile import copy_file, lfw_photo
+    base = tmp_path / 'gallery'
+    copy_file(lfw_photo(data_dir, 'Colin_Powell', 2), base / 'Colin_Powell' / 'p.jpg')
+    copy_file(lfw_photo(data_dir, 'Serena_Williams', 2), base / 'Serena_Williams' / 's.jpg')
+    return base
+
+
 @pytest.fixture(scope='session')
 def keras_h5():
     """The published Keras FaceNet model file (20170512-110547, 128-D)."""

@@ -8,12 +8,25 @@ import contextlib
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, 'src')
+
+
+def lfw_photo(data_dir, person, number):
+    """The path of one original LFW photo under ../shared/data."""
+    return os.path.join(data_dir, 'lfw_deepfunneled', person, '%s_%04d.jpg' % (person, number))
+
+
+def copy_file(src, dst):
+    """Copy src to dst (a path), creating dst's folder; returns dst as a string."""
+    os.makedirs(os.path.dirname(str(dst)), exist_ok=True)
+    shutil.copyfile(src, str(dst))
+    return str(dst)
 
 
 class ToolRun:

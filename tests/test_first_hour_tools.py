@@ -14,7 +14,7 @@ import pytest
 
 from facenet_tf import gallery as gallery_lib, recognize, validate
 from facenet_tf.align import align_dataset_mtcnn
-from hostile import assert_one_line_error, run_main
+from hostile import assert_one_line_error, copy_file, lfw_photo, run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = ('align.align_dataset_mtcnn', 'validate', 'compare', 'recognize', 'cluster', 'classifier', 'freeze',
@@ -22,28 +22,10 @@ TOOLS = ('align.align_dataset_mtcnn', 'validate', 'compare', 'recognize', 'clust
          'train_softmax', 'calibrate', 'evaluate_identification', 'export_onnx', 'export_mtcnn')
 
 
-def _lfw(data_dir, person, number):
-    return os.path.join(data_dir, 'lfw_deepfunneled', person, '%s_%04d.jpg' % (person, number))
-
-
-def _copy(src, dst):
-    os.makedirs(os.path.dirname(str(dst)), exist_ok=True)
-    shutil.copyfile(src, str(dst))
-    return str(dst)
-
-
-@pytest.fixture
-def gallery(data_dir, tmp_path):
-    base = tmp_path / 'gallery'
-    _copy(_lfw(data_dir, 'Colin_Powell', 2), base / 'Colin_Powell' / 'p.jpg')
-    _copy(_lfw(data_dir, 'Serena_Williams', 2), base / 'Serena_Williams' / 's.jpg')
-    return base
-
-
 def test_a_flat_folder_is_refused_before_anything_is_written(data_dir, tmp_path):
     flat = tmp_path / 'photos'
     for i in (1, 2):
-        _copy(_lfw(data_dir, 'Colin_Powell', i), flat / ('%d.jpg' % i))
+        copy_file(lfw_photo(data_dir, 'Colin_Powell', i), flat / ('%d.jpg' % i))
     for out in (tmp_path / 'aligned', flat / 'aligned'):   # the output folder inside it is no person
         if out.parent == flat:
             out.mkdir()
@@ -122,7 +104,7 @@ def _seconds(pattern, text):
 def test_warm_up_is_not_counted_and_the_cache_follows_max_side(published_model, gallery, data_dir, tmp_path):
     """With the gallery read from its cache, the first session runs of the published model (about
     1.2 s on 2 cores, 4x the photo's own time) are the warm-up line, not the time summary's."""
-    photo = _copy(_lfw(data_dir, 'Colin_Powell', 6), tmp_path / 'in' / 'a.jpg')
+    photo = copy_file(lfw_photo(data_dir, 'Colin_Powell', 6), tmp_path / 'in' / 'a.jpg')
     cache = gallery / gallery_lib.GALLERY_CACHE
     first = run_main(recognize, [published_model[1], photo, '--gallery', gallery])
     assert first.code == 0 and 'embedded, cached in %s' % cache in first.err, first

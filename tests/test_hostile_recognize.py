@@ -7,41 +7,19 @@ import contextlib
 import json
 import os
 import pickle
-import shutil
 import signal
 import struct
 
 import cv2
 import numpy as np
-import pytest
 
 from facenet_tf import cluster
 from facenet_tf import compare
 from facenet_tf import recognize
 from facenet_tf import classify, clustering
 from facenet_tf import gallery as gallery_lib, sources as sources_lib
-from hostile import assert_not_in_tree, assert_one_line_error, run_main, secret_file, tree_hashes
-
-
-
-
-def _lfw(data_dir, person, number):
-    return os.path.join(data_dir, 'lfw_deepfunneled', person, '%s_%04d.jpg' % (person, number))
-
-
-def _copy(src, dst):
-    os.makedirs(os.path.dirname(str(dst)), exist_ok=True)
-    shutil.copyfile(src, str(dst))
-    return str(dst)
-
-
-@pytest.fixture
-def gallery(data_dir, tmp_path):
-    """A gallery folder: one photo of each of two people."""
-    base = tmp_path / 'gallery'
-    _copy(_lfw(data_dir, 'Colin_Powell', 2), base / 'Colin_Powell' / 'p.jpg')
-    _copy(_lfw(data_dir, 'Serena_Williams', 2), base / 'Serena_Williams' / 's.jpg')
-    return base
+from hostile import (assert_not_in_tree, assert_one_line_error, copy_file, lfw_photo, run_main, secret_file,
+                     tree_hashes)
 
 
 @contextlib.contextmanager
@@ -120,7 +98,7 @@ def test_annotate_and_output_jsonl_never_replace_inputs_or_existing_files(tmp_pa
 
 
 def test_outputs_are_made_only_once_the_model_has_loaded(tmp_path, gallery, data_dir):
-    photo = _copy(_lfw(data_dir, 'Colin_Powell', 3), tmp_path / 'in' / 'c.jpg')
+    photo = copy_file(lfw_photo(data_dir, 'Colin_Powell', 3), tmp_path / 'in' / 'c.jpg')
     result = _recognize(tmp_path / 'missing.pb', photo, '--gallery', gallery, '--output_jsonl', tmp_path / 'new.jsonl',
                         '--annotate', tmp_path / 'annotated')
     assert_one_line_error(result, 'missing.pb', code=2)
@@ -134,8 +112,8 @@ def test_a_mixed_folder_of_bad_sources(tiny_pb, data_dir, gallery, tmp_path):
     is one note, the run goes on, nothing hangs, the JSON lines are valid, the inputs are unchanged."""
     secret, secret_bytes = secret_file(tmp_path)
     inputs = tmp_path / 'in'
-    _copy(_lfw(data_dir, 'Colin_Powell', 4), inputs / 'a.jpg')
-    _copy(_lfw(data_dir, 'Serena_Williams', 4), inputs / 'b\nc.jpg')
+    copy_file(lfw_photo(data_dir, 'Colin_Powell', 4), inputs / 'a.jpg')
+    copy_file(lfw_photo(data_dir, 'Serena_Williams', 4), inputs / 'b\nc.jpg')
     os.mkfifo(str(inputs / 'fifo.jpg'))
     (inputs / 'broken.png').write_text('not an image')
     other = tmp_path / 'other'
@@ -185,7 +163,7 @@ def test_overwrite_replaces_outputs_but_writes_through_no_link(tiny_pb, data_dir
     """With --overwrite an earlier annotated photo and JSON file are replaced; a link in the output
     folder is replaced itself, its target outside is untouched."""
     secret, secret_bytes = secret_file(tmp_path)
-    photo = _copy(_lfw(data_dir, 'Colin_Powell', 5), tmp_path / 'in' / 'a.jpg')
+    photo = copy_file(lfw_photo(data_dir, 'Colin_Powell', 5), tmp_path / 'in' / 'a.jpg')
     annotated = tmp_path / 'annotated'
     annotated.mkdir()
     os.symlink(secret, str(annotated / 'a.jpg'))
@@ -215,7 +193,7 @@ def test_a_run_that_did_nothing_fails_with_one_line(tiny_pb, data_dir, gallery, 
 
 
 def test_bad_galleries_are_one_line(tiny_pb, data_dir, tmp_path):
-    photo = _copy(_lfw(data_dir, 'Colin_Powell', 6), tmp_path / 'in' / 'a.jpg')
+    photo = copy_file(lfw_photo(data_dir, 'Colin_Powell', 6), tmp_path / 'in' / 'a.jpg')
     (tmp_path / 'empty').mkdir()
     (tmp_path / 'empty' / 'Nobody').mkdir()
     (tmp_path / 'empty' / 'loose.jpg').write_text('')
@@ -234,7 +212,7 @@ def test_a_gallery_cache_that_is_a_link_is_neither_read_nor_replaced(tiny_pb, da
     secret, secret_bytes = secret_file(tmp_path)
     cache = gallery / gallery_lib.GALLERY_CACHE
     os.symlink(secret, str(cache))
-    photo = _copy(_lfw(data_dir, 'Colin_Powell', 7), tmp_path / 'in' / 'a.jpg')
+    photo = copy_file(lfw_photo(data_dir, 'Colin_Powell', 7), tmp_path / 'in' / 'a.jpg')
     result = _recognize(tiny_pb, photo, '--gallery', gallery)
     assert result.code == 0, result
     assert 'cache not written: %s is not a regular file' % cache in result.err
@@ -248,7 +226,7 @@ class _RunsCode(object):
 
 
 def test_hostile_and_mismatched_classifier_files(tiny_pb, data_dir, tmp_path):
-    photo = _copy(_lfw(data_dir, 'Colin_Powell', 8), tmp_path / 'in' / 'a.jpg')
+    photo = copy_file(lfw_photo(data_dir, 'Colin_Powell', 8), tmp_path / 'in' / 'a.jpg')
     marker = tmp_path / 'ran'
     payload = _RunsCode()
     payload.marker = marker
@@ -270,9 +248,9 @@ def test_hostile_and_mismatched_classifier_files(tiny_pb, data_dir, tmp_path):
 
 def test_cluster_keeps_both_faces_of_x_jpg_and_x_png_and_refuses_its_input(tiny_pb, data_dir, tmp_path):
     photos = tmp_path / 'photos'
-    _copy(_lfw(data_dir, 'Colin_Powell', 9), photos / 'p' / 'x.jpg')
-    cv2.imwrite(str(photos / 'p' / 'x.png'), cv2.imread(_lfw(data_dir, 'Colin_Powell', 10)))
-    _copy(_lfw(data_dir, 'Serena_Williams', 9), photos / 'q' / 'y.jpg')
+    copy_file(lfw_photo(data_dir, 'Colin_Powell', 9), photos / 'p' / 'x.jpg')
+    cv2.imwrite(str(photos / 'p' / 'x.png'), cv2.imread(lfw_photo(data_dir, 'Colin_Powell', 10)))
+    copy_file(lfw_photo(data_dir, 'Serena_Williams', 9), photos / 'q' / 'y.jpg')
     os.mkfifo(str(photos / 'q' / 'fifo.jpg'))
     before = tree_hashes(photos)
     with no_hang():
@@ -299,7 +277,7 @@ def test_cluster_and_compare_fail_when_nothing_was_processed(tiny_pb, data_dir, 
     assert_one_line_error(result, 'no face found under %s (1 image files)' % flat, code=2)
     assert not (tmp_path / 'out').exists()
     os.mkfifo(str(tmp_path / 'a.jpg'))
-    photo = _copy(_lfw(data_dir, 'Colin_Powell', 11), tmp_path / 'b.jpg')
+    photo = copy_file(lfw_photo(data_dir, 'Colin_Powell', 11), tmp_path / 'b.jpg')
     with no_hang():
         result = run_main(compare, [tiny_pb, tmp_path / 'a.jpg', photo])
     assert_one_line_error(result, 'need at least two images with a detectable face, got 1', code=2)
@@ -314,7 +292,7 @@ def test_a_killed_run_leaves_no_partial_output_and_a_rerun_completes(tiny_pb, da
     import sys
     import time
     from hostile import script_path
-    face = cv2.resize(cv2.imread(_lfw(data_dir, 'Colin_Powell', 12)), (160, 160))
+    face = cv2.resize(cv2.imread(lfw_photo(data_dir, 'Colin_Powell', 12)), (160, 160))
     video = str(tmp_path / 'clip.avi')
     writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*'MJPG'), 10.0, (160, 160))
     for _ in range(100):
@@ -347,7 +325,7 @@ def test_a_killed_run_leaves_no_partial_output_and_a_rerun_completes(tiny_pb, da
 def test_cluster_aligned_leaves_out_an_unreadable_crop(tiny_pb, data_dir, tmp_path):
     crops = tmp_path / 'crops'
     (crops / 'p').mkdir(parents=True)
-    cv2.imwrite(str(crops / 'p' / 'good.png'), cv2.resize(cv2.imread(_lfw(data_dir, 'Colin_Powell', 13)), (160, 160)))
+    cv2.imwrite(str(crops / 'p' / 'good.png'), cv2.resize(cv2.imread(lfw_photo(data_dir, 'Colin_Powell', 13)), (160, 160)))
     (crops / 'p' / 'bad.png').write_bytes(b'\x89PNG\r\n\x1a\n truncated')
     with no_hang():
         result = run_main(cluster, [tiny_pb, crops, tmp_path / 'out', '--aligned', '--min_samples', 1])
@@ -367,7 +345,7 @@ def test_a_killed_cluster_run_is_finished_by_the_rerun(tiny_pb, data_dir, tmp_pa
     photos = tmp_path / 'photos'
     for person, numbers in (('Colin_Powell', range(14, 19)), ('Serena_Williams', range(14, 19))):
         for i in numbers:
-            _copy(_lfw(data_dir, person, i), photos / person / ('%d.jpg' % i))
+            copy_file(lfw_photo(data_dir, person, i), photos / person / ('%d.jpg' % i))
     argv = [tiny_pb, photos, tmp_path / 'killed', '--min_samples', 1]
     proc = subprocess.Popen([sys.executable, script_path('cluster.py')] + [str(a) for a in argv],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

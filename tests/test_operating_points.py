@@ -1,6 +1,7 @@
 """Verification at chosen false-accept rates (facenet_tf.operating_points) against a plain NumPy
 computation on synthetic scores; the threshold file's strict reader; validate --far / --pairs,
 facenet-calibrate and classifier --threshold_file on a synthetic embeddings file (no model runs)."""
+import argparse
 import json
 import math
 import re
@@ -8,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from facenet_tf import api, calibrate, classifier, classify, embeddings_file, evaluation
+from facenet_tf import api, calibrate, classifier, classify, cli, embeddings_file, evaluation
 from facenet_tf import generate_pairs, operating_points as op, validate
 from facenet_tf.cli import run
 from facenet_tf.errors import FaceNetError
@@ -92,7 +93,10 @@ def test_ties_and_edge_rates():
             op.operating_points(dist, issame, [bad])
     with pytest.raises(FaceNetError, match='both same-person and different-person'):
         op.operating_points(dist[2:], issame[2:], [0.1])
-    assert op.parse_fars('1e-2,1e-3') == [0.01, 0.001]
+    assert cli.rate_list('1e-2,1e-3') == [0.01, 0.001]
+    for bad in ('0.01,1', '0', 'x', ','):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.rate_list(bad)
     assert [op.far_text(f) for f in (1e-3, 1e-4, 0.005, 0.05)] == ['1e-3', '1e-4', '0.005', '0.05']
 
 
