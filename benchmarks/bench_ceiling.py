@@ -21,24 +21,10 @@ import time
 import numpy as np
 
 import _paths  # noqa: F401  (puts src/ on the path)
+from _machine import cpu_line
 from facenet_tf import precision as precision_lib
 from facenet_tf import tf_setup
 
-
-def cpu_line():
-    """'<model name>; flags: <the ones that decide the ceiling>'."""
-    name, flags = 'unknown CPU', set()
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name') and name == 'unknown CPU':
-                    name = line.split(':', 1)[1].strip()
-                elif line.startswith('flags') and not flags:
-                    flags = set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    wanted = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8')
-    return '%s; flags: %s' % (name, ' '.join(f for f in wanted if f in flags) or 'none of ' + ' '.join(wanted))
 
 
 def timed(sess, fetch, feed, seconds):

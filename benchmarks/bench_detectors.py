@@ -16,26 +16,13 @@ import time
 import numpy as np
 
 from _paths import SHARED
+from _machine import cpu_line
 
 LIST = os.path.join(SHARED, 'reference', 'mtcnn', 'lfw_devtrain300_list.txt')
 LFW = os.path.join(SHARED, 'data', 'lfw_deepfunneled')
 GROUP_PHOTO = os.path.join(SHARED, 'data', 'detection_photos', 'multiface.jpg')
 KINDS = ('tf', 'onnx', 'tflite')
 
-
-def cpu_line():
-    """'model name' and the AVX-512 / AMX flags of /proc/cpuinfo."""
-    name, flags = '?', set()
-    with open('/proc/cpuinfo') as f:
-        for line in f:
-            key, _, value = line.partition(':')
-            if key.strip() == 'model name' and name == '?':
-                name = value.strip()
-            elif key.strip() == 'flags':
-                flags = set(value.split())
-    wanted = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile')
-    return '%s, %d cores available; flags: %s' % (name, len(os.sched_getaffinity(0)),
-                                                  ' '.join(f for f in wanted if f in flags) or 'none of avx2/avx512')
 
 
 def _timed(fn):

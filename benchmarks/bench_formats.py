@@ -21,6 +21,7 @@ import sys
 import time
 
 from _paths import SHARED
+from _machine import cpu_line
 
 import numpy as np
 
@@ -28,19 +29,7 @@ ROWS = ('tf_fp32', 'tf_bf16', 'tflite_fp32', 'tflite_fp16', 'tflite_dynamic', 't
 FILES = {'tflite_fp32': 'tflite_none.tflite', 'tflite_fp16': 'tflite_fp16.tflite',
          'tflite_dynamic': 'tflite_dynamic.tflite', 'tflite_int8': 'tflite_int8.tflite',
          'onnx_fp32': 'onnx_fp32.onnx', 'onnx_int8': 'onnx_int8.onnx'}
-CPU_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16', 'amx_int8')
 
-
-def cpu_line():
-    """'<model name> (<the flags of CPU_FLAGS it has>), <n> cores'."""
-    name, flags = '?', set()
-    with open('/proc/cpuinfo') as f:
-        for line in f:
-            if line.startswith('model name') and name == '?':
-                name = line.split(':', 1)[1].strip()
-            elif line.startswith('flags') and not flags:
-                flags = set(line.split(':', 1)[1].split())
-    return '%s (%s), %d cores' % (name, ' '.join(f for f in CPU_FLAGS if f in flags) or 'no AVX2', os.cpu_count())
 
 
 def export_all(model, work, lfw_dir, calibration):

@@ -21,6 +21,7 @@ import resource
 import time
 
 import _paths  # noqa: F401 (puts src/ on sys.path)
+from _machine import cpu_line
 import numpy as np
 
 from facenet_tf.gallery_search import ExactSearch, l2_normalize
@@ -162,17 +163,6 @@ def one(job):
                 recall=recall, truth=float(np.mean(found == truth)), peak=peak_mib(),
                 gallery=gallery.nbytes / 2.0 ** 20)
 
-
-def cpu_line():
-    model, flags = 'unknown CPU', set()
-    with open('/proc/cpuinfo') as f:
-        for line in f:
-            if line.startswith('model name') and model == 'unknown CPU':
-                model = line.split(':', 1)[1].strip()
-            if line.startswith('flags'):
-                flags |= set(line.split(':', 1)[1].split())
-    shown = [f for f in ('avx2', 'avx512_vnni', 'avx512_bf16', 'amx_tile', 'amx_bf16') if f in flags]
-    return '%s, %d cores (%s)' % (model, os.cpu_count(), ' '.join(shown) or 'no AVX2')
 
 
 SETTINGS = {'exact': [None], 'ivf': [16, 64, 128, 256], 'faiss_flat': [None], 'faiss_hnsw': [64, 128],
