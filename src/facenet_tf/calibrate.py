@@ -19,7 +19,7 @@ import numpy as np
 
 from facenet_tf import operating_points as op
 from facenet_tf import tf_setup
-from facenet_tf.cli import ArgumentParser, command, int_at_least, positive_int
+from facenet_tf.cli import ArgumentParser, add_standardization_argument, rate, command, int_at_least, positive_int
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import add_overwrite_argument, check_new_output
 
@@ -29,17 +29,6 @@ MAX_ALL_PAIRS_IMAGES = 2000
 def _note(line):
     sys.stdout.flush()
     sys.stderr.write(line + '\n')
-
-
-def _far(text):
-    import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('invalid rate: %r' % text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError('must lie between 0 and 1 (exclusive), got %g' % value)
-    return value
 
 
 def load_people(data_dir):
@@ -172,7 +161,7 @@ def parse_arguments(argv):
                         help='Aligned faces, one sub-folder per person, or an embeddings file of them.')
     parser.add_argument('model', type=str, help='Frozen .pb or checkpoint folder.')
     parser.add_argument('output', type=str, help='Threshold file to write (JSON).')
-    parser.add_argument('--far', type=_far, default=1e-3, help='Target false-accept rate.')
+    parser.add_argument('--far', type=rate, default=1e-3, help='Target false-accept rate.')
     parser.add_argument('--nrof_folds', type=int_at_least(2), default=10,
                         help='Folds for the held-out rates and the interval of the threshold.')
     parser.add_argument('--max_all_pairs_images', type=positive_int, default=MAX_ALL_PAIRS_IMAGES,
@@ -183,9 +172,7 @@ def parse_arguments(argv):
     parser.add_argument('--seed', type=int, default=666, help='Random seed of the folds and drawn pairs.')
     parser.add_argument('--batch_size', type=positive_int, default=100, help='Images per forward pass.')
     parser.add_argument('--image_size', type=positive_int, default=160, help='Image size (height, width) in pixels.')
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of per-image '
-                             'standardization.')
+    add_standardization_argument(parser)
     add_overwrite_argument(parser, 'the threshold file')
     tf_setup.add_inference_arguments(parser)
     return parser.parse_args(argv)

@@ -21,7 +21,7 @@ from collections import namedtuple
 import numpy as np
 
 from facenet_tf import classify, embeddings_file, tf_setup
-from facenet_tf.cli import ArgumentParser, non_negative_float, command
+from facenet_tf.cli import ArgumentParser, add_standardization_argument, non_negative_float, command
 from facenet_tf.dataset import get_dataset, get_image_paths_and_labels, note_skipped
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import add_overwrite_argument, check_new_output
@@ -206,9 +206,7 @@ def parse_arguments(argv):
     unknown.add_argument('--threshold_file', type=str, metavar='FILE',
                          help='--unknown_threshold from a threshold file written by facenet-calibrate (its '
                               'FAR is printed; docs/thresholds.md).')
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of per-image '
-                             'standardization.')
+    add_standardization_argument(parser)
     add_overwrite_argument(parser, 'the classifier file in mode TRAIN')
     tf_setup.add_inference_arguments(parser)
     return parser.parse_args(argv)

@@ -155,6 +155,30 @@ def add_model_argument(parser):
                              'exported .tflite or .onnx file')
 
 
+def add_standardization_argument(parser, what='the images'):
+    """The classic `--use_fixed_image_standardization`: (x - 127.5) / 128 instead of per-image
+    whitening (prewhiten), as the models were trained (the 2018 models: fixed)."""
+    parser.add_argument('--use_fixed_image_standardization', action='store_true',
+                        help='Standardize %s as (x - 127.5) / 128 (the 2018 models) instead of per-image '
+                             'whitening (prewhiten).' % what)
+
+
+def rate(text):
+    """An argparse type: a rate (FAR, FPIR) strictly between 0 and 1."""
+    value = _number(text, float)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError('a rate must lie between 0 and 1 (exclusive), got %g' % value)
+    return value
+
+
+def rate_list(text):
+    """An argparse type: comma-separated rates, e.g. 1e-2,1e-3,1e-4."""
+    values = [rate(x) for x in text.split(',') if x.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError('expected comma-separated rates such as 1e-2,1e-3, got %r' % text)
+    return values
+
+
 def fraction(text):
     """An argparse type: a float in [0, 1]."""
     value = _number(text, float)

@@ -12,7 +12,8 @@ from facenet_tf.align import aligner
 from facenet_tf import faces as faces_lib
 from facenet_tf import images as image_lib
 from facenet_tf import tf_setup
-from facenet_tf.cli import ArgumentParser, add_gpu_memory_arguments, add_model_argument, command
+from facenet_tf.cli import (ArgumentParser, add_gpu_memory_arguments, add_model_argument, add_standardization_argument,
+                            command)
 from facenet_tf.errors import FaceNetError
 from facenet_tf.precision import add_precision_argument
 from facenet_tf.sources import regular_file
@@ -120,8 +121,7 @@ def parse_arguments(argv):
                         help='Margin for the crop around the bounding box (height, width) in pixels.',
                         default=44)
     add_gpu_memory_arguments(parser)
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of prewhitening.')
+    add_standardization_argument(parser)
     aligner.add_max_detect_side_argument(parser)
     add_precision_argument(parser)
     return parser.parse_args(argv)

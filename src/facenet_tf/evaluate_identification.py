@@ -15,20 +15,8 @@ import sys
 import numpy as np
 
 from facenet_tf import tf_setup
-from facenet_tf.cli import ArgumentParser, command, positive_int
+from facenet_tf.cli import ArgumentParser, add_standardization_argument, rate_list, command, positive_int
 from facenet_tf.errors import FaceNetError
-
-
-def fpir_list(text):
-    """An argparse type: comma-separated FPIR targets, each in (0, 1)."""
-    import argparse
-    try:
-        values = [float(v) for v in text.split(',')]
-    except ValueError:
-        raise argparse.ArgumentTypeError('expected comma-separated numbers, got %r' % text)
-    if not all(0.0 < v < 1.0 for v in values):
-        raise argparse.ArgumentTypeError('each FPIR must be above 0 and below 1, got %r' % text)
-    return values
 
 
 def rank_list(text):
@@ -141,7 +129,7 @@ def parse_arguments(argv):
                         help='People enrolled in the gallery per trial.')
     parser.add_argument('--gallery_per_person', type=positive_int, default=1,
                         help='Gallery images per enrolled person (scores fused by their maximum).')
-    parser.add_argument('--fpir', type=fpir_list, default=[0.01, 0.001],
+    parser.add_argument('--fpir', type=rate_list, default=[0.01, 0.001],
                         help='False-positive identification rates at which DIR is reported (comma-separated).')
     parser.add_argument('--rank', type=rank_list, default=[1, 5],
                         help='Closed-set ranks reported (comma-separated).')
@@ -150,8 +138,7 @@ def parse_arguments(argv):
     parser.add_argument('--image_size', type=positive_int, default=160, help='Image size (folder input).')
     parser.add_argument('--embed_batch_size', type=positive_int, default=100,
                         help='Images per forward pass (folder input).')
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='Fixed image standardization (folder input; models trained with it).')
+    add_standardization_argument(parser, 'the images (folder input)')
     parser.add_argument('--use_flipped_images', action='store_true',
                         help='Concatenate the embeddings of each image and its mirror image (folder input).')
     parser.add_argument('--use_moving_averages', action='store_true',

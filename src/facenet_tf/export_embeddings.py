@@ -13,7 +13,8 @@ classifier.py and validate_on_lfw.py take it in place of an image folder.
 import sys
 
 from facenet_tf import embedding_export, embeddings_file, sharding, tf_setup
-from facenet_tf.cli import ArgumentParser, add_model_argument, doc_parser, positive_int, command
+from facenet_tf.cli import (ArgumentParser, add_model_argument, add_standardization_argument, command, doc_parser,
+                            positive_int)
 from facenet_tf.files import add_overwrite_argument, check_new_output
 
 
@@ -61,9 +62,7 @@ def parse_arguments(argv):
                         help='Merge instead: export_embeddings.py --merge OUTPUT SHARD_FILE...')
     parser.add_argument('--batch_size', type=positive_int, default=100, help='Number of images in a batch.')
     parser.add_argument('--image_size', type=positive_int, default=160, help='Image size (height, width) in pixels.')
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of per-image '
-                             'standardization.')
+    add_standardization_argument(parser)
     parser.add_argument('--use_flipped_images', action='store_true',
                         help='Store [embedding of the image | embedding of its mirror image] per row.')
     parser.add_argument('--chunk_size', type=positive_int, default=embedding_export.DEFAULT_CHUNK_SIZE,

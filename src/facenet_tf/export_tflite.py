@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from facenet_tf import files, tf_setup
-from facenet_tf.cli import ArgumentParser, command, positive_int
+from facenet_tf.cli import ArgumentParser, add_standardization_argument, command, positive_int
 from facenet_tf.errors import FaceNetError
 
 QUANTIZATIONS = ('none', 'fp16', 'dynamic', 'int8')   # model_io.QUANTIZATIONS, without importing TensorFlow
@@ -98,9 +98,7 @@ def add_representative_arguments(parser):
                         help='A folder of aligned crops (class folders or flat) to calibrate an int8 model on.')
     parser.add_argument('--max_images', type=positive_int, default=64,
                         help='At most this many crops of --representative, spread over the folder (default 64).')
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='Standardise the calibration crops as (x - 127.5) / 128 (the 2018 models) instead '
-                             'of per-image whitening.')
+    add_standardization_argument(parser, 'the calibration crops')
 
 
 

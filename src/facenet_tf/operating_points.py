@@ -162,17 +162,6 @@ def check_far(far):
     return float(far)
 
 
-def parse_fars(text):
-    """'1e-2,1e-3,1e-4' as a list of floats in (0, 1) (for argparse: ValueError on a bad list)."""
-    try:
-        fars = [float(x) for x in text.split(',') if x.strip()]
-    except ValueError:
-        raise ValueError('a comma-separated list of rates such as 1e-2,1e-3,1e-4: %r' % text)
-    if not fars or any(not 0 < f < 1 for f in fars):
-        raise ValueError('rates must lie between 0 and 1 (exclusive): %r' % text)
-    return fars
-
-
 def far_text(far):
     """1e-3 as '1e-3', 0.005 as '0.005'."""
     exponent = round(math.log10(far))

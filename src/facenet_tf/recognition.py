@@ -21,15 +21,14 @@ from facenet_tf.annotate import process_running  # noqa: F401
 def add_face_arguments(parser):
     """The crop, standardisation and embedding flags of recognize.py and cluster.py, and the shared
     inference flags (--precision, --gpu_memory_fraction, --allow_growth; tf_setup)."""
-    from facenet_tf.cli import non_negative_int, positive_int
+    from facenet_tf.cli import add_standardization_argument, non_negative_int, positive_int
     from facenet_tf.tf_setup import add_inference_arguments
     parser.add_argument('--image_size', type=positive_int, default=160,
                         help='Image size (height, width) in pixels of the crops the model expects.')
     parser.add_argument('--margin', type=non_negative_int, default=32,
                         help='Margin for the crop around the bounding box (height, width) in pixels, as '
                              'the LFW alignment (--margin 32) and the classic real-time script.')
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='Standardize as (x - 127.5) / 128 (the 2018 models) instead of prewhitening.')
+    add_standardization_argument(parser)
     parser.add_argument('--batch_size', type=positive_int, default=90,
                         help='Number of faces embedded in one batch.')
     add_inference_arguments(parser)

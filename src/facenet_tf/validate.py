@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from facenet_tf import tf_setup
-from facenet_tf.cli import ArgumentParser, int_at_least, positive_int, command
+from facenet_tf.cli import ArgumentParser, add_standardization_argument, rate_list, int_at_least, positive_int, command
 from facenet_tf.errors import FaceNetError
 from facenet_tf.images import unaligned_warning
 
@@ -216,11 +216,10 @@ def parse_arguments(argv):
     parser.add_argument('--use_moving_averages', action='store_true',
                         help='Evaluate the moving averages of a checkpoint\'s weights (kept by the training '
                         'scripts) instead of the weights.')
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='Performs fixed standardization of images.')
+    add_standardization_argument(parser)
     parser.add_argument('--roc_output', type=str, default='',
                         help='Write the ROC points to this CSV file and its plot beside it (.png).')
-    parser.add_argument('--far', type=_fars, metavar='LIST',
+    parser.add_argument('--far', type=rate_list, metavar='LIST',
                         help='After the classic lines, print TAR and the threshold at these false-accept '
                              'rates (e.g. 1e-2,1e-3,1e-4), per fold and overall (docs/thresholds.md).')
     parser.add_argument('--pairs', action='append', default=[], metavar='FILE',
@@ -229,16 +228,6 @@ def parse_arguments(argv):
                              'every set (at --far, default 1e-2,1e-3,1e-4).')
     tf_setup.add_inference_arguments(parser)
     return parser.parse_args(argv)
-
-
-def _fars(text):
-    import argparse
-    from facenet_tf.operating_points import parse_fars
-    try:
-        return parse_fars(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e))
-
 
 
 def console_main():

@@ -84,8 +84,7 @@ def _add_image_arguments(parser, max_nrof_epochs, batch_size_extra):
                         help='Random rotations (+-10 degrees) of training images.')
     parser.add_argument('--random_erase', action='store_true',
                         help='Random erasing: half of the training images get a random rectangle of noise.')
-    parser.add_argument('--use_fixed_image_standardization', action='store_true',
-                        help='(x - 127.5) / 128 instead of per-image standardization.')
+    cli.add_standardization_argument(parser)
 
 
 def _add_optimizer_arguments(parser):
