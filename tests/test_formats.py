@@ -262,3 +262,35 @@ def test_hostile_model_files(exported, tmp_path, monkeypatch):
     assert "keeps its data in '../secret.bin', not a file inside the model's folder" in error(outside)
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)
     assert 'pip install onnxruntime onnx' in error(exported['fp32.onnx'])
+
+
+def test_hostile_representative_folders(photos, tmp_path, capsys):
+    """The calibration folder of an int8 export is user input: stray files are noted and counted,
+    an unreadable or too small image and an empty or missing folder are one-line errors."""
+    from PIL import Image
+
+    from facenet_tf.errors import FaceNetError
+    folder = tmp_path / 'calib' / 'person'
+    folder.mkdir(parents=True)
+    person = sorted(os.listdir(photos))[0]
+    photo = os.path.join(photos, person, sorted(os.listdir(os.path.join(photos, person)))[0])
+    with open(photo, 'rb') as src, open(str(folder / 'a.jpg'), 'wb') as dst:   # a 250x250 LFW photo
+        dst.write(src.read())
+    (folder / 'notes.txt').write_text('not an image\n')
+    crops = export_tflite.representative_crops(str(tmp_path / 'calib'), 160, 4)
+    assert crops.shape == (1, 160, 160, 3)
+    assert capsys.readouterr().err.splitlines() == ['%s: not an image file: skipped' % (folder / 'notes.txt'),
+                                                    'skipped: 1 file that is not an image']
+    (folder / 'b.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 40)   # a PNG header and nothing after it
+    with pytest.raises(FaceNetError, match=r'cannot read image .*b\.png'):
+        export_tflite.representative_crops(str(tmp_path / 'calib'), 160, 4)
+    (folder / 'b.png').unlink()
+    Image.new('RGB', (40, 40)).save(str(folder / 'c.png'))
+    with pytest.raises(FaceNetError, match=r'c\.png: 40x40, smaller than the 160x160 crops'):
+        export_tflite.representative_crops(str(tmp_path / 'calib'), 160, 4)
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    for where, message in ((empty, 'no images'), (tmp_path / 'missing', 'must be a folder of aligned images')):
+        with pytest.raises(FaceNetError, match=message) as e:
+            export_tflite.representative_crops(str(where), 160, 4)
+        assert '\n' not in str(e.value)

@@ -53,14 +53,16 @@ def representative_crops(folder, image_size, max_images, fixed_standardization=F
     dataset folder of class folders, or a flat folder), spread evenly over its sorted images: the
     calibration set of an int8 export. Crops larger than image_size are cut at the centre, as the
     tools feed them."""
-    from facenet_tf.dataset import get_image_paths
+    from facenet_tf.dataset import get_image_paths, note_skipped
     from facenet_tf.images import ImageReadError, crop, fixed_standardize, prewhiten, read_rgb
     folder = os.path.expanduser(folder)
     if not os.path.isdir(folder):
         raise FaceNetError('%s: the representative crops must be a folder of aligned images' % folder)
-    paths = get_image_paths(folder)
+    skipped = []
+    paths = get_image_paths(folder, skipped)
     for name in sorted(os.listdir(folder)):
-        paths += get_image_paths(os.path.join(folder, name))
+        paths += get_image_paths(os.path.join(folder, name), skipped)
+    note_skipped(skipped, lambda line: sys.stderr.write(line + '\n'))
     if not paths:
         raise FaceNetError('%s: no images (the representative set is a folder of aligned crops)' % folder)
     picked = [paths[k] for k in np.unique(np.linspace(0, len(paths) - 1, min(max_images, len(paths))).astype(int))]
