@@ -123,11 +123,14 @@ ASYNC_UPDATES = 60
 def test_asynchronous_updates_each_worker_applies_its_own(synthetic_faces, tmp_path):  # noqa: F811
     """--replica_updates async: every step of either worker is one update of the shared variables, so
     the global step runs ahead of each worker's own step count by the other's updates (with
-    synchronous updates it equals that count: one update takes a gradient from each worker)."""
+    synchronous updates it equals that count: one update takes a gradient from each worker). The
+    workers train in mixed precision (--precision bf16; 32 px), the variables on the parameter
+    server stay float32."""
     ports = distributed.free_local_ports(3)
     cluster = {'ps': ['localhost:%d' % ports[0]], 'chief': ['localhost:%d' % ports[1]],
                'worker': ['localhost:%d' % ports[2]]}
-    flags = ['--replica_updates', 'async', '--max_nrof_epochs', '1', '--epoch_size', str(ASYNC_UPDATES)]
+    flags = ['--replica_updates', 'async', '--max_nrof_epochs', '1', '--epoch_size', str(ASYNC_UPDATES),
+             '--precision', 'bf16', '--image_size', str(2 * SIZE)]
     processes = []
     try:
         processes += [_start(task, cluster, synthetic_faces, tmp_path, task + '.log', flags)
@@ -151,3 +154,4 @@ def test_asynchronous_updates_each_worker_applies_its_own(synthetic_faces, tmp_p
     assert ASYNC_UPDATES <= max(ends) <= sum(own) <= ASYNC_UPDATES + 2, (ends, own)
     prefix = tf.train.latest_checkpoint(str(tmp_path / 'models' / 'cluster'))
     assert prefix.endswith('model-cluster.ckpt-%d' % ends[0])  # the chief's checkpoint at its last step
+    assert set(tf.train.load_checkpoint(prefix).get_variable_to_dtype_map().values()) == {tf.float32}

@@ -7,12 +7,18 @@ native only on CPUs with the avx512_bf16 or amx_bf16 instructions; elsewhere it 
 slower than fp32 (more CPU time per image on an AVX2 CPU). `tf_setup.session_config('bf16')` prints
 one warning line on stderr, once per process, when that is the case (`bf16_warning()` gives the
 reason). 'auto' (resolve_precision) is bf16 on those CPUs with oneDNN on, fp32 elsewhere: never
-the emulated path. This module imports nothing of the project's: tf_setup depends on it.
+the emulated path.
+
+The training scripts also take 'fp16' (TRAINING_PRECISIONS): grappler's float16 rewrite, with
+dynamic loss scaling (training/mixed_precision.py), on GPUs only (tf_setup.session_config refuses it
+without one: TensorFlow's CPU emulation of it crashes on the training graphs).
+This module imports nothing of the project's: tf_setup depends on it.
 """
 import sys
 
 
 PRECISIONS = ('fp32', 'bf16', 'auto')   # auto: bf16 where the CPU computes it natively, else fp32
+TRAINING_PRECISIONS = ('fp32', 'bf16', 'fp16', 'auto')  # fp16: GPUs, with loss scaling
 NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')  # /proc/cpuinfo flags of CPUs that compute in bf16
 
 _warned = False  # the bf16 warning is printed once per process
@@ -25,6 +31,17 @@ def add_precision_argument(parser):
                              '0.9999 of fp32; faster only on CPUs with avx512_bf16/amx_bf16, elsewhere '
                              'emulated, slower, and a warning is printed); auto: bf16 on those CPUs, fp32 '
                              'elsewhere.')
+    return parser
+
+
+def add_training_precision_argument(parser):
+    """Add the training scripts' `--precision {fp32,bf16,fp16,auto}` option."""
+    parser.add_argument('--precision', choices=TRAINING_PRECISIONS, default='fp32',
+                        help='Arithmetic of the network while training (mixed precision: variables, optimizer '
+                             'state, moving averages and the loss stay fp32): fp32 (classic); bf16 (convolutions '
+                             'and products in bfloat16, native on CPUs with avx512_bf16/amx_bf16, else emulated and '
+                             'slower); fp16 (GPUs only, with dynamic loss scaling); auto: bf16 where '
+                             'native, else fp32. The per-epoch check runs at the same precision.')
     return parser
 
 

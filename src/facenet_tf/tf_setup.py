@@ -84,15 +84,18 @@ def is_configured():
 def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu_memory_fraction=None,
                    allow_growth=False, device_count=None):
     """The tf.compat.v1.ConfigProto of a session: `precision` 'fp32', 'bf16' (the oneDNN bfloat16
-    rewrite; prints the bf16 warning once when it cannot help, see facenet_tf.precision) or 'auto'
-    (bf16 where the CPU computes it natively, else fp32: precision.resolve_precision), threads
+    rewrite; prints the bf16 warning once when it cannot help, see facenet_tf.precision), 'auto'
+    (bf16 where the CPU computes it natively, else fp32: precision.resolve_precision) or, for
+    training, 'fp16' (the float16 rewrite; GPUs only, else a FaceNetError: require_precision), threads
     inside an op and ops at a time (0 = TensorFlow's default, -1 inter-op = run in the calling
     thread), the GPU memory per process (fraction, and allow_growth: allocate as needed; no effect
     on a CPU) and device_count ({'CPU': n} for n logical CPU devices, e.g. the towers of --num_gpus
     on a machine without GPUs)."""
-    if precision not in precision_lib.PRECISIONS:
-        raise ValueError('precision must be one of %s, got %r' % (', '.join(precision_lib.PRECISIONS), precision))
-    tf1 = configure().compat.v1
+    if precision not in precision_lib.TRAINING_PRECISIONS:
+        raise ValueError('precision must be one of %s, got %r' % (', '.join(precision_lib.TRAINING_PRECISIONS),
+                                                                 precision))
+    tf = configure()
+    tf1 = tf.compat.v1
     precision = precision_lib.resolve_precision(precision)
     config = tf1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
                              inter_op_parallelism_threads=inter_op_threads,
@@ -100,12 +103,25 @@ def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu
     if gpu_memory_fraction is not None:
         config.gpu_options.per_process_gpu_memory_fraction = gpu_memory_fraction
     config.gpu_options.allow_growth = bool(allow_growth)
-    if precision == 'bf16':
+    if precision in ('bf16', 'fp16'):
         from tensorflow.core.protobuf import rewriter_config_pb2
-        precision_lib.warn_precision(precision)
-        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
-            rewriter_config_pb2.RewriterConfig.ON
+        rewrites = config.graph_options.rewrite_options
+        if precision == 'bf16':
+            precision_lib.warn_precision(precision)
+            rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+        else:
+            require_precision(precision)
+            rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
     return config
+
+
+def require_precision(precision):
+    """Raise FaceNetError when `precision` cannot run on this machine: fp16 without a GPU (TensorFlow
+    2.21's CPU emulation of the float16 rewrite crashes the process on the training graphs)."""
+    if precision == 'fp16' and not configure().config.list_physical_devices('GPU'):
+        from facenet_tf.errors import FaceNetError
+        raise FaceNetError('--precision fp16 needs a GPU (there is none here); on a CPU train with bf16 '
+                           '(native with avx512_bf16/amx_bf16) or fp32')
 
 
 def session_config_from_args(args, device_count=None, precision=None):

@@ -41,6 +41,7 @@ class TrainingConfig:
     gpu_memory_fraction: float
     allow_growth: bool
     num_gpus: int
+    precision: str                  # fp32, bf16, fp16 (with loss scaling) or auto
     run_name: Optional[str]
     resume: bool
     cluster_wait_timeout: float

@@ -12,7 +12,7 @@ import tomllib
 from datetime import datetime
 from typing import NamedTuple
 
-from facenet_tf import cli, run_info
+from facenet_tf import cli, precision, run_info
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import TEMPORARY_RE
 from facenet_tf.training.config import OPTIMIZERS
@@ -44,6 +44,7 @@ def _add_run_arguments(parser):
     parser.add_argument('--num_gpus', type=cli.positive_int, default=1,
                         help='Towers: the batch is split over this many GPUs (logical CPU devices without GPUs), '
                         'their gradients averaged before one update.')
+    precision.add_training_precision_argument(parser)
     parser.add_argument('--run_name', type=str, default=None,
                         help='Name of the run\'s log and model folders (default: a %%Y%%m%%d-%%H%%M%%S timestamp); '
                         'the tasks of a cluster (TF_CONFIG) need the same name. An existing run is never '

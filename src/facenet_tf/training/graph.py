@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from facenet_tf.training import input_pipeline
 from facenet_tf.tf_setup import configure
-from facenet_tf.training import distributed
+from facenet_tf.training import distributed, mixed_precision
 from facenet_tf.training import towers as towers_lib
 from facenet_tf.training.optimizers import MovingAverageSwap, build_train_op
 from facenet_tf.training.schedule import learning_rate_tensor
@@ -100,6 +100,8 @@ def _build(config, network, group_size, tower_loss, queue_capacity, read_file, g
             tower_prelogits, _ = network.inference(images, config.keep_probability, phase_train=phase_train_placeholder,
                                                    bottleneck_layer_size=config.embedding_size,
                                                    weight_decay=config.weight_decay)
+            if config.precision != 'fp32':      # the loss and what leads to it stay float32
+                tower_prelogits = mixed_precision.fp32_boundary(tower_prelogits)
             tower_embeddings = tf.nn.l2_normalize(tower_prelogits, 1, 1e-10, name='embeddings')
         if learning_rate is None:   # created where the one-device graph creates it (same op ids, same seeds)
             learning_rate = learning_rate_tensor(learning_rate_placeholder, global_step,
@@ -126,7 +128,7 @@ def _build(config, network, group_size, tower_loss, queue_capacity, read_file, g
         learning_rate if g.replicas is None else distributed.shared_learning_rate(learning_rate),
         config.moving_average_decay, tf1.global_variables(),
         log_histograms, towers=None if num_towers == 1 else (towers, [o.loss for o in outputs], weights),
-        optimizer_wrapper=g.replicas)
+        optimizer_wrapper=g.replicas, loss_scaling=config.precision == 'fp16')
     add_run_ops(config, g)
     return g
 

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from facenet_tf.errors import FaceNetError
-from facenet_tf.tf_setup import configure
+from facenet_tf.tf_setup import configure, require_precision
 from facenet_tf.training import distributed
 from facenet_tf.training.checkpoints import (BestCheckpoint, latest_state, readable_checkpoint, save_checkpoint,
                                              save_state)
@@ -198,7 +198,9 @@ def begin(config):
     """The first steps of a script's main after its flag checks: a parameter-server task of a
     cluster (TF_CONFIG) serves its variables here and never returns, a worker waits for the parameter
     servers (--cluster_wait_timeout); else the network module, the learning-rate schedule (or None),
-    and numpy seeded with --seed. Returns (network, schedule)."""
+    and numpy seeded with --seed. A --precision this machine cannot run is refused first.
+    Returns (network, schedule)."""
+    require_precision(config.precision)
     cluster = distributed.from_environment()
     if cluster is not None:
         if not config.run_name:

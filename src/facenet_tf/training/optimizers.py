@@ -5,7 +5,7 @@ import contextlib
 from facenet_tf.errors import FaceNetError
 from facenet_tf.tf_setup import configure
 from facenet_tf.training.config import OPTIMIZERS  # noqa: F401 (the --optimizer choices)
-from facenet_tf.training import towers as towers_lib
+from facenet_tf.training import mixed_precision, towers as towers_lib
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
@@ -41,21 +41,25 @@ def add_loss_summaries(total_loss):
     return loss_averages_op, [loss_averages.average(loss) for loss in losses + [total_loss]]
 
 
-def _add_histograms(grads):
+def _add_histograms(grads, loss_scaling=False):
     for var in tf1.trainable_variables():
         tf1.summary.histogram(var.op.name, var)
     for grad, var in grads:
         if grad is not None:
+            if loss_scaling:    # a skipped step's gradients are not finite; the histogram refuses them
+                grad = mixed_precision.finite_or_zero(grad)
             tf1.summary.histogram(var.op.name + '/gradients', grad)
 
 
 def build_train_op(total_loss, global_step, optimizer_name, learning_rate, moving_average_decay,
-                   update_gradient_vars, log_histograms=True, towers=None, optimizer_wrapper=None):
+                   update_gradient_vars, log_histograms=True, towers=None, optimizer_wrapper=None,
+                   loss_scaling=False):
     """Classic train op: gradients after the loss averages and the batch-norm UPDATE_OPS, then the
     exponential moving averages of the trainable variables (but those in the NO_MOVING_AVERAGE
     collection, e.g. sampled class centres). With `towers` ((towers, their losses,
     their weights), see towers.py) the gradients are each tower's, averaged; `optimizer_wrapper`
-    (e.g. the distributed runtime's synchronous replicas) wraps the classic optimizer.
+    (e.g. the distributed runtime's synchronous replicas) wraps the classic optimizer;
+    `loss_scaling` (--precision fp16) puts dynamic loss scaling between the two (mixed_precision.py).
 
     Returns (train_op, saved, averages): the variables a checkpoint holds (weights, batch-norm
     statistics and their moving averages: every global variable but the optimizer's slots, the step
@@ -63,8 +67,10 @@ def build_train_op(total_loss, global_step, optimizer_name, learning_rate, movin
     loss_averages_op, loss_average_vars = add_loss_summaries(total_loss)
     update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
     variables = [v for v in update_gradient_vars if v.dtype.base_dtype.is_floating]
+    opt = make_optimizer(optimizer_name, learning_rate)
+    if loss_scaling:
+        opt = mixed_precision.LossScaleOptimizer(opt)
     with tf.control_dependencies([loss_averages_op] + update_ops):
-        opt = make_optimizer(optimizer_name, learning_rate)
         if optimizer_wrapper is not None:
             opt = optimizer_wrapper(opt)
         if towers is None:
@@ -73,7 +79,7 @@ def build_train_op(total_loss, global_step, optimizer_name, learning_rate, movin
             grads = towers_lib.tower_gradients(opt, *towers, variables)
     apply_gradient_op = opt.apply_gradients(grads, global_step=global_step)
     if log_histograms:
-        _add_histograms(grads)
+        _add_histograms(grads, loss_scaling)
     ema = tf.train.ExponentialMovingAverage(moving_average_decay, global_step)
     unaveraged = {v.ref() for v in tf1.get_collection(NO_MOVING_AVERAGE)}
     with tf.control_dependencies([apply_gradient_op]):

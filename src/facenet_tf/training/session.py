@@ -41,9 +41,10 @@ def stop_queue_runners(sess, coord, threads, close_ops=()):
 
 
 def session_config_of(config, device_count=None):
-    """The session config of a run: --gpu_memory_fraction, --allow_growth, the towers' devices."""
-    return session_config(gpu_memory_fraction=config.gpu_memory_fraction, allow_growth=config.allow_growth,
-                          device_count=device_count)
+    """The session config of a run: --precision (the mixed-precision rewrite), --gpu_memory_fraction,
+    --allow_growth, the towers' devices."""
+    return session_config(config.precision, gpu_memory_fraction=config.gpu_memory_fraction,
+                          allow_growth=config.allow_growth, device_count=device_count)
 
 
 @contextlib.contextmanager
