@@ -14,6 +14,7 @@ import pytest
 from facenet_tf import recognize
 from facenet_tf import classify
 from facenet_tf import faces as faces_lib, gallery as gallery_lib
+from facenet_tf.precision import resolve_precision
 
 FPS = 1.0
 SIZE = (320, 240)
@@ -213,12 +214,17 @@ def test_the_gallery_is_read_from_its_cache(case, gallery_run, published_model):
     base = case[0]
     pipeline = faces_lib.FacePipeline(None, None, image_size=160, margin=32)
     notes = []
-    namer = gallery_lib.load_gallery(str(base / 'gallery'), pipeline, published_model[1], 0.9, notes.append)
+    namer = gallery_lib.load_gallery(str(base / 'gallery'), pipeline, published_model[1], 0.9, notes.append,
+                                     precision=resolve_precision('auto'))   # recognize's default
     assert notes == ['gallery: 9 faces of 3 people from the cache %s' % (base / 'gallery' / gallery_lib.GALLERY_CACHE)]
     assert namer.embeddings.shape == (9, 128) and namer.names == [classify.display_name(p) for p in KNOWN]
     with pytest.raises(AttributeError):  # with another margin the cache does not fit: it would embed again
         gallery_lib.load_gallery(str(base / 'gallery'), faces_lib.FacePipeline(None, None, margin=44),
-                                 published_model[1], 0.9, notes.append)
+                                 published_model[1], 0.9, notes.append, precision=resolve_precision('auto'))
+    other = 'fp32' if resolve_precision('auto') == 'bf16' else 'bf16'
+    with pytest.raises(AttributeError):  # nor at another precision
+        gallery_lib.load_gallery(str(base / 'gallery'), pipeline, published_model[1], 0.9, notes.append,
+                                 precision=other)
 
 
 def test_the_real_clip_runs_end_to_end(data_dir, published_model, tmp_path):

@@ -153,15 +153,17 @@ def _read_cache(cache, key, nrof_people, nrof_images):
     return emb, labels
 
 
-def load_gallery(gallery_dir, pipeline, model, unknown_threshold, note, people=None):
+def load_gallery(gallery_dir, pipeline, model, unknown_threshold, note, people=None, precision='fp32'):
     """A GalleryNamer of a folder with one sub-folder of photos or crops per person (`people`: its
     gallery_people, listed again when not given). The embeddings are cached in
-    gallery_dir/.facenet_gallery.npz and reused while the model, the settings and the images are
-    unchanged; a cache path that is a link or no regular file is neither read nor replaced."""
+    gallery_dir/.facenet_gallery.npz and reused while the model, the settings (and `precision`, the
+    one the model runs at: fp32 or bf16) and the images are unchanged; a cache path that is a link
+    or no regular file is neither read nor replaced."""
     gallery_dir = os.path.expanduser(gallery_dir)
     people = people if people is not None else gallery_people(gallery_dir)
     settings = {'image_size': pipeline.image_size, 'margin': pipeline.margin,
-                'standardize': pipeline.standardize.__name__, 'max_detect_side': pipeline.max_detect_side}
+                'standardize': pipeline.standardize.__name__, 'max_detect_side': pipeline.max_detect_side,
+                'precision': precision}
     key = _gallery_key(gallery_dir, people, model, settings)
     cache = os.path.join(gallery_dir, GALLERY_CACHE)
     names = [classify.display_name(p.name) for p in people]

@@ -24,13 +24,13 @@ NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')  # /proc/cpuinfo flags of CPUs t
 _warned = False  # the bf16 warning is printed once per process
 
 
-def add_precision_argument(parser):
-    """Add the scripts' `--precision {fp32,bf16}` option to an argparse parser."""
-    parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
+def add_precision_argument(parser, default='fp32'):
+    """Add the scripts' `--precision {fp32,bf16,auto}` option to an argparse parser."""
+    parser.add_argument('--precision', choices=PRECISIONS, default=default,
                         help='Arithmetic of the network: fp32 (exact) or bf16 (embeddings within cosine '
                              '0.9999 of fp32; faster only on CPUs with avx512_bf16/amx_bf16, elsewhere '
                              'emulated, slower, and a warning is printed); auto: bf16 on those CPUs, fp32 '
-                             'elsewhere.')
+                             'elsewhere (default: %(default)s).')
     return parser
 
 

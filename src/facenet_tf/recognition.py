@@ -20,7 +20,9 @@ from facenet_tf.annotate import process_running  # noqa: F401
 
 def add_face_arguments(parser):
     """The crop, standardisation and embedding flags of recognize.py and cluster.py, and the shared
-    inference flags (--precision, --gpu_memory_fraction, --allow_growth; tf_setup)."""
+    inference flags (--precision, --gpu_memory_fraction, --allow_growth; tf_setup). These two bulk
+    tools, which have no classic output to keep, default to --precision auto: bf16 where the CPU
+    computes it natively (the published model's LFW View 2 figures are the same; docs/networks.md)."""
     from facenet_tf.cli import add_standardization_argument, non_negative_int, positive_int
     from facenet_tf.tf_setup import add_inference_arguments
     parser.add_argument('--image_size', type=positive_int, default=160,
@@ -31,7 +33,7 @@ def add_face_arguments(parser):
     add_standardization_argument(parser)
     parser.add_argument('--batch_size', type=positive_int, default=90,
                         help='Number of faces embedded in one batch.')
-    add_inference_arguments(parser)
+    add_inference_arguments(parser, precision='auto')
     return parser
 
 

@@ -133,10 +133,10 @@ def session_config_from_args(args, device_count=None, precision=None):
                           getattr(args, 'allow_growth', False), device_count)
 
 
-def add_inference_arguments(parser):
-    """The flags every tool that runs a model shares: --precision and the classic
-    --gpu_memory_fraction and --allow_growth; inference_session() reads them."""
-    precision_lib.add_precision_argument(parser)
+def add_inference_arguments(parser, precision='fp32'):
+    """The flags every tool that runs a model shares: --precision (default `precision`) and the
+    classic --gpu_memory_fraction and --allow_growth; inference_session() reads them."""
+    precision_lib.add_precision_argument(parser, precision)
     add_gpu_memory_arguments(parser)
     return parser
 
