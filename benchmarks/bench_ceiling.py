@@ -2,7 +2,7 @@
 this CPU, and the embedding forward pass (InceptionResnetV1, phase_train False, random weights) as a
 fraction of it. Every speed figure of docs/benchmarks.md is read against this table.
 
-    python benchmarks/bench_ceiling.py [--batch_size 100] [--image_size 160] [--seconds 3]
+    python benchmarks/bench_ceiling.py [--batch_size 100] [--image_size 160] [--seconds 3] [--profile]
 
 Rows:
 - matmul: [N, N] x [N, N] products (N = 2048), 2 N^3 flops each, in float32 and in bfloat16 (tensors of
@@ -12,6 +12,9 @@ Rows:
 - forward: the network at --batch_size, fp32 and bf16 (the session's oneDNN bf16 rewrite, as
   `--precision bf16`); its flops are counted by TensorFlow's profiler on the graph (2 per multiply-add).
 Each row runs for about --seconds after one warm-up call; GFLOP/s = flops / median time of a call.
+--profile: where the forward pass's time goes in each precision, from TensorFlow's trace of 3 calls:
+the op kinds' shares of the summed op time (kernels run two at a time on 2 cores, so shares, not
+seconds), the oneDNN fused kinds kept apart (e.g. _FusedConv2D: convolution + batch norm + ReLU).
 """
 import argparse
 import statistics
@@ -62,7 +65,21 @@ def kernel_rows(tf1, tf, seconds):
     return rows
 
 
-def forward_rows(tf1, tf, batch_size, image_size, seconds):
+def op_shares(tf1, sess, fetch, feed, calls=3):
+    """[(op kind, share of the summed op time)] over `calls` traced runs, largest first."""
+    totals = {}
+    for _ in range(calls):
+        metadata = tf1.RunMetadata()
+        sess.run(fetch, feed, options=tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE), run_metadata=metadata)
+        for device in metadata.step_stats.dev_stats:
+            for node in device.node_stats:
+                kind = node.timeline_label.split('(')[0].split(' = ')[-1].strip() or node.node_name
+                totals[kind] = totals.get(kind, 0) + node.op_end_rel_micros - node.op_start_rel_micros
+    whole = float(sum(totals.values())) or 1.0
+    return sorted(((kind, t / whole) for kind, t in totals.items()), key=lambda item: -item[1])
+
+
+def forward_rows(tf1, tf, batch_size, image_size, seconds, profile=False):
     """[(row, precision, GFLOP/s, images/s)] of the network's forward pass."""
     from facenet_tf.models import inception_resnet_v1
     with tf1.Graph().as_default() as graph:
@@ -78,6 +95,10 @@ def forward_rows(tf1, tf, batch_size, image_size, seconds):
             with tf1.Session(graph=graph, config=tf_setup.session_config(precision)) as sess:
                 sess.run(tf1.global_variables_initializer())
                 seconds_per_call = timed(sess, embeddings, feed, seconds)
+                if profile:
+                    shares = op_shares(tf1, sess, embeddings, feed)
+                    print('%s forward, share of the op time: %s' % (precision, ', '.join(
+                        '%s %.1f%%' % (kind, 100 * share) for kind, share in shares[:12])))
             rows.append(('forward InceptionResnetV1 batch %d' % batch_size, precision,
                          flops / seconds_per_call / 1e9, batch_size / seconds_per_call))
     return rows, flops
@@ -88,12 +109,13 @@ def main(argv=None):
     parser.add_argument('--batch_size', type=int, default=100)
     parser.add_argument('--image_size', type=int, default=160)
     parser.add_argument('--seconds', type=float, default=3.0, help='Time spent on each row.')
+    parser.add_argument('--profile', action='store_true', help='Where the forward pass\'s time goes (op kinds).')
     args = parser.parse_args(argv)
     tf = tf_setup.configure()
     tf1 = tf.compat.v1
     print('CPU: %s; bf16 native: %s' % (cpu_line(), precision_lib.resolve_precision('auto') == 'bf16'))
     kernels = kernel_rows(tf1, tf, args.seconds)
-    forward, flops = forward_rows(tf1, tf, args.batch_size, args.image_size, args.seconds)
+    forward, flops = forward_rows(tf1, tf, args.batch_size, args.image_size, args.seconds, args.profile)
     ceiling = {p: max(g for _, q, g in kernels if q == p) for p in ('fp32', 'bf16')}
     print('forward pass: %.2f GFLOP per image (%d x %d)' % (flops / args.batch_size / 1e9, args.image_size,
                                                             args.image_size))
