@@ -4,7 +4,7 @@ Reads ../shared/reference/mtcnn/lfw_devtrain300_list.txt, links those images int
 dataset folder and runs the dataset aligner (read, detect, crop, write PNG) with --image_size 160
 --margin 32. Prints the rate with and without the one-time detector start-up.
 
-    python benchmarks/bench_align.py [--num_workers N] [--repeat K]
+    python benchmarks/bench_align.py [--num_workers N] [--repeat K] [--images N] [--detector tf|onnx|tflite]
 """
 import argparse
 import os
@@ -20,10 +20,10 @@ LIST = os.path.join(SHARED, 'reference', 'mtcnn', 'lfw_devtrain300_list.txt')
 LFW = os.path.join(SHARED, 'data', 'lfw_deepfunneled')
 
 
-def link_dataset(folder):
-    """Symlink the listed images into folder/<class>/<file>; returns how many."""
+def link_dataset(folder, count=None):
+    """Symlink the first `count` (None: all) listed images into folder/<class>/<file>; returns how many."""
     with open(LIST) as f:
-        paths = [line.strip() for line in f if line.strip()]
+        paths = [line.strip() for line in f if line.strip()][:count]
     for rel in paths:
         cls, name = rel.split('/')
         os.makedirs(os.path.join(folder, cls), exist_ok=True)
@@ -46,16 +46,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--num_workers', type=int, default=1)
     parser.add_argument('--repeat', type=int, default=2, help='timed runs (the best is reported)')
+    parser.add_argument('--images', type=int, default=None, help='the first N listed images (default: all 300)')
+    parser.add_argument('--detector', choices=('tf', 'onnx', 'tflite'), default='tf')
     args = parser.parse_args()
     if not os.path.isfile(LIST):
         sys.exit('bench_align: ../shared reference data not found')
     from facenet_tf import tf_setup
     tf_setup.configure()
     from facenet_tf.align import alignment_plan, batch_alignment
-    opts = batch_alignment.Options(160, 32, False, False)
+    opts = batch_alignment.Options(160, 32, False, False, detector=args.detector)
     tmp = tempfile.mkdtemp(prefix='bench_align_')
     try:
-        n = link_dataset(os.path.join(tmp, 'in'))
+        n = link_dataset(os.path.join(tmp, 'in'), args.images)
         best_e2e = best_steady = 0.0
         for rep in range(args.repeat):
             out = os.path.join(tmp, 'out%d' % rep)
@@ -75,8 +77,8 @@ def main():
                   % (rep + 1, done, t1 - t0, e2e, steady, 1000 * (c1 - c0) / done,
                      _cores() * done / (c1 - c0), _cores()))
             best_e2e, best_steady = max(best_e2e, e2e), max(best_steady, steady)
-        print('bench_align: %d images, num_workers %d: best %.1f img/s end to end, %.1f img/s steady'
-              % (n, args.num_workers, best_e2e, best_steady))
+        print('bench_align: %d images, detector %s, num_workers %d: best %.1f img/s end to end, %.1f img/s '
+              'steady' % (n, args.detector, args.num_workers, best_e2e, best_steady))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -3,9 +3,10 @@
 Times per 250x250 LFW image (the first --images of the 300 reference images, in batches of
 --batch as the aligner detects them, and one image at a time as compare/the API do) and per 1280x720
 frame (the group photo detection_photos/multiface.jpg resized), as wall time and as CPU time of this
-process (the fair figure on a shared machine); the median of --repeat interleaved rounds. Then the
-faces against TensorFlow's: images whose face count differs, largest box / landmark / score gap.
-With --stages, the network time of each stage (PNet, RNet, ONet) per image in batch mode.
+process (the fair figure on a shared machine); the best of --repeat interleaved rounds (other
+processes only ever add time). Then the faces against TensorFlow's: images whose face count differs,
+largest box / landmark / score gap. With --stages, where the time goes in batches: pyramids, each
+network, the crops for RNet/ONet, and the rest of the cascade (boxes, NMS, PNet inputs).
 
     python benchmarks/bench_detectors.py [--images 100] [--batch 32] [--repeat 3] [--threads N] [--stages]
 """
@@ -32,20 +33,51 @@ def _timed(fn):
 
 
 class StageClock(object):
-    """Wraps a detector's three network callables to add up their time."""
+    """Adds up the wall and CPU time of named callables (a detector's networks, the cascade's crop
+    and input steps) while it is installed; uninstall() puts the originals back."""
 
-    def __init__(self, holder):
+    def __init__(self):
         self.seconds = {}
-        for name in ('pnet', 'rnet', 'onet'):
-            setattr(holder, name, self._wrap(name, getattr(holder, name)))
+        self.installed = []
+
+    def install(self, holder, names, label=None):
+        for name in names:
+            original = getattr(holder, name)
+            self.installed.append((holder, name, original))
+            setattr(holder, name, self._wrap(label or name, original))
+
+    def uninstall(self):
+        for holder, name, original in reversed(self.installed):
+            setattr(holder, name, original)
+        self.installed = []
 
     def _wrap(self, name, fn):
-        def run(x):
-            t = time.perf_counter()
-            out = fn(x)
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
-            return out
+        box = []   # the result of the timed call
+
+        def run(*args, **kw):
+            wall, cpu = _timed(lambda: box.append(fn(*args, **kw)))
+            total = self.seconds.get(name, (0.0, 0.0))
+            self.seconds[name] = (total[0] + wall, total[1] + cpu)
+            return box.pop()
         return run
+
+
+def stage_breakdown(det, kind, images, batch):
+    """{stage: (wall, CPU) seconds} of detecting `images` in batches: pyramids, PNet, RNet, ONet,
+    crops (RNet/ONet inputs: cropping, resizing, scaling) and the rest (boxes, NMS, PNet inputs)."""
+    from facenet_tf.align import mtcnn_boxes
+    clock = StageClock()
+    clock.install(det._graph if kind == 'tf' else det.networks, ('pnet', 'rnet', 'onet'))
+    clock.install(mtcnn_boxes, ('crop_boxes', 'network_input'), 'crops')
+    try:
+        pyramids = []
+        clock.seconds['pyramids'] = _timed(lambda: pyramids.extend(det.pyramid(img) for img in images))
+        total = _timed(lambda: [det.detect_batch(pyramids[i:i + batch]) for i in range(0, len(pyramids), batch)])
+    finally:
+        clock.uninstall()
+    inside = [sum(v[k] for n, v in clock.seconds.items() if n != 'pyramids') for k in (0, 1)]
+    clock.seconds['rest'] = (total[0] - inside[0], total[1] - inside[1])
+    return clock.seconds
 
 
 def compare_faces(found, expected):
@@ -84,6 +116,7 @@ def main():
         det.detect_batch(images[:args.batch])
         det.detect(frame)
     rows = {k: {'batch': [], 'one': [], 'frame': []} for k in detectors}
+    load = os.getloadavg()[0]
     found = {}
     for _ in range(args.repeat):
         for kind, det in detectors.items():
@@ -98,8 +131,10 @@ def main():
             rows[kind]['frame'].append((wall / args.frames, cpu / args.frames))
             found[kind + ':frame'] = [det.detect(frame)]
     print(cpu_line())
-    print('%d LFW images (250x250), batches of %d; 1280x720 frame: multiface.jpg resized; median of %d rounds; '
-          'threads %s' % (len(images), args.batch, args.repeat, args.threads or 'all'))
+    print('load average (1 min) %.1f at the start, %.1f at the end' % (load, os.getloadavg()[0]))
+    print('%d LFW images (250x250), batches of %d; 1280x720 frame: multiface.jpg resized; best of %d '
+          'interleaved rounds (wall and CPU each); threads %s'
+          % (len(images), args.batch, args.repeat, args.threads or 'all'))
     print('| detector | ms/image, batches (wall / CPU) | ms/image, one at a time (wall / CPU) | '
           'ms/1280x720 frame (wall / CPU) | faces (LFW, frame) | images with another count | '
           'max box / landmark / score gap vs TF |')
@@ -108,10 +143,10 @@ def main():
     for kind in detectors:
         cells = []
         for mode in ('batch', 'one', 'frame'):
-            wall, cpu = np.median(np.array(rows[kind][mode]), axis=0) * 1000
+            wall, cpu = np.min(np.array(rows[kind][mode]), axis=0) * 1000
             speed = ''
             if base is not None and kind != 'tf':
-                ref_cpu = np.median(np.array(base[mode]), axis=0)[1] * 1000
+                ref_cpu = np.min(np.array(base[mode]), axis=0)[1] * 1000
                 speed = ' (%.2fx)' % (ref_cpu / cpu)
             cells.append('%.1f / %.1f%s' % (wall, cpu, speed))
         faces = '%d, %d' % (sum(b.shape[0] for b, _ in found[kind]), found[kind + ':frame'][0][0].shape[0])
@@ -123,13 +158,22 @@ def main():
             gaps = '- | -'
         print('| %s | %s | %s |' % (kind, ' | '.join(cells), ' | '.join([faces, gaps])))
     if args.stages:
-        for kind, det in detectors.items():
-            clock = StageClock(det._graph if kind == 'tf' else det.networks)
-            wall, _ = _timed(lambda: [det.detect_batch(images[i:i + args.batch])
-                                      for i in range(0, len(images), args.batch)])
-            print('%s stages, ms/image in batches: %s; outside the networks %.1f'
-                  % (kind, ', '.join('%s %.1f' % (n, s * 1000 / len(images)) for n, s in clock.seconds.items()),
-                     (wall - sum(clock.seconds.values())) * 1000 / len(images)))
+        print('Stages in batches of %d, ms per image (wall / CPU), best of %d rounds:' % (args.batch, args.repeat))
+        order = ('pyramids', 'pnet', 'rnet', 'onet', 'crops', 'rest')
+        best = {}
+        for _ in range(args.repeat):
+            for kind, det in detectors.items():
+                for name, (wall, cpu) in stage_breakdown(det, kind, images, args.batch).items():
+                    old = best.get((kind, name), (np.inf, np.inf))
+                    best[(kind, name)] = (min(old[0], wall), min(old[1], cpu))
+        print('| detector | %s | networks | outside the networks |' % ' | '.join(order))
+        print('| --- |' + ' --- |' * (len(order) + 2))
+        for kind in detectors:
+            ms = {n: np.array(best[(kind, n)]) * 1000 / len(images) for n in order}
+            nets = sum(ms[n] for n in ('pnet', 'rnet', 'onet'))
+            outside = sum(ms[n] for n in ('pyramids', 'crops', 'rest'))
+            print('| %s | %s |' % (kind, ' | '.join('%.1f / %.1f' % tuple(v) for v in
+                                                   [ms[n] for n in order] + [nets, outside])))
 
 
 if __name__ == '__main__':

@@ -165,3 +165,31 @@ def test_no_face_and_tiny_images(detector):
     for shape in [(1, 1, 3), (11, 40, 3), (5, 500, 3)]:
         boxes, _ = detector.detect(np.zeros(shape, dtype=np.uint8))
         assert boxes.shape == (0, 5)
+
+
+def test_crops_written_in_place_and_network_input_is_the_classic_scaling(mtcnn_dir):
+    """crop_boxes(out=) fills the given rows only; network_input gives the classic scaling of the
+    crops width-first, bit for bit, as one contiguous float32 array; stack_normalized the same of uint8."""
+    img = read_rgb(os.path.join(mtcnn_dir, 'inputs', REF_IMAGES['Anthony_Hopkins_0001']))
+    boxes = np.array([[10, 20, 60, 70], [-5, -8, 30, 25], [200, 210, 270, 280], [100, 100, 100, 100]], np.int32)
+    fresh = mb.crop_boxes(img, boxes, 24)
+    out = np.full((6, 24, 24, 3), np.nan)
+    filled = mb.crop_boxes(img, boxes, 24, out=out[1:5])
+    assert np.shares_memory(filled, out) and np.isnan(out[[0, 5]]).all()
+    np.testing.assert_array_equal(out[1:5], fresh)
+    assert fresh[1, 0, 0].tolist() == [0, 0, 0]    # zero padding above and left of the image
+    expected = ((fresh - 127.5) * 0.0078125).astype(np.float32).transpose(0, 2, 1, 3)
+    x = mb.network_input(fresh.copy())
+    assert x.dtype == np.float32 and x.flags['C_CONTIGUOUS'] and x.shape == (4, 24, 24, 3)
+    np.testing.assert_array_equal(x, expected)
+    levels = [img[:30, :40], img[5:35, 10:50]]
+    stacked = mb.stack_normalized(levels)
+    np.testing.assert_array_equal(stacked, ((np.stack(levels) - 127.5) * 0.0078125).astype(np.float32))
+
+
+def test_pyramid_levels_are_worked_out_once_per_image_size():
+    levels = mb.pyramid_levels(250, 250, 20, 0.709)
+    assert [s for s, _ in levels] == mb.pyramid_scales(250, 250, 20, 0.709)
+    assert [size for _, size in levels][:3] == [(150, 150), (107, 107), (76, 76)]
+    assert mb.pyramid_levels(250, 250, 20, 0.709) is levels
+    assert [lv.shape for lv in df.Pyramid(np.zeros((250, 250, 3), np.uint8)).levels][0] == (150, 150, 3)

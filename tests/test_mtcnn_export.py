@@ -264,3 +264,48 @@ def test_api_mtcnn_with_the_tflite_detector(exported, cache_home, reference_imag
     np.testing.assert_allclose(scores, ref_scores, atol=SCORE_ATOL)
     np.testing.assert_allclose(marks, ref_marks, atol=POINT_ATOL)
     assert sorted(os.listdir(folder)) == ['onet.tflite', 'pnet.tflite', 'rnet.tflite']   # nothing re-exported
+
+
+def test_tflite_keeps_an_interpreter_per_shape_within_its_pixel_budget(exported):
+    """Recurring input shapes keep their interpreter (no re-planning between PNet levels); over the
+    budget the least recently used one is resized; the outputs are the same either way. RNet/ONet
+    crops run in power-of-two pieces, with the outputs of one call."""
+    rng = np.random.default_rng(0)
+    levels = [rng.standard_normal((2, s, s, 3)).astype(np.float32) for s in (40, 29, 20, 40)]
+    path = os.path.join(exported, 'pnet.tflite')
+    roomy = mr._TFLiteNet(path, 'pnet', 1, 1 << 20)
+    outs = [roomy(x) for x in levels]
+    assert list(roomy.by_shape) == [(2, 29, 29, 3), (2, 20, 20, 3), (2, 40, 40, 3)]
+    tight = mr._TFLiteNet(path, 'pnet', 1, 2 * 40 * 40)
+    for x, expected in zip(levels, outs):
+        for got, want in zip(tight(x), expected):
+            np.testing.assert_array_equal(got, want)
+        assert list(tight.by_shape) == [x.shape]
+    small = mr._TFLiteNet(path, 'pnet', 1, 3000)
+    for side in (12, 13, 14, 15, 16, 50):   # five small interpreters, then one that needs the room of three
+        small(np.zeros((1, side, side, 3), np.float32))
+        assert sum(p for _, p in small.by_shape.values()) <= 3000
+    assert list(small.by_shape) == [(1, 15, 15, 3), (1, 16, 16, 3), (1, 50, 50, 3)]
+    assert mr._pieces(200, 64) == [64, 64, 64, 8] and mr._pieces(7, 64) == [4, 2, 1] and mr._pieces(64, 64) == [64]
+    rnet = mr._TFLiteNet(os.path.join(exported, 'rnet.tflite'), 'rnet', 1, 1 << 20)
+    crops = rng.standard_normal((77, 24, 24, 3)).astype(np.float32)
+    pieces = rnet(crops)
+    assert sorted(shape[0] for shape in rnet.by_shape) == [1, 4, 8, 64]
+    for got, want in zip(pieces, rnet._run(crops)):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_tflite_detector_shared_by_two_threads_gives_the_sequential_faces(exported, data_dir):
+    """The aligner detects two batches at once with one detector: TFLite calls are serialised."""
+    from concurrent.futures import ThreadPoolExecutor
+    paths = sorted(glob.glob(os.path.join(data_dir, 'lfw_deepfunneled', 'B*', '*.jpg')))[:16]
+    images = [read_rgb(p) for p in paths]
+    with mr.ExportedMTCNN('tflite', folder=exported) as det:
+        expected = det.detect_batch(images[:8]) + det.detect_batch(images[8:])
+        with ThreadPoolExecutor(2) as pool:
+            halves = list(pool.map(det.detect_batch, [images[:8], images[8:]] * 2))
+    for found in (halves[0] + halves[1], halves[2] + halves[3]):
+        for path, f, e in zip(paths, found, expected):
+            np.testing.assert_array_equal(f[0], e[0], err_msg=path)
+            np.testing.assert_array_equal(f[1], e[1], err_msg=path)

@@ -187,10 +187,9 @@ class Pyramid(object):
 
     def __init__(self, img, minsize=DEFAULT_MINSIZE, factor=DEFAULT_FACTOR):
         self.img = _as_rgb_uint8(img)
-        h, w = self.img.shape[0], self.img.shape[1]
-        self.scales = mb.pyramid_scales(h, w, minsize, factor)
-        self.levels = [mb.imresample(self.img, mb.scaled_size(h, w, s)).transpose(1, 0, 2)
-                       for s in self.scales]
+        levels = mb.pyramid_levels(self.img.shape[0], self.img.shape[1], minsize, factor)
+        self.scales = [s for s, _ in levels]
+        self.levels = [mb.imresample(self.img, size).transpose(1, 0, 2) for _, size in levels]
 
     @property
     def pixels(self):
@@ -217,9 +216,8 @@ def _pnet_batches(pyramids, tile, call_pixels):
         per = max(1, call_pixels // (shape[0] * shape[1]))
         for start in range(0, len(members), per):
             part = members[start:start + per]
-            x = np.stack([mb.normalize(pyramids[i].levels[k][r0:r1, c0:c1])
-                          for i, k, (r0, r1), (c0, c1), _ in part])
-            yield part, x
+            yield part, mb.stack_normalized([pyramids[i].levels[k][r0:r1, c0:c1]
+                                             for i, k, (r0, r1), (c0, c1), _ in part])
 
 
 def _pnet_calls(pyramids, tile, call_pixels):
@@ -291,7 +289,7 @@ def _stage_pnet(pyramids, threshold, run_pnet, tile=PNET_TILE, call_pixels=PNET_
                           boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh,
                           boxes[:, 4]], axis=1)
         boxes = mb.rerec(boxes)
-        boxes[:, 0:4] = np.fix(boxes[:, 0:4])
+        boxes[:, 0:4] = np.trunc(boxes[:, 0:4])
         result.append(boxes)
     return result
 
@@ -307,12 +305,14 @@ def _run_on_crops(images, boxes_per_image, size, run):
     if start == 0:
         return None, bounds
     parts = []
+    crops = np.empty((min(start, STAGE_CHUNK), size, size, 3), dtype=np.float64)
     for c in range(0, start, STAGE_CHUNK):
         stop = min(start, c + STAGE_CHUNK)
-        crops = [mb.crop_boxes(img, boxes[max(a, c) - a:min(b, stop) - a], size)
-                 for img, boxes, (a, b) in zip(images, boxes_per_image, bounds) if a < stop and b > c]
-        x = np.concatenate(crops, axis=0) if len(crops) > 1 else crops[0]
-        parts.append(run(mb.normalize(x).transpose(0, 2, 1, 3)))
+        for img, boxes, (a, b) in zip(images, boxes_per_image, bounds):
+            lo, hi = max(a, c), min(b, stop)   # this image's crops in this chunk
+            if lo < hi:
+                mb.crop_boxes(img, boxes[lo - a:hi - a], size, out=crops[lo - c:hi - c])
+        parts.append(run(mb.network_input(crops[:stop - c])))
     if len(parts) == 1:
         return parts[0], bounds
     return tuple(np.concatenate(p, axis=0) for p in zip(*parts)), bounds
@@ -339,7 +339,7 @@ def _stage_rnet(images, candidates, threshold, run_rnet):
 
 def _stage_onet(images, candidates, threshold, run_onet):
     """ONet output: final boxes [N, 5] and landmarks [10, N] per image (classic stage three)."""
-    candidates = [np.fix(c).astype(np.int32) for c in candidates]
+    candidates = [np.trunc(c).astype(np.int32) for c in candidates]
     candidates = [c[mb.valid_boxes(c)] for c in candidates]
     out, bounds = _run_on_crops(images, candidates, 48, run_onet)
     if out is None:

@@ -5,6 +5,8 @@ Conventions of the classic code that matter for identical results:
 - PNet maps are produced for width-first (transposed) images and read in that order;
 - crops for RNet/ONet are made 1-based by `pad` and resized from float64 with area interpolation.
 """
+import functools
+
 import cv2
 import numpy as np
 
@@ -35,6 +37,13 @@ def scaled_size(height, width, scale):
     return int(np.ceil(height * scale)), int(np.ceil(width * scale))
 
 
+@functools.lru_cache(maxsize=64)
+def pyramid_levels(height, width, minsize, factor):
+    """((scale, (level height, level width)), ...) of an image size: worked out once per size (a
+    batch of same-size images, the frames of a video)."""
+    return tuple((s, scaled_size(height, width, s)) for s in pyramid_scales(height, width, minsize, factor))
+
+
 def generate_bounding_box(prob, reg, scale, threshold):
     """PNet candidates of one pyramid level: [N, 9] = box (4), score, regression offsets (4).
 
@@ -44,12 +53,14 @@ def generate_bounding_box(prob, reg, scale, threshold):
     mirrored cell.
     """
     cols, rows = np.nonzero(prob.T >= threshold)
+    if cols.size == 0:
+        return np.empty((0, 9))
     score = prob[rows, cols]
     reg_cols = prob.shape[1] - 1 - cols if cols.size == 1 else cols
     offsets = reg[rows, reg_cols, :].astype(np.float64)
     cells = np.stack([cols, rows], axis=1).astype(np.float64)
-    top_left = np.fix((PNET_STRIDE * cells + 1) / scale)
-    bottom_right = np.fix((PNET_STRIDE * cells + PNET_CELL) / scale)
+    top_left = np.trunc((PNET_STRIDE * cells + 1) / scale)
+    bottom_right = np.trunc((PNET_STRIDE * cells + PNET_CELL) / scale)
     return np.hstack([top_left, bottom_right, score[:, None].astype(np.float64), offsets])
 
 
@@ -57,17 +68,28 @@ NMS_MATRIX_LIMIT = 2000
 
 
 def _overlaps(boxes, rows, cols, method):
-    """Overlap of boxes[rows] (as the kept box) with boxes[cols], the classic formula, [len(rows), len(cols)]."""
+    """Overlap of boxes[rows] (as the kept box) with boxes[cols], the classic formula, [len(rows), len(cols)]
+    (the classic operations in the classic order, in place: one matrix-sized temporary)."""
     x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
     area = (x2 - x1 + 1) * (y2 - y1 + 1)
     r, c = rows[:, None], cols[None, :]
-    w = np.maximum(0.0, np.minimum(x2[r], x2[c]) - np.maximum(x1[r], x1[c]) + 1)
-    h = np.maximum(0.0, np.minimum(y2[r], y2[c]) - np.maximum(y1[r], y1[c]) + 1)
-    inter = w * h
+    w = np.minimum(x2[r], x2[c])
+    w -= np.maximum(x1[r], x1[c])
+    w += 1
+    np.maximum(w, 0.0, out=w)
+    h = np.minimum(y2[r], y2[c])
+    h -= np.maximum(y1[r], y1[c])
+    h += 1
+    np.maximum(h, 0.0, out=h)
+    w *= h   # the intersection
     with np.errstate(divide='ignore', invalid='ignore'):
         if method == 'Min':
-            return inter / np.minimum(area[r], area[c])
-        return inter / (area[r] + area[c] - inter)
+            np.minimum(area[r], area[c], out=h)
+        else:
+            np.add(area[r], area[c], out=h)
+            h -= w
+        w /= h
+    return w
 
 
 def nms(boxes, threshold, method):
@@ -79,8 +101,8 @@ def nms(boxes, threshold, method):
     classic argsort order.
     """
     n = boxes.shape[0]
-    if n == 0:
-        return np.empty(0, dtype=np.int64)
+    if n <= 1:
+        return np.zeros(n, dtype=np.int64)
     order = np.argsort(boxes[:, 4])[::-1]
     if n <= NMS_MATRIX_LIMIT:
         suppress = ~(_overlaps(boxes, order, order, method) <= threshold)
@@ -150,15 +172,17 @@ def pad(boxes, w, h):
     return dy, edy, dx, edx, y, ey, x, ex, tmpw, tmph
 
 
-def crop_boxes(img, boxes, size):
-    """Crops of integer boxes, zero-padded outside the image, resized to size x size (float64).
+def crop_boxes(img, boxes, size, out=None):
+    """Crops of integer boxes, zero-padded outside the image, resized to size x size from float64.
 
-    Returns [N, size, size, 3] upright crops with raw 0..255 values.
+    Returns [N, size, size, 3] upright float64 crops with raw 0..255 values, written into `out`
+    when given (an [N, size, size, 3] float64 array), one OpenCV call per crop and no other copy.
     """
     height, width = img.shape[0], img.shape[1]
     dy, edy, dx, edx, y, ey, x, ex, tmpw, tmph = pad(boxes, width, height)
     inside = (dx == 1) & (dy == 1) & (edx == tmpw) & (edy == tmph)
-    out = np.empty((boxes.shape[0], size, size, 3), dtype=np.float64)
+    if out is None:
+        out = np.empty((boxes.shape[0], size, size, 3), dtype=np.float64)
     for k in range(boxes.shape[0]):
         src = img[y[k] - 1:ey[k], x[k] - 1:ex[k], :]
         if inside[k]:
@@ -167,7 +191,7 @@ def crop_boxes(img, boxes, size):
             tmp = np.zeros((tmph[k], tmpw[k], 3), dtype=np.float64)
             if src.size:
                 tmp[dy[k] - 1:edy[k], dx[k] - 1:edx[k], :] = src
-        out[k] = imresample(tmp, (size, size))
+        cv2.resize(tmp, (size, size), dst=out[k], interpolation=cv2.INTER_AREA)
     return out
 
 
@@ -177,16 +201,27 @@ def valid_boxes(boxes):
         ((boxes[:, 3] - boxes[:, 1] + 1).astype(np.int32) >= 1)
 
 
-def normalize(x):
-    """Classic MTCNN input scaling (x - 127.5) / 128, as float32. uint8 input is scaled in float32
-    directly (exact for integers, so the same values) without a float64 copy four times its size."""
-    x = np.asarray(x)
-    if x.dtype == np.uint8:
-        y = x.astype(np.float32, order='C')
-        y -= 127.5
-        y *= 0.0078125
-        return y
-    return ((np.asarray(x, dtype=np.float64) - 127.5) * 0.0078125).astype(np.float32)
+def stack_normalized(arrays):
+    """Classic MTCNN input scaling (x - 127.5) / 128 of equally shaped uint8 arrays (PNet inputs),
+    stacked [N, ...] float32: each is cast once into the stack, which is scaled in place (float32 is
+    exact here: integers minus 127.5, times a power of two)."""
+    x = np.empty((len(arrays),) + arrays[0].shape, dtype=np.float32)
+    for j, a in enumerate(arrays):
+        x[j] = a
+    x -= 127.5
+    x *= 0.0078125
+    return x
+
+
+def network_input(crops):
+    """Classic input scaling of upright float64 crops [N, H, W, 3] ((x - 127.5) / 128 in float64,
+    then float32), width-first and contiguous [N, W, H, 3] as the networks take them: scaled in
+    place, then one cast copy."""
+    crops -= 127.5
+    crops *= 0.0078125
+    out = np.empty((crops.shape[0], crops.shape[2], crops.shape[1], crops.shape[3]), dtype=np.float32)
+    out[...] = crops.transpose(0, 2, 1, 3)
+    return out
 
 
 def pnet_map_size(n):

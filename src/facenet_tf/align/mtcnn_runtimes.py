@@ -12,7 +12,9 @@ it is ever read; a TFLite model may use only the built-in operators the export u
 anything runs). The inputs and outputs must have the network's shapes.
 """
 import os
+import threading
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 
@@ -29,6 +31,7 @@ ONNX_OPS = {'Transpose', 'Conv', 'PRelu', 'MaxPool', 'Softmax', 'Reshape', 'MatM
 TFLITE_OPS = {'ADD', 'CONV_2D', 'FULLY_CONNECTED', 'MAX_POOL_2D', 'MUL', 'NEG', 'PRELU', 'RELU', 'RESHAPE',
               'SOFTMAX', 'DELEGATE'}
 OUTPUT_CHANNELS = {'pnet': (4, 2), 'rnet': (4, 2), 'onet': (4, 10, 2)}
+PIECES = {'rnet': 64, 'onet': 16}   # largest crop count of one TFLite call (their shapes recur)
 
 
 def read_model_file(path, fmt):
@@ -123,24 +126,29 @@ class _OnnxNet(object):
 
 
 class _TFLiteNet(object):
-    """One network in a TFLite interpreter: the input is resized when a call's shape differs from
-    the last one (PNet per pyramid level, RNet/ONet per number of crops)."""
+    """One network run by TFLite interpreters, one per input shape: resizing an interpreter's input
+    re-plans its memory and XNNPACK's operators (milliseconds), so an interpreter is kept for every
+    shape that recurs (PNet levels of one image size; RNet/ONet crops are run in pieces of
+    power-of-two counts, PIECES, so their shapes recur too). Interpreters hold at most
+    `budget_pixels` input pixels together; beyond that the least recently used one is resized.
+    Calls are serialised by a lock (an interpreter is not thread-safe; the aligner detects two
+    batches at once)."""
 
-    def __init__(self, path, net, threads):
+    def __init__(self, path, net, threads, budget_pixels):
         from facenet_tf import tf_setup
-        tf = tf_setup.configure()
-        data = read_model_file(path, 'tflite')
+        self.tf = tf_setup.configure()
+        self.data = read_model_file(path, 'tflite')
+        self.path, self.threads, self.budget = path, threads, budget_pixels
+        self.piece = PIECES.get(net)
+        interpreter = self._new()
         try:
-            with warnings.catch_warnings():   # tf.lite.Interpreter warns that it is deprecated
-                warnings.simplefilter('ignore')
-                self.interpreter = tf.lite.Interpreter(model_content=data, num_threads=threads)
-            ops = {d['op_name'] for d in self.interpreter._get_ops_details()}
+            ops = {d['op_name'] for d in interpreter._get_ops_details()}
         except (ValueError, RuntimeError) as e:
             raise FaceNetError('%s: not a readable TensorFlow Lite model (%s)' % (path, str(e).strip().splitlines()[0]))
         unknown = sorted(ops - TFLITE_OPS)
         if unknown:
             raise FaceNetError('%s: operator %s is not one an MTCNN export uses' % (path, unknown[0]))
-        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != len(OUTPUTS[net]):
             raise FaceNetError('%s: %d inputs and %d outputs, the %s network has 1 and %d'
                                % (path, len(inputs), len(outputs), net, len(OUTPUTS[net])))
@@ -153,16 +161,71 @@ class _TFLiteNet(object):
                                % (path, sorted(by_name), net, list(OUTPUTS[net])))
         self.input = inputs[0]['index']
         self.outputs = [by_name[name] for name in OUTPUTS[net]]
-        self.shape = None
+        self.lock = threading.Lock()
+        self.spare = interpreter             # not yet given a shape
+        self.by_shape = OrderedDict()        # shape -> [interpreter, pixels it was sized for], oldest first
+
+    def _new(self):
+        try:
+            with warnings.catch_warnings():   # tf.lite.Interpreter warns that it is deprecated
+                warnings.simplefilter('ignore')
+                return self.tf.lite.Interpreter(model_content=self.data, num_threads=self.threads)
+        except (ValueError, RuntimeError) as e:
+            raise FaceNetError('%s: not a readable TensorFlow Lite model (%s)'
+                               % (self.path, str(e).strip().splitlines()[0]))
+
+    def _interpreter(self, shape):
+        """The interpreter sized for `shape`: kept, made, or (over the budget) the least recently
+        used one resized after dropping as many others as it takes to fit."""
+        entry = self.by_shape.pop(shape, None)
+        if entry is None:
+            pixels = shape[0] * shape[1] * shape[2]
+            held = sum(p for _, p in self.by_shape.values())
+            if self.spare is not None:
+                entry, self.spare = [self.spare, pixels], None
+            elif self.by_shape and held + pixels > self.budget:
+                while True:
+                    entry = self.by_shape.popitem(last=False)[1]
+                    held -= entry[1]
+                    if not self.by_shape or held + max(entry[1], pixels) <= self.budget:
+                        break
+                entry[1] = max(entry[1], pixels)   # an arena keeps the largest size it had
+            else:
+                entry = [self._new(), pixels]
+            entry[0].resize_tensor_input(self.input, shape)
+            entry[0].allocate_tensors()
+        self.by_shape[shape] = entry
+        return entry[0]
+
+    def _run(self, x):
+        with self.lock:
+            interpreter = self._interpreter(x.shape)
+            interpreter.set_tensor(self.input, np.ascontiguousarray(x, dtype=np.float32))
+            interpreter.invoke()
+            return tuple(interpreter.get_tensor(i) for i in self.outputs)
 
     def __call__(self, x):
-        if x.shape != self.shape:
-            self.interpreter.resize_tensor_input(self.input, x.shape)
-            self.interpreter.allocate_tensors()
-            self.shape = x.shape
-        self.interpreter.set_tensor(self.input, np.ascontiguousarray(x, dtype=np.float32))
-        self.interpreter.invoke()
-        return tuple(self.interpreter.get_tensor(i) for i in self.outputs)
+        counts = [x.shape[0]] if self.piece is None else _pieces(x.shape[0], self.piece)
+        if len(counts) <= 1:
+            return self._run(x)
+        parts, start = [], 0
+        for count in counts:
+            parts.append(self._run(x[start:start + count]))
+            start += count
+        return tuple(np.concatenate(p, axis=0) for p in zip(*parts))
+
+
+def _pieces(n, largest):
+    """n as a sum of powers of two, at most `largest` (a power of two) each, largest first."""
+    out = [largest] * (n // largest)
+    n %= largest
+    bit = largest
+    while n:
+        if n & bit:
+            out.append(bit)
+            n -= bit
+        bit >>= 1
+    return out
 
 
 def _checked_outputs(net, path, x, outs):
@@ -180,13 +243,15 @@ class ExportedNetworks(object):
     """PNet/RNet/ONet of one folder of exported files, as the cascade calls them."""
 
     def __init__(self, kind, folder, threads=None):
-        runner = {'onnx': _OnnxNet, 'tflite': _TFLiteNet}[kind]
         self.kind, self.folder = kind, folder
         threads = threads or df.cpu_count()
         self.nets = {}
         for net in NETS:
             path = os.path.join(folder, file_name(net, kind))
-            run = runner(path, net, threads)
+            if kind == 'tflite':
+                run = _TFLiteNet(path, net, threads, df.PNET_CALL_PIXELS)
+            else:
+                run = _OnnxNet(path, net, threads)
             probe = np.zeros((1, 12, 12, 3) if net == 'pnet' else (1,) + INPUT_SHAPES[net][1:], np.float32)
             _checked_outputs(net, path, probe, run(probe))
             self.nets[net] = run
