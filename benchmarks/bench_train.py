@@ -1,10 +1,14 @@
 """Triplet-training speed: seconds per select_triplets call (45 people x 40 images, 128-D, against a
-per-pair loop as the classic code runs it) and images/s of training steps through the input pipeline.
+per-pair loop as the classic code runs it) and images/s of training steps through the input pipeline;
+with --profile, where the time of a training step and of a selection forward pass (phase_train True,
+as the classic selection runs it) goes, by op type, from a traced run (RunMetadata step_stats).
 
 Usage: python benchmarks/bench_train.py [--model_def models.small_cnn] [--image_size 96]
            [--batch_size 90] [--steps 8] [--data_dir ../shared/data/lfw_deepfunneled] [--skip_loop]
+           [--profile]
 """
 import argparse
+import collections
 import os
 import time
 
@@ -94,17 +98,51 @@ def bench_training(args):
                 sess.run(g.queue.enqueue_op, {g.queue.image_paths_placeholder: paths,
                                               g.queue.labels_placeholder: labels,
                                               g.queue.control_placeholder: np.full(labels.shape, control)})
+                feed = {g.batch_size_placeholder: args.batch_size, g.learning_rate_placeholder: 0.01,
+                        g.phase_train_placeholder: True}
                 start = time.perf_counter()
-                sess.run([g.loss, g.train_op], {g.batch_size_placeholder: args.batch_size,
-                                                g.learning_rate_placeholder: 0.01,
-                                                g.phase_train_placeholder: True})
+                sess.run([g.loss, g.train_op], feed)
                 if step > 0:
                     times.append(time.perf_counter() - start)
+            if args.profile:
+                for name, fetches in (('training step', [g.loss, g.train_op]),
+                                      ('selection forward pass', [g.embeddings, g.label_batch]),
+                                      ('training step + summaries', [g.loss, g.train_op, g.summary_op])):
+                    print_profile(name, sess, fetches, feed, lambda: sess.run(g.queue.enqueue_op, {
+                        g.queue.image_paths_placeholder: paths, g.queue.labels_placeholder: labels,
+                        g.queue.control_placeholder: np.full(labels.shape, control)}))
             training.stop_queue_runners(sess, coord, threads, [g.close_queue])
     per_step = float(np.median(times))
     print('training step %s %dpx batch %d (%s, Adagrad, %d threads): %.3f s per step, %.1f images/s (median of %d)'
           % (args.model_def, args.image_size, args.batch_size, targs.optimizer, args.threads, per_step,
              args.batch_size / per_step, len(times)))
+
+
+def print_profile(name, sess, fetches, feed, refill, rows=12):
+    """Run `fetches` once untraced (executor and kernels ready), then traced, each on a batch queued by
+    refill(); print the wall time of the traced run and each op type's share of the summed op times."""
+    from tensorflow.core.protobuf import config_pb2
+    refill()
+    sess.run(fetches, feed)
+    refill()
+    time.sleep(2.0)     # the batch decoded before the traced run starts
+    metadata = config_pb2.RunMetadata()
+    start = time.perf_counter()
+    sess.run(fetches, feed, options=config_pb2.RunOptions(trace_level=config_pb2.RunOptions.FULL_TRACE),
+             run_metadata=metadata)
+    wall = time.perf_counter() - start
+    by_type, counts = collections.Counter(), collections.Counter()
+    for device in metadata.step_stats.dev_stats:
+        for node in device.node_stats:
+            label = node.timeline_label
+            op = label.split(' = ', 1)[1].split('(', 1)[0] if ' = ' in label else node.node_name
+            by_type[op] += node.all_end_rel_micros / 1e6
+            counts[op] += 1
+    total = sum(by_type.values())
+    print('%s (traced, queue refilled): %.2f s wall, %.2f s summed over %d ops' % (name, wall, total,
+                                                                                  sum(counts.values())))
+    for op, seconds in by_type.most_common(rows):
+        print('   %-36s %7.3f s %5.1f%% %5d ops' % (op[:36], seconds, 100 * seconds / total, counts[op]))
 
 
 def main():
@@ -117,6 +155,7 @@ def main():
     parser.add_argument('--data_dir', default=os.path.join(SHARED, 'data', 'lfw_deepfunneled'))
     parser.add_argument('--skip_loop', action='store_true', help='Do not time the per-pair loop (about 1 s).')
     parser.add_argument('--skip_training', action='store_true')
+    parser.add_argument('--profile', action='store_true', help='Print where a step\'s time goes, by op type.')
     args = parser.parse_args()
     bench_selection(args.skip_loop)
     if not args.skip_training:

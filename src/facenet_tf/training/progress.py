@@ -27,10 +27,16 @@ class EpochProgress(Progress):
         self.losses = []
         self.step = 0
         self.learning_rate = 0.0
+        self.step_seconds = 0.0         # time inside the training steps' session runs, when given
+        self.first_step_seconds = 0.0   # the first step's share (its executor and kernels are prepared in it)
 
-    def update(self, step, images, loss, learning_rate):
-        """One training step done: global step, images in it, its loss and learning rate."""
+    def update(self, step, images, loss, learning_rate, seconds=0.0):
+        """One training step done: global step, images in it, its loss and learning rate, and the
+        seconds it took (the epoch's summary gives their sum beside the epoch's time)."""
         self.step, self.learning_rate = step, learning_rate
+        if not self.done:
+            self.first_step_seconds = seconds
+        self.step_seconds += seconds
         self.images += images
         self.losses.append(loss)
         super().update(1)
@@ -48,6 +54,8 @@ class EpochProgress(Progress):
 
     def summary(self):
         elapsed = time.time() - self.start
-        return ('Epoch %d: %d steps, %d images in %.1f s (%.1f img/s), mean loss %.4f'
-                % (self.epoch, self.done, self.images, elapsed, self.images / max(elapsed, 1e-9),
+        steps = (', %.1f s in training steps (%.1f s the first)' % (self.step_seconds, self.first_step_seconds)
+                 if self.step_seconds > 0 else '')
+        return ('Epoch %d: %d steps, %d images in %.1f s (%.1f img/s)%s, mean loss %.4f'
+                % (self.epoch, self.done, self.images, elapsed, self.images / max(elapsed, 1e-9), steps,
                    float(np.mean(self.losses)) if self.losses else float('nan')))

@@ -21,6 +21,7 @@ tf = tf_setup.configure()  # quiet TensorFlow import, oneDNN, TF1 graph semantic
 tf1 = tf.compat.v1
 
 MAX_EMPTY_ROUNDS = 20
+SCALAR_SUMMARY_STEPS = 20     # the scalar summaries are written every this many steps
 BATCHES_PER_ENQUEUE = 10
 
 
@@ -36,8 +37,10 @@ class TripletConfig(TrainingConfig):
 
 @dataclasses.dataclass(eq=False)
 class TripletGraph(training.TrainingGraph):
-    """The training graph with, for --triplet_mining batch, the count of triplets mined per batch."""
+    """The training graph with, for --triplet_mining batch, the count of triplets mined per batch, and
+    the merged scalar summaries apart from the histograms (see TripletRounds.train_step)."""
     nrof_mined: Any = None
+    scalar_summary: Any = None
 
 
 def build_graph(config, network, records=None):
@@ -54,9 +57,12 @@ def build_graph(config, network, records=None):
         return training.TowerLoss(tf.add_n([triplet_loss] + tower.regularization_losses(), name='total_loss'),
                                   sums=sums)
 
-    return training.build_training_graph(config, network, 3, tower_loss,
-                                         read_file=training.pipeline_reader(config, records),
-                                         graph_class=TripletGraph)
+    graph = training.build_training_graph(config, network, 3, tower_loss,
+                                          read_file=training.pipeline_reader(config, records),
+                                          graph_class=TripletGraph)
+    scalars = [s for s in tf1.get_collection(tf1.GraphKeys.SUMMARIES) if s.op.type == 'ScalarSummary']
+    graph.scalar_summary = tf1.summary.merge(scalars)     # the loss summaries are always there
+    return graph
 
 
 class TripletRounds(training.EpochStrategy):
@@ -80,12 +86,20 @@ class TripletRounds(training.EpochStrategy):
         return True
 
     def train_step(self, run, feed, size, epoch, batch_number, progress, extra=()):
-        """One training step on the next `size` queued images; returns the fetched values."""
+        """One training step on the next `size` queued images; returns the fetched values. The
+        summaries: the scalars every SCALAR_SUMMARY_STEPS steps, fetched with every step (a few
+        scalar ops, and every step then runs the one prepared executor); all of them, the weight and
+        gradient histograms too (seconds of work for 23 M values), on the epoch's last step."""
         feed_step = dict(feed)
         feed_step[run.graph.batch_size_placeholder] = size
-        v = run.train_step(('loss', 'train_op', 'global_step', 'learning_rate') + tuple(extra), feed_step, epoch,
-                           batch_number + 1 == self.config.epoch_size or (batch_number + 1) % 20 == 0)
-        progress.update(v['global_step'], size, v['loss'], v['learning_rate'])
+        last = batch_number + 1 == self.config.epoch_size
+        names = ('loss', 'train_op', 'global_step', 'learning_rate') + tuple(extra)
+        names += () if last else ('scalar_summary',)
+        start = time.perf_counter()
+        v = run.train_step(names, feed_step, epoch, last)
+        if not last and (batch_number + 1) % SCALAR_SUMMARY_STEPS == 0:
+            run.summary_writer.add_summary(v['scalar_summary'], v['global_step'])
+        progress.update(v['global_step'], size, v['loss'], v['learning_rate'], time.perf_counter() - start)
         return v
 
     def select(self, run, feed):
@@ -94,8 +108,10 @@ class TripletRounds(training.EpochStrategy):
         image_paths, num_per_class = triplets.sample_people(self.dataset, config.people_per_batch,
                                                             config.images_per_person)
         embed_control = input_pipeline.control_flags(fixed_standardization=config.use_fixed_image_standardization)
+        start = time.time()
         emb_array = training.embed_through_pipeline(run.sess, g.queue, g.embeddings, g.label_batch, image_paths,
                                                     config.batch_size, embed_control, feed, g.batch_size_placeholder)
+        print('Running forward pass on sampled images: %.3f' % (time.time() - start))
         start = time.time()
         selected, num_trips, nrof_triplets = triplets.select_triplets(
             emb_array, num_per_class, image_paths, config.people_per_batch, config.alpha,
