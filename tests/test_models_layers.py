@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from facenet_tf.errors import FaceNetError
 from facenet_tf.precision import PRECISIONS, add_precision_argument
 from facenet_tf.tf_setup import session_config
 from facenet_tf.models import inception_resnet_v1, inception_resnet_v2, layers, small_cnn, small_cnn_flat
@@ -154,7 +155,10 @@ def test_session_config_precisions():
     assert config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == on
     assert config.intra_op_parallelism_threads == 2 and config.inter_op_parallelism_threads == 1
     with pytest.raises(ValueError):
-        session_config('fp16')
+        session_config('fp8')
+    if not tf.config.list_physical_devices('GPU'):   # fp16 is for training on GPUs
+        with pytest.raises(FaceNetError, match='--precision fp16 needs a GPU'):
+            session_config('fp16')
     import argparse
     parser = add_precision_argument(argparse.ArgumentParser())
     assert parser.parse_args(['--precision', 'bf16']).precision == 'bf16'

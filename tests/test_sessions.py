@@ -122,18 +122,18 @@ def test_validate_session_carries_the_gpu_flags(tiny_pb, data_dir, tmp_path, ope
     _assert_gpu_flags(opened, ['model'])
 
 
-@pytest.mark.parametrize('module, positional', [
-    (recognize, ['model.pb', 'photo.jpg', '--gallery', 'people']),
-    (cluster, ['model.pb', 'photos', 'out']),
-    (validate, ['lfw', 'model.pb']),
-    (classifier, ['TRAIN', 'aligned', 'model.pb', 'c.pkl']),
-    (export_embeddings, ['model.pb', 'aligned', 'emb.h5']),
+@pytest.mark.parametrize('module, positional, precision', [
+    (recognize, ['model.pb', 'photo.jpg', '--gallery', 'people'], 'auto'),   # bulk tools: bf16 where native
+    (cluster, ['model.pb', 'photos', 'out'], 'auto'),
+    (validate, ['lfw', 'model.pb'], 'fp32'),                                 # classic tools: classic numbers
+    (classifier, ['TRAIN', 'aligned', 'model.pb', 'c.pkl'], 'fp32'),
+    (export_embeddings, ['model.pb', 'aligned', 'emb.h5'], 'fp32'),
 ])
-def test_every_inference_tool_takes_the_shared_flags(module, positional):
+def test_every_inference_tool_takes_the_shared_flags(module, positional, precision):
     args = module.parse_arguments(positional + GPU_FLAGS + ['--precision', 'fp32'])
     assert (args.gpu_memory_fraction, args.allow_growth, args.precision) == (0.25, True, 'fp32')
     defaults = module.parse_arguments(positional)
-    assert (defaults.gpu_memory_fraction, defaults.allow_growth, defaults.precision) == (1.0, False, 'fp32')
+    assert (defaults.gpu_memory_fraction, defaults.allow_growth, defaults.precision) == (1.0, False, precision)
 
 
 @pytest.mark.parametrize('value', ['0', '1.5', 'half'])

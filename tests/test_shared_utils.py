@@ -126,7 +126,7 @@ def test_session_config():
     assert config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16
     assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (1, 0)
     with pytest.raises(ValueError):
-        tf_setup.session_config('fp16')
+        tf_setup.session_config('fp8')
 
 
 def test_one_model_not_found_message(tmp_path):
