@@ -94,8 +94,7 @@ def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu
     if precision not in precision_lib.TRAINING_PRECISIONS:
         raise ValueError('precision must be one of %s, got %r' % (', '.join(precision_lib.TRAINING_PRECISIONS),
                                                                  precision))
-    tf = configure()
-    tf1 = tf.compat.v1
+    tf1 = configure().compat.v1
     precision = precision_lib.resolve_precision(precision)
     config = tf1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
                              inter_op_parallelism_threads=inter_op_threads,
@@ -103,15 +102,13 @@ def session_config(precision='fp32', intra_op_threads=0, inter_op_threads=0, gpu
     if gpu_memory_fraction is not None:
         config.gpu_options.per_process_gpu_memory_fraction = gpu_memory_fraction
     config.gpu_options.allow_growth = bool(allow_growth)
-    if precision in ('bf16', 'fp16'):
-        from tensorflow.core.protobuf import rewriter_config_pb2
-        rewrites = config.graph_options.rewrite_options
-        if precision == 'bf16':
-            precision_lib.warn_precision(precision)
-            rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
-        else:
-            require_precision(precision)
-            rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
+    from tensorflow.core.protobuf.rewriter_config_pb2 import RewriterConfig
+    if precision == 'bf16':
+        precision_lib.warn_precision(precision)
+        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = RewriterConfig.ON
+    elif precision == 'fp16':
+        require_precision(precision)
+        config.graph_options.rewrite_options.auto_mixed_precision = RewriterConfig.ON
     return config
 
 

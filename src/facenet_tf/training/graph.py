@@ -5,6 +5,7 @@ learning rate, the train op, the Saver, the summaries and the moving-average swa
 import dataclasses
 from typing import Any, Optional
 
+from facenet_tf.precision import resolve_precision
 from facenet_tf.training import input_pipeline
 from facenet_tf.tf_setup import configure
 from facenet_tf.training import distributed, mixed_precision
@@ -87,6 +88,7 @@ def _build(config, network, group_size, tower_loss, queue_capacity, read_file, g
         label_batch = tf.identity(label_batch, 'label_batch')
     num_towers = config.num_gpus
     towers = towers_lib.make_towers(num_towers)
+    reduced_precision = resolve_precision(config.precision) != 'fp32'   # auto on a CPU without bf16 is fp32
     if num_towers == 1:
         slices, weights = [[image_batch, label_batch]], [None]
     else:
@@ -100,7 +102,7 @@ def _build(config, network, group_size, tower_loss, queue_capacity, read_file, g
             tower_prelogits, _ = network.inference(images, config.keep_probability, phase_train=phase_train_placeholder,
                                                    bottleneck_layer_size=config.embedding_size,
                                                    weight_decay=config.weight_decay)
-            if config.precision != 'fp32':      # the loss and what leads to it stay float32
+            if reduced_precision:               # the loss and what leads to it stay float32
                 tower_prelogits = mixed_precision.fp32_boundary(tower_prelogits)
             tower_embeddings = tf.nn.l2_normalize(tower_prelogits, 1, 1e-10, name='embeddings')
         if learning_rate is None:   # created where the one-device graph creates it (same op ids, same seeds)

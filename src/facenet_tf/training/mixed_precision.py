@@ -95,8 +95,9 @@ class LossScaleOptimizer(tf1.train.Optimizer):
                 return tf.constant(True)
 
         def skip():
-            updates = [] if global_step is None else [tf1.assign_add(global_step, tf.ones([], global_step.dtype.base_dtype))]
-            with tf.control_dependencies(updates):
+            if global_step is None:
+                return tf.constant(False)
+            with tf.control_dependencies([tf1.assign_add(global_step, tf.ones([], global_step.dtype.base_dtype))]):
                 return tf.constant(False)
 
         applied = tf.cond(finite, apply, skip)
