@@ -2,8 +2,11 @@
 the input queues become placeholders, `phase_train` is fixed to False and the batch-norm training
 branches it selected are folded away (fold_constant_switches); write_graph_def writes the .pb.
 facenet_tf.model_io builds freeze_model and export_tflite on it; keras_import and the tests freeze
-the graphs they build with it."""
+the graphs they build with it. fold_batch_norms folds inference batch norms into the convolutions
+before them (runtimes runs bf16 models on that graph)."""
 import os
+
+import numpy as np
 
 from facenet_tf.errors import FaceNetError
 from facenet_tf.files import atomic_open
@@ -170,6 +173,88 @@ def freeze_session(sess, output_names=FROZEN_OUTPUTS):
     if phase is not None:
         frozen.node.extend([_placeholder('phase_train', tf.bool, [])])
     return frozen
+
+
+BATCH_NORM_OPS = ('FusedBatchNorm', 'FusedBatchNormV2', 'FusedBatchNormV3')
+
+
+def _constant(by_name, ref):
+    """The float32 value of the Const behind `ref` (through Identity nodes), or None."""
+    name = _split_ref(ref)[0]
+    for _ in range(len(by_name)):
+        node = by_name.get(name)
+        if node is None:
+            return None
+        if node.op == 'Const':
+            if node.attr['dtype'].type != tf.float32.as_datatype_enum:
+                return None
+            return tf1.make_ndarray(node.attr['value'].tensor)
+        if node.op != 'Identity' or not node.input or node.input[0].startswith('^'):
+            return None
+        name = _split_ref(node.input[0])[0]
+    return None
+
+
+def fold_batch_norms(graph_def):
+    """(GraphDef, count): each inference batch norm (is_training False, NHWC, constant statistics)
+    whose input is a Conv2D used by nothing else, with constant weights, becomes that Conv2D with its
+    weights scaled per output channel and a BiasAdd of the shifted offset, under the batch norm's
+    name. Exact in real arithmetic; float32 rounding moves embeddings by about 1e-6. Why: oneDNN's
+    bf16 rewrite fuses Conv2D + BiasAdd + Relu, but leaves a batch norm as a separate op."""
+    by_name = {n.name: n for n in graph_def.node}
+    users = {}
+    for node in graph_def.node:
+        for ref in node.input:
+            name, port, _ = _split_ref(ref)
+            users.setdefault(name, []).append((node.name, port))
+    replace, folded = {}, 0
+    for bn in graph_def.node:
+        if (bn.op not in BATCH_NORM_OPS or bn.attr['is_training'].b
+                or bn.attr['data_format'].s not in (b'', b'NHWC') or len(bn.input) != 5
+                or any(port != 0 for _, port in users.get(bn.name, ()))):
+            continue
+        conv = by_name.get(_split_ref(bn.input[0])[0])
+        if (conv is None or conv.op != 'Conv2D' or _split_ref(bn.input[0])[1] != 0
+                or conv.attr['data_format'].s not in (b'', b'NHWC') or len(users.get(conv.name, ())) != 1):
+            continue
+        values = [_constant(by_name, ref) for ref in [conv.input[1]] + list(bn.input[1:])]
+        if any(v is None for v in values):
+            continue
+        weights, scale, offset, mean, variance = [v.astype(np.float64) for v in values]
+        if weights.ndim != 4 or any(v.shape != weights.shape[-1:] for v in (scale, offset, mean, variance)):
+            continue
+        factor = scale / np.sqrt(variance + bn.attr['epsilon'].f)
+        new_weights = tf1.NodeDef(name=conv.name + '/folded_weights', op='Const')
+        new_weights.attr['dtype'].type = tf.float32.as_datatype_enum
+        new_weights.attr['value'].tensor.CopyFrom(tf1.make_tensor_proto((weights * factor).astype(np.float32)))
+        bias = tf1.NodeDef(name=bn.name + '/folded_bias', op='Const')
+        bias.attr['dtype'].type = tf.float32.as_datatype_enum
+        bias.attr['value'].tensor.CopyFrom(tf1.make_tensor_proto((offset - mean * factor).astype(np.float32)))
+        new_conv = tf1.NodeDef()
+        new_conv.CopyFrom(conv)
+        new_conv.input[1] = new_weights.name
+        add = tf1.NodeDef(name=bn.name, op='BiasAdd', input=[bn.input[0], bias.name] +
+                          [ref for ref in bn.input if ref.startswith('^')])
+        add.attr['T'].type = tf.float32.as_datatype_enum
+        add.attr['data_format'].s = b'NHWC'
+        add.device = bn.device
+        replace[conv.name] = [new_conv, new_weights]
+        replace[bn.name] = [add, bias]
+        folded += 1
+    out = tf1.GraphDef()
+    out.versions.CopyFrom(graph_def.versions)
+    out.library.CopyFrom(graph_def.library)
+    for node in graph_def.node:
+        out.node.extend(replace.get(node.name, [node]))
+    return out, folded
+
+
+def folded_embedding_graph(sess):
+    """(GraphDef, count of folded batch norms): the model loaded in `sess` frozen to its embeddings
+    (freeze_session) with its batch norms folded into the convolutions (fold_batch_norms)."""
+    graph_def, folded = fold_batch_norms(freeze_session(sess, ('embeddings',)))
+    return tf1.graph_util.extract_sub_graph(graph_def, ['embeddings'] + (
+        ['phase_train'] if any(n.name == 'phase_train' for n in graph_def.node) else [])), folded
 
 
 def write_graph_def(graph_def, output_file):

@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from facenet_tf.errors import FaceNetError
+from facenet_tf.model_freeze import folded_embedding_graph
 from facenet_tf.model_io import (ONNX, TENSORFLOW, TFLITE, load_for_inference,  # noqa: F401 (the kinds)
                                  model_kind, model_tensors, quiet_stderr)
 
@@ -112,16 +113,35 @@ def open_model(model, args=None, precision=None, use_moving_averages=False, thre
 
 
 def _open_tensorflow(path, args, precision, use_moving_averages):
+    """A SessionEmbedder of a .pb or checkpoint folder. In bf16 the session runs the model frozen with
+    its batch norms folded into the convolutions (model_freeze.folded_embedding_graph): oneDNN's bf16
+    rewrite then fuses each convolution with its bias and ReLU, which it does not do with a batch
+    norm between them. fp32 runs the graph as loaded (the classic numbers; grappler fuses it anyway)."""
     from facenet_tf import tf_setup
-    graph = tf_setup.configure().compat.v1.Graph()
-    sess = tf_setup.inference_session(args, graph=graph, precision=precision)
-    try:
+    from facenet_tf.precision import resolve_precision
+    tf1 = tf_setup.configure().compat.v1
+    graph = tf1.Graph()
+    if resolve_precision(precision or getattr(args, 'precision', None) or 'fp32') != 'bf16':
+        sess = tf_setup.inference_session(args, graph=graph, precision=precision)
+        try:
+            with graph.as_default():
+                load_for_inference(path, sess, use_moving_averages)
+            return SessionEmbedder(sess, owned=True)
+        except BaseException:
+            sess.close()
+            raise
+    # loaded in fp32 (the user's device settings), frozen and folded, then run in the bf16 session
+    with tf1.Session(graph=graph, config=tf_setup.session_config_from_args(args, precision='fp32')) as sess:
         with graph.as_default():
             load_for_inference(path, sess, use_moving_averages)
-        return SessionEmbedder(sess, owned=True)
-    except BaseException:
-        sess.close()
-        raise
+        graph_def, _ = folded_embedding_graph(sess)
+    graph = tf1.Graph()
+    with graph.as_default():
+        try:
+            tf1.import_graph_def(graph_def, name='')
+        except (ValueError, TypeError, KeyError) as e:
+            raise FaceNetError('%s: its graph with folded batch norms does not import: %s' % (path, _first_line(e)))
+    return SessionEmbedder(tf_setup.inference_session(args, graph=graph, precision=precision), owned=True)
 
 
 def _read_model_file(path, model):
