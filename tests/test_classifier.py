@@ -230,3 +230,16 @@ def test_errors_are_one_line(pixel_model, orl, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert 'error: argument --unknown_threshold: must be >= 0, got -1' in capsys.readouterr().err
     assert not os.path.exists(str(tmp_path / 'a.pkl'))
+
+
+def test_nearest_known_in_blocks_equals_one_pass(reference_dir):
+    """The gallery is searched in blocks (bounded memory): the same nearest rows and distances as a
+    search over all of it at once, on the classic reference embeddings."""
+    emb = lfw_refmodel.reference_embeddings(reference_dir, 'pipe_fixed_flip').astype(np.float32)
+    known, probes = np.concatenate([emb[:5], emb[:5] * 0.5]), emb[3:]
+    labels = np.arange(len(known))
+    whole = ((probes[:, None, :] - known[None, :, :]) ** 2).sum(axis=2)
+    for chunk, block in ((1024, 16384), (2, 3), (1, 1)):
+        dist, nearest = classify.nearest_known(known, labels, probes, chunk=chunk, block=block)
+        np.testing.assert_array_equal(nearest, whole.argmin(axis=1))
+        np.testing.assert_allclose(dist, np.sqrt(whole.min(axis=1)), rtol=0, atol=1e-5)

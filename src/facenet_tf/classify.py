@@ -194,20 +194,28 @@ def training_embeddings(model):
     return train_emb
 
 
-def nearest_known(known, labels, embeddings, chunk=1024):
-    """(L2 distance from each embedding to the nearest row of `known`, that row's label), in chunks."""
+def nearest_known(known, labels, embeddings, chunk=1024, block=16384):
+    """(L2 distance from each embedding to the nearest row of `known`, that row's label). Embeddings
+    are taken `chunk` at a time against `block` rows of `known` at a time, so the working memory is
+    at most chunk x block distances (64 MiB) whatever the size of `known`."""
     known = np.asarray(known, dtype=np.float32)
     emb = np.asarray(embeddings, dtype=np.float32)
     known_sq = np.sum(known ** 2, axis=1)
-    dist = np.zeros(len(emb), np.float32)
+    dist = np.full(len(emb), np.inf, np.float32)
     nearest = np.zeros(len(emb), np.int64)
     for start in range(0, len(emb), chunk):
         part = emb[start:start + chunk]
-        sq = np.sum(part ** 2, axis=1)[:, None] + known_sq[None, :] - 2.0 * part @ known.T
-        idx = np.argmin(sq, axis=1)
-        nearest[start:start + chunk] = idx
-        dist[start:start + chunk] = np.sqrt(np.maximum(sq[np.arange(len(part)), idx], 0.0))
-    return dist, np.asarray(labels)[nearest]
+        part_sq = np.sum(part ** 2, axis=1)[:, None]
+        best = dist[start:start + chunk]
+        best_index = nearest[start:start + chunk]
+        for first in range(0, len(known), block):
+            sq = part_sq + known_sq[None, first:first + block] - 2.0 * part @ known[first:first + block].T
+            idx = np.argmin(sq, axis=1)
+            value = sq[np.arange(len(part)), idx]
+            better = value < best    # ties keep the earlier row, as one argmin over all rows would
+            best[better] = value[better]
+            best_index[better] = first + idx[better]
+    return np.sqrt(np.maximum(dist, 0.0)), np.asarray(labels)[nearest]
 
 
 def nearest_distances(model, embeddings, chunk=1024):
