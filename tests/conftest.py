@@ -243,3 +243,15 @@ def tiny_pb(tmp_path_factory):
         with open(path, 'wb') as f:
             f.write(graph.as_graph_def().SerializeToString())
     return path
+
+
+@pytest.fixture(scope='module')
+def photos(data_dir, tmp_path_factory):
+    """Class folders of the first three LFW photos (250x250) of Aaron_Peirsol and Abdullah_Gul, as
+    links (the model-format tests)."""
+    root = tmp_path_factory.mktemp('photos')
+    for person in ('Aaron_Peirsol', 'Abdullah_Gul'):
+        os.makedirs(str(root / person))
+        for name in sorted(os.listdir(os.path.join(data_dir, 'lfw_deepfunneled', person)))[:3]:
+            os.symlink(os.path.join(data_dir, 'lfw_deepfunneled', person, name), str(root / person / name))
+    return str(root)

@@ -39,17 +39,6 @@ def _command(module, argv, capsys, prog):
 
 
 @pytest.fixture(scope='module')
-def photos(data_dir, tmp_path_factory):
-    """Class folders of the first three LFW photos (250x250) of two people, as links."""
-    root = tmp_path_factory.mktemp('photos')
-    for person in PEOPLE:
-        os.makedirs(str(root / person))
-        for name in sorted(os.listdir(os.path.join(data_dir, LFW, person)))[:3]:
-            os.symlink(os.path.join(data_dir, LFW, person, name), str(root / person / name))
-    return str(root)
-
-
-@pytest.fixture(scope='module')
 def exported(tiny_pb, photos, tmp_path_factory):
     """{name: path} of the tiny model exported by export_tflite.py and export_onnx.py in every format
     (the int8 ones calibrated on the photos, centre-cut to 160x160)."""

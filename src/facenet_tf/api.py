@@ -148,16 +148,17 @@ class FaceNet(object):
     trained (prewhiten, or fixed (x - 127.5) / 128 with fixed_standardization). `threshold` is the
     L2 distance below which same_person says yes, or a threshold file of facenet-calibrate (what it
     stands for in `threshold_source`); precision 'fp32' or 'bf16'; threads (0: all
-    cores), gpu_memory_fraction and allow_growth set the session."""
+    cores), gpu_memory_fraction and allow_growth set the session; backend 'onnx' runs a checkpoint
+    folder or .pb by onnxruntime, converted once into the cache (fp32; runtimes.open_model)."""
 
     def __init__(self, model, batch_size=100, fixed_standardization=False, threshold=DEFAULT_THRESHOLD,
-                 precision='fp32', threads=0, gpu_memory_fraction=None, allow_growth=False):
+                 precision='fp32', threads=0, gpu_memory_fraction=None, allow_growth=False, backend='tf'):
         tf_setup.configure()
         from facenet_tf.runtimes import open_model
         self.model, self.path = model, resolve_model(model)
         self.threshold, self.threshold_source = threshold_value(threshold)
         self.batch_size = batch_size
-        settings = argparse.Namespace(precision=precision, intra_op_threads=threads,
+        settings = argparse.Namespace(precision=precision, intra_op_threads=threads, backend=backend,
                                       gpu_memory_fraction=gpu_memory_fraction, allow_growth=allow_growth)
         self.sess = open_model(self.path, settings)   # the model's runner (runtimes.Embedder): any model file
         self.image_size = self.sess.image_size or 160

@@ -172,7 +172,8 @@ def export(model, data_dir, output, settings, shard=None, chunk_size=DEFAULT_CHU
     attrs = dict(settings._asdict(), model=model_name(model), data_dir=data_dir,
                  shard='' if shard is None else str(shard))
     partial = embeddings_file.PartialRun(output, {'paths': paths, 'labels': labels, 'class_names': class_names,
-                                                  'attrs': attrs, 'chunks': chunks, 'model': model_identity(model)})
+                                                  'attrs': attrs, 'chunks': chunks, 'model': model_identity(model),
+                                                  'backend': getattr(session_args, 'backend', None) or 'tf'})
     if partial.discarded:
         log('An earlier unfinished run of %s had other inputs, settings or model file: starting again' % output)
     sizes = [sum(c) for c in chunks]

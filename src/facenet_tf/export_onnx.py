@@ -22,7 +22,9 @@ DEFAULT_OPSET = 17
 INPUT, OUTPUT = 'input', 'embeddings'
 
 
-def _import(name):
+def require(name):
+    """The module `name` of tf2onnx, onnxruntime or onnx; a one-line FaceNetError naming the install
+    command when they are missing."""
     try:
         return __import__(name, fromlist=['_'])
     except ImportError:
@@ -30,13 +32,14 @@ def _import(name):
                            'onnx (or the extra: pip install facenet-tf1compat[onnx])')
 
 
-def export_onnx(model, output_file, image_size=160, opset=DEFAULT_OPSET):
+def export_onnx(model, output_file, image_size=160, opset=DEFAULT_OPSET, use_moving_averages=False):
     """Convert a frozen `.pb` or a checkpoint folder to an ONNX file (input `input` [N, S, S, 3],
-    output `embeddings` [N, D], any batch), written atomically; returns its size."""
+    output `embeddings` [N, D], any batch), written atomically; returns its size. use_moving_averages:
+    a checkpoint's moving averages instead of its variables."""
     tf_setup.configure()
     from facenet_tf import model_io
-    convert = _import('tf2onnx.convert')
-    graph_def = model_io.frozen_embedding_graph(model, image_size)
+    convert = require('tf2onnx.convert')
+    graph_def = model_io.frozen_embedding_graph(model, image_size, use_moving_averages)
     try:
         with model_io.quiet_stderr():
             proto, _ = convert.from_graph_def(graph_def, input_names=[INPUT + ':0'], output_names=[OUTPUT + ':0'],
@@ -84,7 +87,7 @@ def quantize_onnx(fp32_file, output_file, crops):
     calibrated by min/max on `crops`), written atomically; returns its size."""
     tf_setup.configure()
     from facenet_tf.model_io import quiet_stderr
-    quantization = _import('onnxruntime.quantization')
+    quantization = require('onnxruntime.quantization')
     reader = _calibration_reader(quantization.CalibrationDataReader, crops)
     work = tempfile.mkdtemp(prefix='.facenet_onnx_', dir=os.path.dirname(os.path.abspath(output_file)))
     try:

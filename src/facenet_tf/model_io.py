@@ -225,12 +225,17 @@ def load_model(model, input_map=None, session=None, use_moving_averages=False):
     check_tensors(tf1.get_default_graph(), model)
 
 
+def one_set_of_weights(model):
+    """The error for moving averages asked of a frozen graph, which holds one set of weights."""
+    return FaceNetError('%s is a frozen graph: it holds one set of weights (freeze the checkpoint folder '
+                        'with --use_moving_averages instead)' % model)
+
+
 def import_frozen_graph(graph_def, model, input_map=None, use_moving_averages=False):
     """Import the parsed frozen graph of file `model` into the default graph. It holds one set of
     weights: asking it for moving averages is an error."""
     if use_moving_averages:
-        raise FaceNetError('%s is a frozen graph: it holds one set of weights (freeze the checkpoint folder '
-                        'with --use_moving_averages instead)' % model)
+        raise one_set_of_weights(model)
     screen_graph(graph_def, model)
     for node in graph_def.node:
         node.device = ''   # a file's device names (another machine's GPUs or jobs) are not placements here
@@ -356,17 +361,19 @@ def freeze_model(model_dir, output_file, use_moving_averages=False):
 QUANTIZATIONS = ('none', 'fp16', 'dynamic', 'int8')
 
 
-def frozen_embedding_graph(model, image_size=160):
+def frozen_embedding_graph(model, image_size=160, use_moving_averages=False):
     """The screened frozen GraphDef computing `embeddings` from an `input` placeholder of
     [None, image_size, image_size, 3] (any batch), from a `.pb` or a checkpoint folder (frozen in
-    memory): what the TensorFlow Lite and ONNX exports convert."""
+    memory, with its moving averages when asked): what the TensorFlow Lite and ONNX exports convert."""
     model_exp = os.path.expanduser(model)
     if os.path.isdir(model_exp):
         with tf1.Graph().as_default() as graph:
             with tf1.Session(graph=graph) as sess:
-                load_model(model_exp, session=sess)
+                load_model(model_exp, session=sess, use_moving_averages=use_moving_averages)
                 graph_def = freeze_session(sess)
     elif os.path.isfile(model_exp):
+        if use_moving_averages:
+            raise one_set_of_weights(model)
         graph_def = read_graph_def(model_exp)
         screen_graph(graph_def, model)
     else:

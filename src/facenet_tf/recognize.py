@@ -102,7 +102,7 @@ def main(args):
                                       args.batch_size, timer)
         if namer is None:
             namer = gallery.load_gallery(args.gallery, pipeline, args.model, args.unknown_threshold, _note, people,
-                                         resolve_precision(args.precision))
+                                         resolve_precision(args.precision) if args.backend == 'tf' else 'onnx fp32')
         annotate.remove_stale_temporaries(([jsonl] if jsonl else []) +
                                           (annotator.outputs() if annotator is not None else []))
         _note('warm-up: %.1f s (first detection and embedding; not counted in the time summary)'

@@ -3,7 +3,8 @@ Embedder whose `embed(batch)` maps standardised float32 crops [N, S, S, 3] to em
 
 Three backends, chosen by the model file:
 - a frozen `.pb` or a checkpoint folder: a TensorFlow session (`SessionEmbedder`), the classic path,
-  loaded by model_io.load_for_inference; its numbers are those of a plain `sess.run`;
+  loaded by model_io.load_for_inference; its numbers are those of a plain `sess.run`; with
+  backend 'onnx' (`--backend onnx`) converted to ONNX once (onnx_cache) and run as an `.onnx` file;
 - a TensorFlow Lite flatbuffer (`TFL3` identifier): tf.lite.Interpreter (`LiteEmbedder`), resized to
   each batch when the file was exported with a dynamic batch, one crop at a time otherwise;
 - an `.onnx` file: onnxruntime's CPU provider (`OnnxEmbedder`), an optional dependency.
@@ -31,6 +32,7 @@ from facenet_tf.model_io import (ONNX, TENSORFLOW, TFLITE, load_for_inference,  
 
 MAX_MODEL_BYTES = 2 ** 31 - 1     # 2 GiB: the protobuf and flatbuffer limit of both formats
 ONNX_INSTALL = 'pip install onnxruntime onnx (or the extra: pip install facenet-tf1compat[onnx])'
+BACKENDS = ('tf', 'onnx')   # --backend: what runs a .pb or checkpoint folder
 
 
 class Embedder(object):
@@ -87,13 +89,24 @@ def _threads(args, threads):
     return int(threads)
 
 
-def open_model(model, args=None, precision=None, use_moving_averages=False, threads=None, image_size=None):
+def open_model(model, args=None, precision=None, use_moving_averages=False, threads=None, image_size=None,
+               backend=None):
     """An Embedder for a model file or folder, as the tools load it: TensorFlow models in a session of
     their own graph from the tool's flags (tf_setup.inference_session; `precision` overrides
     --precision), .tflite and .onnx files with `threads` (default --intra_op_threads; 0: all cores).
-    image_size: the crop size the caller feeds, checked against a .tflite/.onnx model's input."""
+    image_size: the crop size the caller feeds, checked against a .tflite/.onnx model's input.
+    backend (default --backend, else 'tf'): 'onnx' runs a .pb or checkpoint folder by onnxruntime
+    through its conversion cached once (_open_converted); .onnx files run there whatever the backend."""
     path = os.path.expanduser(model)
     kind = model_kind(path)
+    backend = backend or getattr(args, 'backend', None) or 'tf'
+    if backend not in BACKENDS:
+        raise FaceNetError('unknown backend %r (one of %s)' % (backend, ', '.join(BACKENDS)))
+    if backend == 'onnx' and kind == TFLITE:
+        raise FaceNetError('%s is a TensorFlow Lite model, which runs in its own interpreter: --backend onnx '
+                           'takes a .pb, a checkpoint folder or an .onnx file' % model)
+    if kind == TENSORFLOW and backend == 'onnx':
+        return _open_converted(model, path, args, precision, use_moving_averages, threads, image_size)
     if kind == TENSORFLOW:
         return _open_tensorflow(path, args, precision, use_moving_averages)
     wanted = precision or getattr(args, 'precision', 'fp32') or 'fp32'
@@ -110,6 +123,29 @@ def open_model(model, args=None, precision=None, use_moving_averages=False, thre
                            % (model, embedder.image_size, embedder.image_size, image_size, image_size,
                               embedder.image_size))
     return embedder
+
+
+def _open_converted(model, path, args, precision, use_moving_averages, threads, image_size):
+    """An OnnxEmbedder of a .pb or checkpoint folder converted to ONNX once (onnx_cache.cached_onnx,
+    at image_size, else --image_size, else 160). fp32 only: `--precision auto` runs it in fp32 too,
+    `--precision bf16` (TensorFlow's oneDNN rewrite) is refused."""
+    wanted = precision or getattr(args, 'precision', None) or 'fp32'
+    if wanted not in ('fp32', 'auto'):
+        raise FaceNetError('%s: --precision %s runs in TensorFlow only (--backend tf); --backend onnx runs the '
+                           'model in fp32 (--precision fp32 or auto)' % (model, wanted))
+    try:
+        import onnx  # noqa: F401 (checked before a conversion that could not be run)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise FaceNetError('%s: --backend onnx needs tf2onnx, onnxruntime and onnx: %s'
+                           % (model, ONNX_INSTALL.replace('install ', 'install tf2onnx ', 1)))
+    from facenet_tf.onnx_cache import cached_onnx
+    size = image_size or getattr(args, 'image_size', None) or 160
+    converted = cached_onnx(path, size, use_moving_averages)
+    try:
+        return OnnxEmbedder(_read_model_file(converted, converted), converted, converted, _threads(args, threads))
+    except FaceNetError as e:   # a cached file damaged or replaced since it was written
+        raise FaceNetError('%s (the ONNX conversion of %s: delete it to convert again)' % (e, model))
 
 
 def _open_tensorflow(path, args, precision, use_moving_averages):

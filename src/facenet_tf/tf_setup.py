@@ -24,7 +24,7 @@ Modules that do not need TensorFlow never call it, so tools like make_record.py 
 
 session_config() is the one builder of session settings (precision, threads, GPU memory, devices);
 inference_session() opens the session a tool runs a model in, from the shared flags
-(add_inference_arguments: --precision, --gpu_memory_fraction, --allow_growth).
+(add_inference_arguments: --precision, --backend, --gpu_memory_fraction, --allow_growth).
 """
 import os
 import sys
@@ -131,9 +131,14 @@ def session_config_from_args(args, device_count=None, precision=None):
 
 
 def add_inference_arguments(parser, precision='fp32'):
-    """The flags every tool that runs a model shares: --precision (default `precision`) and the
-    classic --gpu_memory_fraction and --allow_growth; inference_session() reads them."""
+    """The flags every tool that runs a model shares: --precision (default `precision`), --backend
+    (what runs a .pb or checkpoint folder: runtimes.open_model reads it) and the classic
+    --gpu_memory_fraction and --allow_growth; inference_session() reads them."""
     precision_lib.add_precision_argument(parser, precision)
+    parser.add_argument('--backend', choices=('tf', 'onnx'), default='tf',
+                        help='What runs a .pb or checkpoint folder: tf (TensorFlow, the classic path) or onnx '
+                             '(onnxruntime, fp32, on the model converted once into the cache; needs tf2onnx). An '
+                             '.onnx file always runs in onnxruntime, a .tflite file only with tf.')
     add_gpu_memory_arguments(parser)
     return parser
 
