@@ -1,15 +1,20 @@
 """Triplet-training speed: seconds per select_triplets call (45 people x 40 images, 128-D, against a
 per-pair loop as the classic code runs it) and images/s of training steps through the input pipeline;
 with --profile, where the time of a training step and of a selection forward pass (phase_train True,
-as the classic selection runs it) goes, by op type, from a traced run (RunMetadata step_stats).
+as the classic selection runs it) goes, by op type, from a traced run (RunMetadata step_stats);
+--bare_step profiles beside it the bare step of bench_embed.py --train_step (the network, the triplet
+loss and Adagrad on a fed batch: no pipeline, no moving averages, no summaries, no phase_train cond).
+Steps are timed in wall and process-CPU seconds (CPU shows how many cores a step got on a loaded
+machine); --precision bf16 runs the session's bf16 rewrite as the training scripts do.
 
 Usage: python benchmarks/bench_train.py [--model_def models.small_cnn] [--image_size 96]
            [--batch_size 90] [--steps 8] [--data_dir ../shared/data/lfw_deepfunneled] [--skip_loop]
-           [--profile]
+           [--precision fp32|bf16] [--tool_args "--weight_decay 1e-4"] [--profile] [--bare_step]
 """
 import argparse
 import collections
 import os
+import shlex
 import time
 
 import numpy as np
@@ -18,6 +23,7 @@ from _paths import SHARED
 from facenet_tf import dataset as dataset_io
 from facenet_tf import tf_setup, training
 from facenet_tf.training import input_pipeline, triplets
+from facenet_tf.training.flags import import_network
 
 tf = tf_setup.configure()
 tf1 = tf.compat.v1
@@ -76,17 +82,18 @@ def bench_training(args):
     from facenet_tf import train_triplet as train_tripletloss
     targs = train_tripletloss.parse_arguments(
         ['--model_def', args.model_def, '--image_size', str(args.image_size), '--batch_size', str(args.batch_size),
-         '--nrof_preprocess_threads', str(args.threads), '--random_crop', '--random_flip'])
+         '--nrof_preprocess_threads', str(args.threads), '--random_crop', '--random_flip',
+         '--precision', args.precision] + shlex.split(args.tool_args))
     dataset = [c for c in dataset_io.get_dataset(args.data_dir) if len(c) >= 2][:200]
-    network = __import__(args.model_def, fromlist=['inference'])
+    network = import_network(args.model_def)
     control = input_pipeline.control_flags(random_crop=True, random_flip=True)
     with tf.Graph().as_default():
         g = train_tripletloss.build_graph(targs, network)
-        with tf1.Session() as sess:
+        with tf1.Session(config=tf_setup.session_config(args.precision)) as sess:
             sess.run(tf1.global_variables_initializer())
             coord, threads = training.start_queue_runners(sess)
             rng = np.random.RandomState(0)
-            times = []
+            times, cpus = [], []
             for step in range(args.steps + 1):
                 paths = []
                 for _ in range(args.batch_size // 3):
@@ -99,23 +106,57 @@ def bench_training(args):
                                               g.queue.labels_placeholder: labels,
                                               g.queue.control_placeholder: np.full(labels.shape, control)})
                 feed = {g.batch_size_placeholder: args.batch_size, g.learning_rate_placeholder: 0.01,
-                        g.phase_train_placeholder: True}
-                start = time.perf_counter()
-                sess.run([g.loss, g.train_op], feed)
+                        g.phase_train_placeholder: True, g.write_histograms: False}
+                start, cpu = time.perf_counter(), time.process_time()
+                sess.run([g.loss, g.train_op, g.summary_op], feed)
                 if step > 0:
                     times.append(time.perf_counter() - start)
+                    cpus.append(time.process_time() - cpu)
             if args.profile:
-                for name, fetches in (('training step', [g.loss, g.train_op]),
+                for name, fetches in (('training step', [g.loss, g.train_op, g.summary_op]),
                                       ('selection forward pass', [g.embeddings, g.label_batch]),
-                                      ('training step + summaries', [g.loss, g.train_op, g.summary_op])):
+                                      ('training step + histograms', [g.loss, g.train_op, g.summary_op])):
+                    feed[g.write_histograms] = name.endswith('histograms')
                     print_profile(name, sess, fetches, feed, lambda: sess.run(g.queue.enqueue_op, {
                         g.queue.image_paths_placeholder: paths, g.queue.labels_placeholder: labels,
                         g.queue.control_placeholder: np.full(labels.shape, control)}))
             training.stop_queue_runners(sess, coord, threads, [g.close_queue])
     per_step = float(np.median(times))
-    print('training step %s %dpx batch %d (%s, Adagrad, %d threads): %.3f s per step, %.1f images/s (median of %d)'
-          % (args.model_def, args.image_size, args.batch_size, targs.optimizer, args.threads, per_step,
-             args.batch_size / per_step, len(times)))
+    print('training step %s %dpx batch %d (%s, %d threads, %s): %.3f s per step, %.2f CPU-s, %.1f images/s '
+          '(median of %d)' % (args.model_def, args.image_size, args.batch_size, targs.optimizer, args.threads,
+                              args.precision, per_step, float(np.median(cpus)), args.batch_size / per_step, len(times)))
+    if args.bare_step:
+        bench_bare_step(args, targs, network)
+
+
+def bench_bare_step(args, targs, network):
+    """The bare step of bench_embed.py --train_step (same network flags, a fed random batch): timed and
+    profiled as the tool's step above."""
+    with tf.Graph().as_default():
+        tf1.set_random_seed(1)
+        images = tf1.placeholder(tf.float32, [None, args.image_size, args.image_size, 3])
+        prelogits, _ = network.inference(images, targs.keep_probability, phase_train=True,
+                                         bottleneck_layer_size=targs.embedding_size, weight_decay=targs.weight_decay)
+        embeddings = tf.nn.l2_normalize(prelogits, 1, 1e-10)
+        anchor, positive, negative = tf.unstack(tf.reshape(embeddings, [-1, 3, targs.embedding_size]), 3, 1)
+        loss = tf.add_n([triplets.triplet_loss(anchor, positive, negative, targs.alpha)]
+                        + tf1.get_collection(tf1.GraphKeys.REGULARIZATION_LOSSES))
+        train_op = tf1.train.AdagradOptimizer(0.01).minimize(loss)
+        feed = {images: np.random.RandomState(0).standard_normal(
+            (args.batch_size, args.image_size, args.image_size, 3)).astype(np.float32)}
+        with tf1.Session(config=tf_setup.session_config(args.precision)) as sess:
+            sess.run(tf1.global_variables_initializer())
+            times, cpus = [], []
+            for step in range(args.steps + 1):
+                start, cpu = time.perf_counter(), time.process_time()
+                sess.run([loss, train_op], feed)
+                if step > 0:
+                    times.append(time.perf_counter() - start)
+                    cpus.append(time.process_time() - cpu)
+            if args.profile:
+                print_profile('bare training step', sess, [loss, train_op], feed, lambda: None)
+    print('bare training step (%s): %.3f s per step, %.2f CPU-s (median of %d)'
+          % (args.precision, float(np.median(times)), float(np.median(cpus)), len(times)))
 
 
 def print_profile(name, sess, fetches, feed, refill, rows=12):
@@ -156,6 +197,9 @@ def main():
     parser.add_argument('--skip_loop', action='store_true', help='Do not time the per-pair loop (about 1 s).')
     parser.add_argument('--skip_training', action='store_true')
     parser.add_argument('--profile', action='store_true', help='Print where a step\'s time goes, by op type.')
+    parser.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32')
+    parser.add_argument('--tool_args', default='', help='More training flags, e.g. "--weight_decay 1e-4".')
+    parser.add_argument('--bare_step', action='store_true', help='Also time (and profile) the bare step.')
     args = parser.parse_args()
     bench_selection(args.skip_loop)
     if not args.skip_training:

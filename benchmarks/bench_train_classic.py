@@ -19,7 +19,11 @@ start-up (until the first forward pass begins: imports, graph, session); the sel
 (seconds, images/s); training steps (seconds, images/s); time per trained image of the whole tool
 minus start-up, of the steps only and of the steps after the first (whose executor and kernels are
 prepared in it; the classic tool's two epochs amortise that over twice the steps: it runs
---max_nrof_epochs + 1 epochs).
+--max_nrof_epochs + 1 epochs). The steady state: wall and CPU seconds of a full-batch step that is
+neither the first of a selection round nor the epoch's last (ours writes the histograms there), from
+the times between consecutive step lines (the child's CPU time is read from /proc at each line, so
+a step's CPU seconds show how many cores it got on a loaded machine); the first and the last step
+of ours are printed apart.
 """
 import argparse
 import os
@@ -39,6 +43,7 @@ FORWARD_RE = re.compile(r'Running forward pass on sampled images: ([\d.]+)')
 CLASSIC_SELECTED_RE = re.compile(r'\(nrof_random_negs, nrof_triplets\) = \((\d+), (\d+)\): time=([\d.]+) seconds')
 CLASSIC_STEP_RE = re.compile(r'^Epoch: \[\d+\]\[\d+/\d+\]\tTime ([\d.]+)')
 OURS_SELECTED_RE = re.compile(r'^Selected (\d+) triplets from (\d+) anchor-positive pairs \(\w+, ([\d.]+) s\)')
+STEP_RE = re.compile(r'^Epoch: \[\d+\]\[(\d+)/\d+\]')       # a step line of either tool
 OURS_EPOCH_RE = re.compile(r'^Epoch \d+: (\d+) steps, (\d+) images in [\d.]+ s .*?, ([\d.]+) s in training steps'
                            r' \(([\d.]+) s the first\)')
 
@@ -94,18 +99,28 @@ def command(args, data_dir, work):
             '--logs_base_dir', os.path.join(work, 'logs'), '--models_base_dir', os.path.join(work, 'models')]
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of a running process (all its threads), from /proc."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except OSError:
+        return float('nan')
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def run_tool(argv, env, work, log_path):
-    """Run one training; returns (wall s, CPU s, [(seconds since start, line)])."""
+    """Run one training; returns (wall s, CPU s, [(seconds since start, CPU s so far, line)])."""
     lines = []
     with open(log_path + '.err', 'w') as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, cwd=work, env=env, text=True)
         for line in proc.stdout:
-            lines.append((time.perf_counter() - start, line.rstrip('\n')))
+            lines.append((time.perf_counter() - start, cpu_seconds(proc.pid), line.rstrip('\n')))
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
     with open(log_path, 'w') as f:
-        f.writelines('%9.3f %s\n' % entry for entry in lines)
+        f.writelines('%9.3f %9.2f %s\n' % entry for entry in lines)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit('%s failed (exit %d), see %s and %s.err'
                          % (argv[1], os.waitstatus_to_exitcode(status), log_path, log_path))
@@ -115,7 +130,7 @@ def run_tool(argv, env, work, log_path):
 def parse(tool, lines):
     """{forward: [s], embedded, trained: images, steps: s, startup: s} from a tool's log lines."""
     forward, triplets, steps, trained, startup, first = [], [], 0.0, 0, None, None
-    for at, line in lines:
+    for at, _, line in lines:
         found = FORWARD_RE.search(line)
         if found:
             forward.append(float(found.group(1)))
@@ -143,9 +158,45 @@ def parse(tool, lines):
     if startup is None or not trained:
         raise SystemExit('%s: no forward pass or no trained image in its log' % tool)
     first_images = min(90, 3 * triplets[0])
-    return dict(forward=sum(forward), rounds=len(forward), embedded=1800 * len(forward), trained=trained,
-                steps=steps, startup=startup, triplets=triplets,
-                steady=1000 * (steps - first) / max(trained - first_images, 1))
+    figures = dict(forward=sum(forward), rounds=len(forward), embedded=1800 * len(forward), trained=trained,
+                   steps=steps, startup=startup, triplets=triplets, first=first,
+                   steady=1000 * (steps - first) / max(trained - first_images, 1))
+    figures.update(step_times(lines))
+    return figures
+
+
+def step_times(lines):
+    """Steady-state steps from the times between consecutive step lines (no other line between them;
+    a line may stand for several steps: ours prints at most one every 5 s), leaving out every
+    round's last step (a partial batch; ours writes the histograms on the epoch's last): {step_wall,
+    step_cpu: median seconds per step, last_wall, last_cpu: the log's last step, when its line stands
+    for it alone, timed from the line before it (after a selection: with the enqueue)}."""
+    events = []
+    for at, cpu, line in lines:
+        found = STEP_RE.search(line)
+        selection = OURS_SELECTED_RE.search(line) or CLASSIC_SELECTED_RE.search(line)
+        events.append((at, cpu, int(found.group(1)) if found else None, selection is not None))
+    round_ends, selected, previous = set(), False, None
+    for _, _, b, selection in events:
+        selected = selected or selection
+        if b is not None:
+            if selected and previous is not None:
+                round_ends.add(b - 1)       # a round's first step line follows its selection
+            selected, previous = False, b
+    if previous is not None:
+        round_ends.add(previous)
+    nan = float('nan')
+    walls, cpus, last = [], [], (nan, nan)
+    for (at0, cpu0, b0, _), (at1, cpu1, b1, _) in zip(events, events[1:]):
+        if b0 is not None and b1 is not None and b1 > b0 and not any(b0 < end <= b1 for end in round_ends):
+            walls.append((at1 - at0) / (b1 - b0))
+            cpus.append((cpu1 - cpu0) / (b1 - b0))
+    steps = [i for i, event in enumerate(events) if event[2] is not None]
+    if len(steps) >= 2 and (events[steps[-1] - 1][2] is None or events[steps[-1]][2] - events[steps[-2]][2] == 1):
+        (at0, cpu0, _, _), (at1, cpu1, _, _) = events[steps[-1] - 1], events[steps[-1]]
+        last = (at1 - at0, cpu1 - cpu0)
+    return dict(step_wall=float(np.median(walls)) if walls else nan, step_cpu=float(np.median(cpus)) if cpus else nan,
+                last_wall=last[0], last_cpu=last[1])
 
 
 def main():
@@ -186,8 +237,9 @@ def main():
             results[tool].append(fig)
             load.append(os.getloadavg()[0])
             print('%-7s round %d: wall %.1f s, CPU %.1f s, start-up %.1f s, forward %.1f s, %d images in %.1f s of '
-                  'steps, triplets %s' % (tool, r, wall, cpu, fig['startup'], fig['forward'], fig['trained'],
-                                         fig['steps'], fig['triplets']), flush=True)
+                  'steps (steady %.2f s, %.2f CPU-s a step), triplets %s, load %.1f'
+                  % (tool, r, wall, cpu, fig['startup'], fig['forward'], fig['trained'], fig['steps'],
+                     fig['step_wall'], fig['step_cpu'], fig['triplets'], load[-1]), flush=True)
     print()
     print(cpu_line())
     print('load average (1 min) during the runs: %.1f-%.1f; training set %s; ours +%r'
@@ -206,10 +258,18 @@ def main():
                    steps=median(lambda x: x['trained'] / x['steps']),
                    tool=median(lambda x: 1000 * (x['wall'] - x['startup']) / x['trained']),
                    step_ms=median(lambda x: 1000 * x['steps'] / x['trained']), steady=median(lambda x: x['steady']))
+        row.update((key, median(lambda x: x[key])) for key in ('first', 'step_wall', 'step_cpu', 'last_wall',
+                                                                'last_cpu'))
         table[tool] = row
         print('%-8s %8.1f %8.1f %9.1f %12.1f %10.1f %12.1f %12.1f %13.1f'
               % (tool, row['wall'], row['cpu'], row['startup'], row['forward'], row['steps'], row['tool'],
                  row['step_ms'], row['steady']))
+    print('\n%-8s %12s %12s %12s %12s %12s %12s' % ('tool', 'first step s', 'steady s', 'steady CPU s',
+                                                   'steady cores', 'last step s', 'last CPU s'))
+    for tool, row in table.items():
+        print('%-8s %12.1f %12.2f %12.2f %12.2f %12.1f %12.1f'
+              % (tool, row['first'], row['step_wall'], row['step_cpu'], row['step_cpu'] / row['step_wall'],
+                 row['last_wall'], row['last_cpu']))
     if len(table) == 2:
         c, o = table['classic'], table['ours']
         print('ours/classic: time per trained image %.2fx (whole tool minus start-up), %.2fx (steps only), %.2fx '

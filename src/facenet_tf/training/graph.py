@@ -10,7 +10,7 @@ from facenet_tf.training import input_pipeline
 from facenet_tf.tf_setup import configure
 from facenet_tf.training import distributed, mixed_precision
 from facenet_tf.training import towers as towers_lib
-from facenet_tf.training.optimizers import MovingAverageSwap, build_train_op
+from facenet_tf.training.optimizers import HISTOGRAMS, MovingAverageSwap, build_train_op
 from facenet_tf.training.schedule import learning_rate_tensor
 
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
@@ -37,6 +37,7 @@ class TrainingGraph:
     saver: Any = None                   # keeps the last 3 checkpoints
     state_saver: Any = None             # every global variable: the training state a run continues from
     summary_op: Any = None
+    write_histograms: Any = None        # bool placeholder (default True) of the histograms in summary_op, or None
     close_queue: Any = None
     average_swap: Optional[MovingAverageSwap] = None    # with --lfw_use_moving_averages
     cluster: Any = None                 # distributed.Cluster of TF_CONFIG, or None
@@ -157,11 +158,12 @@ def _combine_towers(g, outputs, weights, prelogits, embeddings, tower_entries):
 def add_run_ops(config, graph):
     """What both training graphs add after the train op: the Saver of graph.saved (the last 3
     checkpoints kept), the Saver of the training state (every global variable), the merged
-    summaries, the op closing the input queue and, with --lfw_use_moving_averages, the
-    MovingAverageSwap of graph.averages."""
+    summaries (with the switch of their histograms, when there are some), the op closing the input
+    queue and, with --lfw_use_moving_averages, the MovingAverageSwap of graph.averages."""
     graph.saver = tf1.train.Saver(graph.saved, max_to_keep=3)
     graph.state_saver = tf1.train.Saver(tf1.global_variables(), max_to_keep=1)
     graph.summary_op = tf1.summary.merge_all()
+    graph.write_histograms = next(iter(tf1.get_collection(HISTOGRAMS)), None)
     graph.close_queue = graph.queue.queue.close(cancel_pending_enqueues=True)
     if config.lfw_use_moving_averages:
         graph.average_swap = MovingAverageSwap(graph.averages)

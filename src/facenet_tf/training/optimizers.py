@@ -11,6 +11,7 @@ tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 NO_MOVING_AVERAGE = 'no_moving_average'     # collection of trainable variables kept out of the moving averages
+HISTOGRAMS = 'write_histograms'             # collection of the bool placeholder that turns the histograms on
 
 
 def make_optimizer(name, learning_rate):
@@ -41,14 +42,33 @@ def add_loss_summaries(total_loss):
     return loss_averages_op, [loss_averages.average(loss) for loss in losses + [total_loss]]
 
 
+def _tag(name):
+    """The tag tf.summary.histogram(name, ...) gives at the top level (its name scope, made unique)."""
+    with tf1.name_scope(name) as scope:
+        return scope.rstrip('/')
+
+
 def _add_histograms(grads, loss_scaling=False):
-    for var in tf1.trainable_variables():
-        tf1.summary.histogram(var.op.name, var)
-    for grad, var in grads:
-        if grad is not None:
-            if loss_scaling:    # a skipped step's gradients are not finite; the histogram refuses them
-                grad = mixed_precision.finite_or_zero(grad)
-            tf1.summary.histogram(var.op.name + '/gradients', grad)
+    """The weight and gradient histograms (classic tags) as one serialized summary in the SUMMARIES
+    collection, computed inside a cond on the bool placeholder HISTOGRAMS[0] (default True): a step
+    that feeds it False skips the 23 M values yet runs the same fetches, so the training step's one
+    executor also serves the step that writes them (a second fetch set would mean a second executor,
+    prepared again at seconds of cost on the first step it runs)."""
+    entries = [(_tag(var.op.name), var, False) for var in tf1.trainable_variables()]
+    entries += [(_tag(var.op.name + '/gradients'), grad, True) for grad, var in grads if grad is not None]
+
+    def histograms():
+        summaries = []
+        for tag, values, is_gradient in entries:
+            if is_gradient and loss_scaling:    # a skipped step's gradients are not finite; the histogram refuses them
+                values = mixed_precision.finite_or_zero(values)
+            summaries.append(tf.raw_ops.HistogramSummary(tag=tag, values=values))
+        return tf1.summary.merge(summaries, collections=[])
+
+    write = tf1.placeholder_with_default(True, [], name='write_histograms')
+    tf1.add_to_collection(HISTOGRAMS, write)
+    tf1.add_to_collection(tf1.GraphKeys.SUMMARIES, tf.cond(write, histograms, lambda: tf.constant(''),
+                                                           name='histograms'))
 
 
 def build_train_op(total_loss, global_step, optimizer_name, learning_rate, moving_average_decay,

@@ -18,7 +18,6 @@ from facenet_tf.model_io import save_variables_and_metagraph  # noqa: F401 (clas
 from facenet_tf.training import get_learning_rate_from_file  # noqa: F401 (classic name)
 
 tf = tf_setup.configure()  # quiet TensorFlow import, oneDNN, TF1 graph semantics
-tf1 = tf.compat.v1
 
 MAX_EMPTY_ROUNDS = 20
 SCALAR_SUMMARY_STEPS = 20     # the scalar summaries are written every this many steps
@@ -37,10 +36,8 @@ class TripletConfig(TrainingConfig):
 
 @dataclasses.dataclass(eq=False)
 class TripletGraph(training.TrainingGraph):
-    """The training graph with, for --triplet_mining batch, the count of triplets mined per batch, and
-    the merged scalar summaries apart from the histograms (see TripletRounds.train_step)."""
+    """The training graph with, for --triplet_mining batch, the count of triplets mined per batch."""
     nrof_mined: Any = None
-    scalar_summary: Any = None
 
 
 def build_graph(config, network, records=None):
@@ -57,12 +54,9 @@ def build_graph(config, network, records=None):
         return training.TowerLoss(tf.add_n([triplet_loss] + tower.regularization_losses(), name='total_loss'),
                                   sums=sums)
 
-    graph = training.build_training_graph(config, network, 3, tower_loss,
-                                          read_file=training.pipeline_reader(config, records),
-                                          graph_class=TripletGraph)
-    scalars = [s for s in tf1.get_collection(tf1.GraphKeys.SUMMARIES) if s.op.type == 'ScalarSummary']
-    graph.scalar_summary = tf1.summary.merge(scalars)     # the loss summaries are always there
-    return graph
+    return training.build_training_graph(config, network, 3, tower_loss,
+                                         read_file=training.pipeline_reader(config, records),
+                                         graph_class=TripletGraph)
 
 
 class TripletRounds(training.EpochStrategy):
@@ -87,18 +81,20 @@ class TripletRounds(training.EpochStrategy):
 
     def train_step(self, run, feed, size, epoch, batch_number, progress, extra=()):
         """One training step on the next `size` queued images; returns the fetched values. The
-        summaries: the scalars every SCALAR_SUMMARY_STEPS steps, fetched with every step (a few
-        scalar ops, and every step then runs the one prepared executor); all of them, the weight and
-        gradient histograms too (seconds of work for 23 M values), on the epoch's last step."""
+        summaries are fetched with every step, so every step runs the one prepared executor: the
+        scalars, written every SCALAR_SUMMARY_STEPS steps; the weight and gradient histograms
+        (seconds of work for 23 M values) computed and written on the epoch's last step only."""
+        g = run.graph
         feed_step = dict(feed)
-        feed_step[run.graph.batch_size_placeholder] = size
+        feed_step[g.batch_size_placeholder] = size
         last = batch_number + 1 == self.config.epoch_size
-        names = ('loss', 'train_op', 'global_step', 'learning_rate') + tuple(extra)
-        names += () if last else ('scalar_summary',)
+        if g.write_histograms is not None:
+            feed_step[g.write_histograms] = last
+        names = ('loss', 'train_op', 'global_step', 'learning_rate', 'summary_op') + tuple(extra)
         start = time.perf_counter()
-        v = run.train_step(names, feed_step, epoch, last)
-        if not last and (batch_number + 1) % SCALAR_SUMMARY_STEPS == 0:
-            run.summary_writer.add_summary(v['scalar_summary'], v['global_step'])
+        v = run.train_step(names, feed_step, epoch, False)
+        if last or (batch_number + 1) % SCALAR_SUMMARY_STEPS == 0:
+            run.summary_writer.add_summary(v['summary_op'], v['global_step'])
         progress.update(v['global_step'], size, v['loss'], v['learning_rate'], time.perf_counter() - start)
         return v
 
