@@ -195,3 +195,15 @@ def test_bin_reader_refuses_code_and_checks_counts(tmp_path):
     good.write_bytes(pickle.dumps(([bytearray(b'a'), b'b'], np.array([False])), protocol=2))
     images, issame = read_bin(str(good))
     assert images == [b'a', b'b'] and issame.tolist() == [False]
+
+
+def test_area_under_curve_is_scikit_learns():
+    """The AUC without scikit-learn's import: its numbers for increasing and decreasing x, its refusal
+    of a curve that goes back and forth."""
+    from sklearn import metrics
+    rng = np.random.default_rng(0)
+    x, y = np.sort(rng.random(40)), np.sort(rng.random(40))
+    assert evaluation.area_under_curve(x, y) == metrics.auc(x, y)
+    assert evaluation.area_under_curve(x[::-1], y[::-1]) == metrics.auc(x[::-1], y[::-1])
+    with pytest.raises(ValueError):
+        evaluation.area_under_curve([0.0, 0.5, 0.2], [0.0, 1.0, 1.0])
