@@ -122,7 +122,40 @@ def freeze_session(sess, output_names=FROZEN_OUTPUTS):
     """Frozen inference GraphDef of the model loaded in `sess`: variables become constants,
     `input` and `label_batch` become placeholders (no input queues), `phase_train` is fixed to
     False so the batch-norm training branch is removed, and only what the outputs need is kept."""
-    graph = sess.graph
+    rewired, outputs, phase = _rewired(sess.graph, output_names)
+    return _finished(tf1.graph_util.convert_variables_to_constants(sess, rewired, outputs), outputs, phase)
+
+
+def freeze_with_values(graph, read, output_names=FROZEN_OUTPUTS):
+    """freeze_session for a graph without a session: each VariableV2 the outputs need becomes the
+    constant `read(name)` (a NumPy array of the variable's dtype and shape, else a FaceNetError).
+    None when the graph holds variables of another kind (resource variables): freeze a session."""
+    rewired, outputs, phase = _rewired(graph, output_names)
+    needed = tf1.graph_util.extract_sub_graph(rewired, outputs)
+    if any(node.op in ('VarHandleOp', 'VariableV1', 'Variable') for node in needed.node):
+        return None
+    frozen = tf1.GraphDef()
+    frozen.versions.CopyFrom(needed.versions)
+    frozen.library.CopyFrom(needed.library)
+    for node in needed.node:
+        if node.op == 'VariableV2':
+            value = np.asarray(read(node.name))
+            dtype = tf.as_dtype(node.attr['dtype'].type)
+            shape = tuple(tf.TensorShape(node.attr['shape'].shape).as_list())
+            if value.dtype != dtype.as_numpy_dtype or value.shape != shape:
+                raise FaceNetError('variable %s: the checkpoint holds %s %s, the graph wants %s %s'
+                                   % (node.name, value.dtype, list(value.shape), dtype.name, list(shape)))
+            const = tf1.NodeDef(name=node.name, op='Const')
+            const.attr['dtype'].type = dtype.as_datatype_enum
+            const.attr['value'].tensor.CopyFrom(tf1.make_tensor_proto(value))
+            node = const
+        frozen.node.extend([node])
+    return _finished(frozen, outputs, phase)
+
+
+def _rewired(graph, output_names):
+    """(GraphDef of `graph` with `input`/`label_batch` as placeholders and `phase_train` read as a
+    constant False, the output names it has, the phase_train op or None)."""
     graph_def = graph.as_graph_def()
     replaced = {}
     for name in ('input', 'label_batch'):
@@ -168,7 +201,11 @@ def freeze_session(sess, output_names=FROZEN_OUTPUTS):
     outputs = [n for n in output_names if any(node.name == n for node in rewired.node)]
     if 'embeddings' not in outputs:
         raise FaceNetError('the model has no "embeddings" node to freeze')
-    frozen = tf1.graph_util.convert_variables_to_constants(sess, rewired, outputs)
+    return rewired, outputs, phase
+
+
+def _finished(frozen, outputs, phase):
+    """The frozen GraphDef with its constant switches folded, cut to the outputs (and phase_train)."""
     frozen = tf1.graph_util.extract_sub_graph(fold_constant_switches(frozen), outputs)
     if phase is not None:
         frozen.node.extend([_placeholder('phase_train', tf.bool, [])])
@@ -249,10 +286,10 @@ def fold_batch_norms(graph_def):
     return out, folded
 
 
-def folded_embedding_graph(sess):
-    """(GraphDef, count of folded batch norms): the model loaded in `sess` frozen to its embeddings
-    (freeze_session) with its batch norms folded into the convolutions (fold_batch_norms)."""
-    graph_def, folded = fold_batch_norms(freeze_session(sess, ('embeddings',)))
+def folded_embedding_graph(frozen):
+    """(GraphDef, count of folded batch norms): a frozen model (freeze_session, freeze_with_values;
+    with an `embeddings` output) with its batch norms folded into the convolutions (fold_batch_norms)."""
+    graph_def, folded = fold_batch_norms(frozen)
     return tf1.graph_util.extract_sub_graph(graph_def, ['embeddings'] + (
         ['phase_train'] if any(n.name == 'phase_train' for n in graph_def.node) else [])), folded
 

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from facenet_tf.errors import FaceNetError
-from facenet_tf.model_freeze import folded_embedding_graph
+from facenet_tf.inference_graph import folded_graph
 from facenet_tf.model_io import (ONNX, TENSORFLOW, TFLITE, load_for_inference,  # noqa: F401 (the kinds)
                                  model_kind, model_tensors, quiet_stderr)
 
@@ -150,7 +150,7 @@ def _open_converted(model, path, args, precision, use_moving_averages, threads, 
 
 def _open_tensorflow(path, args, precision, use_moving_averages):
     """A SessionEmbedder of a .pb or checkpoint folder. In bf16 the session runs the model frozen with
-    its batch norms folded into the convolutions (model_freeze.folded_embedding_graph): oneDNN's bf16
+    its batch norms folded into the convolutions (inference_graph.folded_graph): oneDNN's bf16
     rewrite then fuses each convolution with its bias and ReLU, which it does not do with a batch
     norm between them. fp32 runs the graph as loaded (the classic numbers; grappler fuses it anyway)."""
     from facenet_tf import tf_setup
@@ -166,11 +166,7 @@ def _open_tensorflow(path, args, precision, use_moving_averages):
         except BaseException:
             sess.close()
             raise
-    # loaded in fp32 (the user's device settings), frozen and folded, then run in the bf16 session
-    with tf1.Session(graph=graph, config=tf_setup.session_config_from_args(args, precision='fp32')) as sess:
-        with graph.as_default():
-            load_for_inference(path, sess, use_moving_averages)
-        graph_def, _ = folded_embedding_graph(sess)
+    graph_def, _ = folded_graph(path, tf_setup.session_config_from_args(args, precision='fp32'), use_moving_averages)
     graph = tf1.Graph()
     with graph.as_default():
         try:
