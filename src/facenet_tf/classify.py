@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from facenet_tf import files
-from facenet_tf.errors import FaceNetError
+from facenet_tf.errors import FaceNetError, first_line
 from facenet_tf.files import atomic_open
 from facenet_tf.dataset import ImageClass
 
@@ -86,17 +86,13 @@ def load(path):
     except (OSError, MemoryError):
         raise
     except Exception as e:  # pickle raises many types on foreign or damaged files
-        raise FaceNetError('%s is not a classifier file: %s' % (path, _first_line(e)))
+        raise FaceNetError('%s is not a classifier file: %s' % (path, first_line(e)))
     if not (isinstance(content, tuple) and len(content) == 2):
         raise FaceNetError('%s is not a classifier file (expected a pickle of (model, class_names), got %s)'
                            % (path, type(content).__name__))
     model, class_names = content
     check_content(path, model, class_names)
     return model, list(class_names)
-
-
-def _first_line(e):
-    return str(e).splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _array(path, model, name, dtype, ndim):
@@ -174,7 +170,7 @@ def check_content(path, model, class_names):
     try:
         predict(model, class_names, np.zeros((1, dim), np.float32))
     except Exception as e:
-        raise FaceNetError('%s: the classifier cannot predict: %s' % (path, _first_line(e)))
+        raise FaceNetError('%s: the classifier cannot predict: %s' % (path, first_line(e)))
 
 
 def check_embedding_size(path, model, embeddings):

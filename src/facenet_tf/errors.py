@@ -10,3 +10,9 @@ turned into FaceNetError by their loaders)."""
 
 class FaceNetError(Exception):
     """Bad input (a path, a flag value, a file); the message is shown to the user as one line."""
+
+
+def first_line(error):
+    """The first line of an exception's message (its type's name when it has none): what a one-line
+    FaceNetError quotes of an error raised by a library (TensorFlow, protobuf, onnxruntime, ...)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

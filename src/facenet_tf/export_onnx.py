@@ -15,7 +15,7 @@ import tempfile
 
 from facenet_tf import files, tf_setup
 from facenet_tf.cli import ArgumentParser, command, int_between, positive_int
-from facenet_tf.errors import FaceNetError
+from facenet_tf.errors import FaceNetError, first_line
 from facenet_tf.export_tflite import add_representative_arguments, start_export
 
 DEFAULT_OPSET = 17
@@ -45,7 +45,7 @@ def export_onnx(model, output_file, image_size=160, opset=DEFAULT_OPSET, use_mov
             proto, _ = convert.from_graph_def(graph_def, input_names=[INPUT + ':0'], output_names=[OUTPUT + ':0'],
                                               opset=opset)
     except Exception as e:  # tf2onnx raises several unrelated types
-        raise FaceNetError('ONNX conversion failed: %s' % (str(e).strip().splitlines() or [type(e).__name__])[0])
+        raise FaceNetError('ONNX conversion failed: %s' % first_line(e))
     return _rename_and_write(proto, output_file)
 
 

@@ -10,7 +10,7 @@ A `.pb`, or a graph with resource variables, is loaded into an fp32 session and 
 """
 import os
 
-from facenet_tf.errors import FaceNetError
+from facenet_tf.errors import FaceNetError, first_line
 from facenet_tf.model_freeze import folded_embedding_graph, freeze_session, freeze_with_values
 from facenet_tf.model_io import (AVERAGE_SUFFIX, check_tensors, get_model_filenames, load_for_inference,
                                  read_meta_graph, screen_graph)
@@ -19,9 +19,6 @@ from facenet_tf.tf_setup import configure
 tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
-
-def _first_line(error):
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def freeze_checkpoint(model, output_names=('embeddings',), use_moving_averages=False):
@@ -43,7 +40,7 @@ def freeze_checkpoint(model, output_names=('embeddings',), use_moving_averages=F
         reader = tf.train.load_checkpoint(checkpoint)
         stored = reader.get_variable_to_dtype_map()
     except (tf.errors.OpError, ValueError) as e:
-        raise FaceNetError('cannot read %s from %s: %s' % (ckpt_file, model, _first_line(e)))
+        raise FaceNetError('cannot read %s from %s: %s' % (ckpt_file, model, first_line(e)))
     if use_moving_averages and not any(name.endswith(AVERAGE_SUFFIX) for name in stored):
         raise FaceNetError('%s holds no moving averages of its variables' % model)
 
@@ -54,7 +51,7 @@ def freeze_checkpoint(model, output_names=('embeddings',), use_moving_averages=F
         try:
             return reader.get_tensor(key)
         except (tf.errors.OpError, ValueError) as e:
-            raise FaceNetError('cannot restore %s from %s: %s' % (ckpt_file, model, _first_line(e)))
+            raise FaceNetError('cannot restore %s from %s: %s' % (ckpt_file, model, first_line(e)))
 
     graph = tf1.Graph()
     with graph.as_default():
@@ -63,7 +60,7 @@ def freeze_checkpoint(model, output_names=('embeddings',), use_moving_averages=F
         try:
             tf1.import_graph_def(graph_def, input_map=input_map, name='')
         except (ValueError, TypeError, KeyError, tf.errors.OpError) as e:
-            raise FaceNetError('cannot import %s: %s' % (meta_path, _first_line(e)))
+            raise FaceNetError('cannot import %s: %s' % (meta_path, first_line(e)))
         check_tensors(graph, model)
         return freeze_with_values(graph, read, output_names)
 

@@ -19,7 +19,7 @@ import stat
 import sys
 import time
 
-from facenet_tf.errors import FaceNetError
+from facenet_tf.errors import FaceNetError, first_line
 from facenet_tf.files import write_atomic
 from facenet_tf.model_freeze import embedding_subgraph, freeze_session, write_graph_def
 from facenet_tf.model_screen import screen_graph
@@ -219,7 +219,7 @@ def load_model(model, input_map=None, session=None, use_moving_averages=False):
             saver.restore(sess, os.path.join(model_exp, ckpt_file))
         except (tf.errors.OpError, ValueError, KeyError, TypeError) as e:
             raise FaceNetError('cannot restore %s from %s: %s'
-                            % (ckpt_file, model, (str(e).strip().splitlines() or [type(e).__name__])[0]))
+                            % (ckpt_file, model, first_line(e)))
     else:
         raise model_not_found(model)
     check_tensors(tf1.get_default_graph(), model)
@@ -242,7 +242,7 @@ def import_frozen_graph(graph_def, model, input_map=None, use_moving_averages=Fa
     try:
         tf1.import_graph_def(graph_def, input_map=input_map, name='')
     except (ValueError, TypeError, KeyError, tf.errors.OpError) as e:
-        raise FaceNetError('cannot import %s: %s' % (model, (str(e).strip().splitlines() or [type(e).__name__])[0]))
+        raise FaceNetError('cannot import %s: %s' % (model, first_line(e)))
 
 
 def averages_saver(checkpoint, model):

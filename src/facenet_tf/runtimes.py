@@ -25,20 +25,23 @@ import warnings
 
 import numpy as np
 
-from facenet_tf.errors import FaceNetError
+from facenet_tf.errors import FaceNetError, first_line
 from facenet_tf.inference_graph import folded_graph
+from facenet_tf.tf_setup import BACKENDS
 from facenet_tf.model_io import (ONNX, TENSORFLOW, TFLITE, load_for_inference,  # noqa: F401 (the kinds)
                                  model_kind, model_tensors, quiet_stderr)
 
 MAX_MODEL_BYTES = 2 ** 31 - 1     # 2 GiB: the protobuf and flatbuffer limit of both formats
 ONNX_INSTALL = 'pip install onnxruntime onnx (or the extra: pip install facenet-tf1compat[onnx])'
-BACKENDS = ('tf', 'onnx')   # --backend: what runs a .pb or checkpoint folder
 
 
 class Embedder(object):
     """Embeddings of standardised crops: `embed(float32 [N, S, S, 3]) -> float32 [N, D]`;
-    image_size and embedding_size (None when the model does not say), close(), a context manager."""
+    image_size and embedding_size (None when the model does not say), close(), a context manager.
+    `arithmetic` names what computes the embeddings (a TensorFlow session's precision, 'fp32' or
+    'bf16', else the runtime): recognize's gallery cache is keyed by it."""
     kind = None
+    arithmetic = None
     image_size = None
     embedding_size = None
 
@@ -59,8 +62,8 @@ class SessionEmbedder(Embedder):
     """A TensorFlow session holding a loaded model (input:0, optional phase_train:0, embeddings:0)."""
     kind = TENSORFLOW
 
-    def __init__(self, sess, owned=False):
-        self.sess, self.owned = sess, owned
+    def __init__(self, sess, owned=False, arithmetic='fp32'):
+        self.sess, self.owned, self.arithmetic = sess, owned, arithmetic
         self.images, self.phase_train, self.embeddings = model_tensors(sess.graph)
         shape = self.images.shape.as_list() if self.images.shape.rank == 4 else [None] * 4
         self.image_size = shape[1]
@@ -157,12 +160,13 @@ def _open_tensorflow(path, args, precision, use_moving_averages):
     from facenet_tf.precision import resolve_precision
     tf1 = tf_setup.configure().compat.v1
     graph = tf1.Graph()
-    if resolve_precision(precision or getattr(args, 'precision', None) or 'fp32') != 'bf16':
+    arithmetic = resolve_precision(precision or getattr(args, 'precision', None) or 'fp32')
+    if arithmetic != 'bf16':
         sess = tf_setup.inference_session(args, graph=graph, precision=precision)
         try:
             with graph.as_default():
                 load_for_inference(path, sess, use_moving_averages)
-            return SessionEmbedder(sess, owned=True)
+            return SessionEmbedder(sess, owned=True, arithmetic=arithmetic)
         except BaseException:
             sess.close()
             raise
@@ -172,8 +176,9 @@ def _open_tensorflow(path, args, precision, use_moving_averages):
         try:
             tf1.import_graph_def(graph_def, name='')
         except (ValueError, TypeError, KeyError) as e:
-            raise FaceNetError('%s: its graph with folded batch norms does not import: %s' % (path, _first_line(e)))
-    return SessionEmbedder(tf_setup.inference_session(args, graph=graph, precision=precision), owned=True)
+            raise FaceNetError('%s: its graph with folded batch norms does not import: %s' % (path, first_line(e)))
+    return SessionEmbedder(tf_setup.inference_session(args, graph=graph, precision=precision), owned=True,
+                           arithmetic=arithmetic)
 
 
 def _read_model_file(path, model):
@@ -201,13 +206,11 @@ def _check_signature(model, input_shape, input_type, output_shape, output_type):
     return int(input_shape[1]), int(output_shape[1])
 
 
-def _first_line(error):
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
 
 class LiteEmbedder(Embedder):
     """A TensorFlow Lite model run by tf.lite.Interpreter (its XNNPACK CPU delegate)."""
     kind = TFLITE
+    arithmetic = 'tflite'
 
     def __init__(self, data, path, model, threads=0):
         from facenet_tf.tf_setup import configure
@@ -220,7 +223,7 @@ class LiteEmbedder(Embedder):
                 self.interpreter.allocate_tensors()
             inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         except Exception as e:  # the interpreter raises ValueError and RuntimeError
-            raise FaceNetError('%s is not a TensorFlow Lite model the interpreter can run: %s' % (model, _first_line(e)))
+            raise FaceNetError('%s is not a TensorFlow Lite model the interpreter can run: %s' % (model, first_line(e)))
         if len(inputs) != 1 or len(outputs) != 1:
             raise FaceNetError('%s: the model must have one input and one output, it has %d and %d'
                                % (model, len(inputs), len(outputs)))
@@ -254,7 +257,7 @@ class LiteEmbedder(Embedder):
                     return self._run(batch)
                 return np.concatenate([self._run(batch[k:k + 1]) for k in range(batch.shape[0])])
         except (ValueError, RuntimeError) as e:
-            raise FaceNetError('%s: %s' % (self.model, _first_line(e)))
+            raise FaceNetError('%s: %s' % (self.model, first_line(e)))
 
 
 def _refuse_custom_ops(data, model):
@@ -278,6 +281,7 @@ def _refuse_custom_ops(data, model):
 class OnnxEmbedder(Embedder):
     """An ONNX model run by onnxruntime's CPU provider."""
     kind = ONNX
+    arithmetic = 'onnxruntime'
 
     def __init__(self, data, path, model, threads=0):
         try:
@@ -301,7 +305,7 @@ class OnnxEmbedder(Embedder):
             self.session = onnxruntime.InferenceSession(path if external else data, options,
                                                         providers=['CPUExecutionProvider'])
         except Exception as e:  # onnxruntime raises its own exception types
-            raise FaceNetError('%s: onnxruntime cannot load it: %s' % (model, _first_line(e)))
+            raise FaceNetError('%s: onnxruntime cannot load it: %s' % (model, first_line(e)))
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise FaceNetError('%s: the model must have one input and one output, it has %d and %d'
@@ -325,7 +329,7 @@ class OnnxEmbedder(Embedder):
             return np.concatenate([self.session.run([self.output_name], {self.input_name: batch[k:k + step]})[0]
                                    for k in range(0, batch.shape[0], step)])
         except Exception as e:  # onnxruntime's own exception types
-            raise FaceNetError('%s: %s' % (self.model, _first_line(e)))
+            raise FaceNetError('%s: %s' % (self.model, first_line(e)))
 
 
 def _external_data(proto, path, model):
