@@ -98,8 +98,14 @@ def test_checkpoint_folder_and_moving_averages(tiny_checkpoint, crops, home):
     for averages in (False, True):
         with runtimes.open_model(tiny_checkpoint, use_moving_averages=averages) as ref:
             expected = ref.embed(crops)
+            assert ref.arithmetic == 'fp32'
+        # bf16: the checkpoint frozen from its files, with the same choice of weights
+        with runtimes.open_model(tiny_checkpoint, use_moving_averages=averages, precision='bf16') as reduced:
+            assert reduced.arithmetic == 'bf16'
+            assert np.abs(reduced.embed(crops) - expected).max() < 0.005, averages   # the averages move it by 0.2
         with runtimes.open_model(tiny_checkpoint, use_moving_averages=averages, backend='onnx') as runner:
             assert (runner.kind, runner.image_size, runner.embedding_size) == ('onnx', 160, 648)
+            assert runner.arithmetic == 'onnxruntime'   # recognize keys its gallery cache by it
             got = np.concatenate([runner.embed(crops[:1]), runner.embed(crops[1:])])
         assert np.abs(got - expected).max() < 1e-5, averages
         embeddings[averages] = got

@@ -156,8 +156,8 @@ def _read_cache(cache, key, nrof_people, nrof_images):
 def load_gallery(gallery_dir, pipeline, model, unknown_threshold, note, people=None, precision='fp32'):
     """A GalleryNamer of a folder with one sub-folder of photos or crops per person (`people`: its
     gallery_people, listed again when not given). The embeddings are cached in
-    gallery_dir/.facenet_gallery.npz and reused while the model, the settings (and `precision`, the
-    one the model runs at: fp32 or bf16) and the images are unchanged; a cache path that is a link
+    gallery_dir/.facenet_gallery.npz and reused while the model, the settings (and `precision`, what
+    computes the embeddings: runtimes.Embedder.arithmetic) and the images are unchanged; a cache path that is a link
     or no regular file is neither read nor replaced."""
     gallery_dir = os.path.expanduser(gallery_dir)
     people = people if people is not None else gallery_people(gallery_dir)

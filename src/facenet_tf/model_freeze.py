@@ -132,7 +132,7 @@ def freeze_with_values(graph, read, output_names=FROZEN_OUTPUTS):
     None when the graph holds variables of another kind (resource variables): freeze a session."""
     rewired, outputs, phase = _rewired(graph, output_names)
     needed = tf1.graph_util.extract_sub_graph(rewired, outputs)
-    if any(node.op in ('VarHandleOp', 'VariableV1', 'Variable') for node in needed.node):
+    if any(node.op in ('VarHandleOp', 'Variable') for node in needed.node):
         return None
     frozen = tf1.GraphDef()
     frozen.versions.CopyFrom(needed.versions)

@@ -30,7 +30,6 @@ from facenet_tf.align import aligner
 from facenet_tf import annotate, files, gallery, recognition, sources as source_lib, tf_setup
 from facenet_tf.cli import add_model_argument, doc_parser, non_negative_float, positive_int, command
 from facenet_tf.errors import FaceNetError
-from facenet_tf.precision import resolve_precision
 
 
 def _note(text):
@@ -102,7 +101,7 @@ def main(args):
                                       args.batch_size, timer)
         if namer is None:
             namer = gallery.load_gallery(args.gallery, pipeline, args.model, args.unknown_threshold, _note, people,
-                                         resolve_precision(args.precision) if args.backend == 'tf' else 'onnx fp32')
+                                         sess.arithmetic)
         annotate.remove_stale_temporaries(([jsonl] if jsonl else []) +
                                           (annotator.outputs() if annotator is not None else []))
         _note('warm-up: %.1f s (first detection and embedding; not counted in the time summary)'

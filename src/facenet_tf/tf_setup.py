@@ -130,12 +130,15 @@ def session_config_from_args(args, device_count=None, precision=None):
                           getattr(args, 'allow_growth', False), device_count)
 
 
+BACKENDS = ('tf', 'onnx')   # --backend: what runs a .pb or checkpoint folder (runtimes.open_model)
+
+
 def add_inference_arguments(parser, precision='fp32'):
     """The flags every tool that runs a model shares: --precision (default `precision`), --backend
     (what runs a .pb or checkpoint folder: runtimes.open_model reads it) and the classic
     --gpu_memory_fraction and --allow_growth; inference_session() reads them."""
     precision_lib.add_precision_argument(parser, precision)
-    parser.add_argument('--backend', choices=('tf', 'onnx'), default='tf',
+    parser.add_argument('--backend', choices=BACKENDS, default='tf',
                         help='What runs a .pb or checkpoint folder: tf (TensorFlow, the classic path) or onnx '
                              '(onnxruntime, fp32, on the model converted once into the cache; needs tf2onnx). An '
                              '.onnx file always runs in onnxruntime, a .tflite file only with tf.')
