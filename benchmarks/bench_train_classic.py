@@ -3,7 +3,7 @@ alternately (--rounds times each) with the same command on the same aligned crop
 wall and process CPU time, the selection forward pass, the training steps and the time per trained
 image, and the ratio ours/classic.
 
-Usage: python benchmarks/bench_train_classic.py [--rounds 2] [--epoch_size 5] [--images_per_class 3]
+Usage: python benchmarks/bench_train_classic.py [--rounds 2] [--epoch_size 5] [--max_nrof_epochs 1] [--images_per_class 3]
            [--ours_args "--precision bf16"] [--classic ~/classic] [--aligned /work/data/lfw_mtcnnpy_160]
            [--cache /tmp/facenet_bench_train] [--only ours|classic] [--keep]
 
@@ -12,14 +12,15 @@ crops each (links in the cache folder; the crops of --aligned, else LFW aligned 
 into the cache). A round samples 45 people x up to 40 images (1,800 images embedded), selects
 triplets among the first 45 people (at most 45 x 3 = 135 with 3 images each) and trains on them:
 the classic tool trains every selected triplet of a round, ours stops at --epoch_size steps, so
---epoch_size 5 (135 triplets = 5 batches of 90) makes both train the same one round.
+with --epoch_size a multiple of 5 (135 triplets = 5 batches of 90) both train whole rounds. The
+classic tool runs --max_nrof_epochs + 1 epochs; ours gets --max_nrof_epochs + 1 so that both train
+the same epochs, steps and images (the epoch-end work, checkpoint and histograms, included).
 
 Figures per tool (medians over the rounds): wall and CPU seconds (the child's user + system time);
 start-up (until the first forward pass begins: imports, graph, session); the selection forward pass
 (seconds, images/s); training steps (seconds, images/s); time per trained image of the whole tool
 minus start-up, of the steps only and of the steps after the first (whose executor and kernels are
-prepared in it; the classic tool's two epochs amortise that over twice the steps: it runs
---max_nrof_epochs + 1 epochs). The steady state: wall and CPU seconds of a full-batch step that is
+prepared in it). The steady state: wall and CPU seconds of a full-batch step that is
 neither the first of a selection round nor the epoch's last (ours writes the histograms there), from
 the times between consecutive step lines (the child's CPU time is read from /proc at each line, so
 a step's CPU seconds show how many cores it got on a loaded machine); the first and the last step
@@ -90,11 +91,12 @@ def align_once(args):
     return out
 
 
-def command(args, data_dir, work):
-    """The flags both tools get."""
+def command(args, data_dir, work, tool):
+    """The flags both tools get; ours one epoch more, to train the epochs the classic tool trains."""
+    epochs = args.max_nrof_epochs + (1 if tool == 'ours' else 0)
     return ['--data_dir', data_dir, '--model_def', 'models.inception_resnet_v1', '--image_size', '160',
             '--batch_size', '90', '--people_per_batch', '45', '--images_per_person', '40', '--optimizer', 'ADAGRAD',
-            '--learning_rate', '0.01', '--epoch_size', str(args.epoch_size), '--max_nrof_epochs', '1',
+            '--learning_rate', '0.01', '--epoch_size', str(args.epoch_size), '--max_nrof_epochs', str(epochs),
             '--embedding_size', '128', '--keep_probability', '0.8', '--weight_decay', '1e-4', '--random_flip',
             '--logs_base_dir', os.path.join(work, 'logs'), '--models_base_dir', os.path.join(work, 'models')]
 
@@ -204,6 +206,8 @@ def main():
     parser.add_argument('--rounds', type=int, default=2)
     parser.add_argument('--epoch_size', type=int, default=5)
     parser.add_argument('--images_per_class', type=int, default=3)
+    parser.add_argument('--max_nrof_epochs', type=int, default=1,
+                        help="The classic tool's flag (it trains one epoch more); ours gets one more to match.")
     parser.add_argument('--ours_args', default='', help='Extra flags for our tool only, e.g. "--precision bf16".')
     parser.add_argument('--classic', default=os.path.expanduser('~/classic'))
     parser.add_argument('--aligned', default=os.path.join(os.path.dirname(ROOT), 'data', 'lfw_mtcnnpy_160'))
@@ -230,7 +234,7 @@ def main():
             if pythonpath:
                 env['PYTHONPATH'] = pythonpath
             log = os.path.join(logs, '%s_%d.log' % (tool, r))
-            wall, cpu, lines = run_tool(script + command(args, data_dir, work) + extra, env, work, log)
+            wall, cpu, lines = run_tool(script + command(args, data_dir, work, tool) + extra, env, work, log)
             shutil.rmtree(work)
             fig = parse(tool, lines)
             fig.update(wall=wall, cpu=cpu)
