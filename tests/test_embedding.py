@@ -2,6 +2,8 @@
 the same images, in the same order, for every batch size, chunk size, helper count and flip mode."""
 import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -117,3 +119,52 @@ def test_embed_same_for_any_batch_size(image_files):
     assert results[0].shape == (len(image_files), 12)
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], rtol=0, atol=1e-6)
+
+
+THREADS_SCRIPT = '''
+import os, sys
+import numpy as np
+from facenet_tf import tf_setup
+tf = tf_setup.configure()
+tf1 = tf.compat.v1
+from facenet_tf import embedding
+
+def decode():
+    reader = embedding.ImageBatches(32, 1)
+    reader.decode([sys.argv[2]])
+    reader.close()
+
+def model_session():
+    graph = tf1.Graph()
+    with graph.as_default():
+        a = tf.constant(np.ones((256, 256), np.float32))
+        product = tf.matmul(a, a)
+    with tf1.Session(graph=graph, config=tf_setup.session_config()) as sess:
+        sess.run(product)
+        print(len(os.listdir('/proc/self/task')))
+
+if sys.argv[1] == 'decoder-first':
+    decode()
+    model_session()
+else:
+    model_session()
+    decode()
+'''
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self/task') or len(os.sched_getaffinity(0)) < 2,
+                    reason='counts threads in /proc/self/task; needs 2 or more CPUs')
+def test_a_decoder_created_before_the_model_leaves_it_every_core(image_files, tmp_path):
+    """TensorFlow sizes its intra-op pool once per process, from the first session: a decoder made
+    before the model (as a tool that checks its inputs first does) must not shrink the model's pool.
+    The model session starts as many threads whichever comes first."""
+    script = tmp_path / 'threads.py'
+    script.write_text(THREADS_SCRIPT)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'src')
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    counts = {}
+    for order in ('decoder-first', 'model-first'):
+        out = subprocess.run([sys.executable, str(script), order, image_files[0]], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        counts[order] = int(out.split()[-1])
+    assert counts['decoder-first'] == counts['model-first'], counts

@@ -14,7 +14,9 @@ are therefore decoded in chunks by helper threads at a lower scheduling priority
 those threads only), a few batches ahead, which use the moments the network leaves a core idle; when
 the network needs a chunk that no helper has started, the calling thread decodes it at normal
 priority, so a busy machine cannot starve the pipeline. The decoding session runs its operations in
-the calling thread (inter_op_parallelism_threads=-1), so it starts no thread pools of its own.
+the calling thread (inter_op_parallelism_threads=-1), so it starts no thread pools of its own, and
+leaves TensorFlow's per-process pools (sized by the first session) to the model: a decoder created
+before the model must not shrink them.
 """
 import hashlib
 import os
@@ -97,9 +99,13 @@ class ImageBatches(object):
             images = tf.map_fn(load, self._items, fn_output_signature=tf.TensorSpec(shape, tf.float32),
                                parallel_iterations=1)
             self._images = tf.reshape(images, [-1, image_size, image_size, 3])
-        # Negative inter-op threads: every operation runs in the thread that calls run().
-        self.session = tf1.Session(graph=self.graph, config=session_config(intra_op_threads=1,
-                                                                          inter_op_threads=-1))
+        # Negative inter-op threads: every operation runs in the thread that calls run(). TensorFlow
+        # sizes its intra-op and inter-op pools once per process, from the first session: the intra-op
+        # threads stay the default and the inter-op setting stays this session's own, so a decoder
+        # made before the model leaves it every core.
+        config = session_config(inter_op_threads=-1)
+        config.use_per_session_threads = True
+        self.session = tf1.Session(graph=self.graph, config=config)
 
     def decode(self, items):
         """float32 images of a list of items, decoded in the calling thread."""
