@@ -22,14 +22,14 @@ DEFAULT_OPSET = 17
 INPUT, OUTPUT = 'input', 'embeddings'
 
 
-def require(name):
+def require(name, purpose='exporting to ONNX'):
     """The module `name` of tf2onnx, onnxruntime or onnx; a one-line FaceNetError naming the install
-    command when they are missing."""
+    command when they are missing (`purpose`: what needs them, the message's start)."""
     try:
         return __import__(name, fromlist=['_'])
     except ImportError:
-        raise FaceNetError('exporting to ONNX needs tf2onnx, onnxruntime and onnx: pip install tf2onnx onnxruntime '
-                           'onnx (or the extra: pip install facenet-tf1compat[onnx])')
+        raise FaceNetError('%s needs tf2onnx, onnxruntime and onnx: pip install tf2onnx onnxruntime onnx (or the '
+                           'extra: pip install facenet-tf1compat[onnx])' % purpose)
 
 
 def export_onnx(model, output_file, image_size=160, opset=DEFAULT_OPSET, use_moving_averages=False):

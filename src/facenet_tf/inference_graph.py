@@ -20,7 +20,6 @@ tf = configure()  # TensorFlow set up for TF1 graphs (see facenet_tf.tf_setup)
 tf1 = tf.compat.v1
 
 
-
 def freeze_checkpoint(model, output_names=('embeddings',), use_moving_averages=False):
     """The frozen inference GraphDef of a checkpoint folder (model_freeze.freeze_with_values), made
     without a session: the meta graph is imported into a graph of its own and its variables become

@@ -9,7 +9,7 @@ with their names), the image size, use_moving_averages, the opset, CONVERSION_VE
 version, so another model, setting or converter never reuses a stale file. The model is hashed again
 after the conversion: a model changed meanwhile leaves no file. The file is written under a
 temporary name and renamed, so concurrent first uses each write a whole file; nothing is written
-outside <cache>/onnx. The model's files are at most MAX_MODEL_BYTES in all (sizes checked before
+outside <cache>/onnx. The model's files are at most runtimes.MAX_MODEL_BYTES in all (sizes checked before
 reading), the bound of every model loader (docs/security.md); the cached file is then read and
 checked by runtimes.OnnxEmbedder like any .onnx file.
 """
@@ -23,7 +23,6 @@ from facenet_tf import files
 from facenet_tf.errors import FaceNetError
 
 CONVERSION_VERSION = b'facenet-tf onnx cache 1: export_onnx fp32, input -> embeddings, free batch'
-MAX_MODEL_BYTES = 2 ** 31 - 1   # as runtimes.MAX_MODEL_BYTES: the protobuf limit a frozen graph must fit
 CHUNK = 1 << 20
 
 
@@ -36,8 +35,9 @@ def cache_root():
 def model_files(model):
     """[(name, path)] of the files a conversion reads: a .pb (name ''); a folder's .meta, then the
     files of the checkpoint it restores (model_io.get_model_filenames), by name. Regular files of at
-    most MAX_MODEL_BYTES in all, else a one-line FaceNetError."""
+    most runtimes.MAX_MODEL_BYTES in all, else a one-line FaceNetError."""
     from facenet_tf import model_io
+    from facenet_tf.runtimes import MAX_MODEL_BYTES
     path = os.path.expanduser(model)
     if os.path.isdir(path):
         meta, checkpoint = model_io.get_model_filenames(path)

@@ -136,12 +136,9 @@ def _open_converted(model, path, args, precision, use_moving_averages, threads, 
     if wanted not in ('fp32', 'auto'):
         raise FaceNetError('%s: --precision %s runs in TensorFlow only (--backend tf); --backend onnx runs the '
                            'model in fp32 (--precision fp32 or auto)' % (model, wanted))
-    try:
-        import onnx  # noqa: F401 (checked before a conversion that could not be run)
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise FaceNetError('%s: --backend onnx needs tf2onnx, onnxruntime and onnx: %s'
-                           % (model, ONNX_INSTALL.replace('install ', 'install tf2onnx ', 1)))
+    from facenet_tf.export_onnx import require
+    for name in ('tf2onnx', 'onnxruntime', 'onnx'):     # checked before a conversion that could not run
+        require(name, '%s: --backend onnx' % model)
     from facenet_tf.onnx_cache import cached_onnx
     size = image_size or getattr(args, 'image_size', None) or 160
     converted = cached_onnx(path, size, use_moving_averages)
@@ -204,7 +201,6 @@ def _check_signature(model, input_shape, input_type, output_shape, output_type):
                            'this one maps %s %s to %s %s' % (model, input_type, list(input_shape), output_type,
                                                            list(output_shape)))
     return int(input_shape[1]), int(output_shape[1])
-
 
 
 class LiteEmbedder(Embedder):
