@@ -3,6 +3,7 @@ the swap that evaluates on those averages."""
 import contextlib
 
 from facenet_tf.errors import FaceNetError
+from facenet_tf.model_io import AVERAGE_SUFFIX
 from facenet_tf.tf_setup import configure
 from facenet_tf.training.config import OPTIMIZERS  # noqa: F401 (the --optimizer choices)
 from facenet_tf.training import mixed_precision, towers as towers_lib
@@ -12,7 +13,6 @@ tf1 = tf.compat.v1
 
 NO_MOVING_AVERAGE = 'no_moving_average'     # collection of trainable variables kept out of the moving averages
 HISTOGRAMS = 'write_histograms'             # collection of the bool placeholder that turns the histograms on
-AVERAGE_NAME = 'ExponentialMovingAverage'   # the shadow variables' suffix (tf.train.ExponentialMovingAverage's)
 
 
 def make_optimizer(name, learning_rate):
@@ -112,23 +112,24 @@ def build_train_op(total_loss, global_step, optimizer_name, learning_rate, movin
     return train_op, saved, averages
 
 
-def weight_averages(variables, decay, num_updates, name=AVERAGE_NAME):
+def weight_averages(variables, decay, num_updates):
     """The exponential moving averages of `variables`, as tf.train.ExponentialMovingAverage(decay,
-    num_updates).apply(variables) keeps them (same shadow names `<variable>/ExponentialMovingAverage`,
+    num_updates).apply(variables) keeps them (the same shadows `<variable>` + model_io.AVERAGE_SUFFIX,
     initial values, decay min(decay, (1 + n) / (10 + n)) and update), built without its per-variable
     cond on whether the variable is initialized: that cond, and the graph walk TensorFlow makes
     over it to order the initializers, took about 4 of the 19 s of building the InceptionResnetV1
-    training graph (docs/model_files.md). A shadow starts from its variable's initial value, which both initializers read
-    in the one run of the global initializer. Returns (update op, {average: variable})."""
+    training graph (docs/model_files.md). A shadow starts from its variable's initial value, which
+    both initializers read in the one run of the global initializer. Returns (update op,
+    {average: variable})."""
     averages = {}
     with tf.control_dependencies(None):
         for var in variables:
-            with tf1.colocate_with(var), tf1.variable_scope(None, var.op.name + '/' + name):
+            with tf1.colocate_with(var), tf1.variable_scope(None, var.op.name + AVERAGE_SUFFIX):
                 average = tf1.get_variable('', initializer=var.initial_value, trainable=False,
                                            collections=[tf1.GraphKeys.GLOBAL_VARIABLES])
             tf1.add_to_collection(tf1.GraphKeys.MOVING_AVERAGE_VARIABLES, var)
             averages[average] = var
-    with tf1.name_scope(name):
+    with tf1.name_scope('weight_averages'):
         steps = tf.cast(num_updates, tf.float32)
         rate = 1.0 - tf.minimum(tf.constant(decay, tf.float32), (1.0 + steps) / (10.0 + steps))
         updates = [tf1.assign_sub(average, (average - var) * rate) for average, var in averages.items()]
